@@ -1,0 +1,147 @@
+"""Find the files of one Space Ranger run, whichever folder of it the user points at.
+
+Accepted: an ``outs/`` folder, its parent, a folder holding ``spatial/`` and the matrix directly
+(as published copies often are), or a Visium HD ``outs/`` with ``binned_outputs/square_NNNum/``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tmescope.errors import InputNotFoundError, SpaceRangerLayoutError
+from tmescope.io._keys import MtxFiles
+from tmescope.io._keys import VisiumFiles as F
+
+DEFAULT_HD_BIN_UM = 8  # 10x's recommended bin size for analysis
+_BIN_DIR = re.compile(r"^square_(\d{3})um$")
+
+
+@dataclass(frozen=True)
+class SpaceRangerLayout:
+    """Where the files of one sample lie; ``None`` for files the run does not have."""
+
+    root: Path  # the outs/ folder (or the folder standing in for it)
+    platform: str  # "visium" | "visium_hd"
+    positions: Path
+    scalefactors: Path | None
+    h5: Path | None
+    mtx_dir: Path | None
+    hires_image: Path | None
+    lowres_image: Path | None
+    bin_size_um: int | None = None
+
+    @property
+    def sample_id(self) -> str:
+        """The run's name: the folder above ``outs/``, else the folder itself."""
+        return self.root.parent.name if self.root.name == F.OUTS else self.root.name
+
+
+def locate_spaceranger_files(path: Path | str, *, bin_size_um: int | None = None) -> SpaceRangerLayout:
+    """Locate positions, scalefactors, matrix and images under ``path``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputNotFoundError(
+            f"sample folder {path} does not exist; expected a Space Ranger outs/ folder or its parent"
+        )
+    if not path.is_dir():
+        raise SpaceRangerLayoutError(
+            f"{path} is a file; expected a Space Ranger outs/ folder (holding spatial/ and the matrix)"
+        )
+    bin_match = _BIN_DIR.match(path.name)
+    if bin_match and path.parent.name == F.BINNED_OUTPUTS:  # pointed straight at one HD bin
+        return _hd_layout(path.parent.parent, path, int(bin_match.group(1)))
+    for root in (path, path / F.OUTS):
+        if (root / F.BINNED_OUTPUTS).is_dir():
+            size = _choose_bin(root / F.BINNED_OUTPUTS, bin_size_um)
+            return _hd_layout(root, root / F.BINNED_OUTPUTS / f"square_{size:03d}um", size)
+        if (root / F.SPATIAL).is_dir():
+            return _visium_layout(root)
+    raise SpaceRangerLayoutError(
+        f"{path} holds no spatial/ folder (nor outs/spatial/ or binned_outputs/); expected a Space "
+        "Ranger outs/ folder, its parent, or a folder with spatial/ and the count matrix"
+    )
+
+
+def _visium_layout(root: Path) -> SpaceRangerLayout:
+    spatial = root / F.SPATIAL
+    h5, mtx = _find_matrix(root)
+    return SpaceRangerLayout(
+        root=root,
+        platform="visium",
+        positions=_find_positions(spatial),
+        scalefactors=_optional(spatial / F.SCALEFACTORS),
+        h5=h5,
+        mtx_dir=mtx,
+        hires_image=_optional(spatial / F.HIRES_IMAGE),
+        lowres_image=_optional(spatial / F.LOWRES_IMAGE),
+    )
+
+
+def _hd_layout(root: Path, bin_dir: Path, size: int) -> SpaceRangerLayout:
+    spatial = bin_dir / F.SPATIAL
+    if not spatial.is_dir():
+        raise SpaceRangerLayoutError(f"Visium HD bin folder {bin_dir} has no spatial/ folder")
+    h5, mtx = _find_matrix(bin_dir)
+    # Images sit in each bin's spatial/ folder and in outs/spatial/; take the bin's first.
+    images = [spatial, root / F.SPATIAL]
+    return SpaceRangerLayout(
+        root=root,
+        platform="visium_hd",
+        positions=_find_positions(spatial),
+        scalefactors=_optional(spatial / F.SCALEFACTORS),
+        h5=h5,
+        mtx_dir=mtx,
+        hires_image=next((d / F.HIRES_IMAGE for d in images if (d / F.HIRES_IMAGE).is_file()), None),
+        lowres_image=next(
+            (d / F.LOWRES_IMAGE for d in images if (d / F.LOWRES_IMAGE).is_file()), None
+        ),
+        bin_size_um=size,
+    )
+
+
+def _choose_bin(binned: Path, requested: int | None) -> int:
+    sizes = sorted(
+        int(m.group(1)) for d in binned.iterdir() if d.is_dir() and (m := _BIN_DIR.match(d.name))
+    )
+    if not sizes:
+        raise SpaceRangerLayoutError(
+            f"{binned} holds no square_NNNum/ bin folders; expected Visium HD binned outputs"
+        )
+    if requested is None:
+        return DEFAULT_HD_BIN_UM if DEFAULT_HD_BIN_UM in sizes else sizes[-1]
+    if requested not in sizes:
+        raise SpaceRangerLayoutError(
+            f"no {requested} µm bins in {binned}; available bin sizes: "
+            f"{', '.join(f'{s} µm' for s in sizes)}"
+        )
+    return requested
+
+
+def _find_positions(spatial: Path) -> Path:
+    for name in (F.POSITIONS_V2, F.POSITIONS_V1, F.POSITIONS_PARQUET):
+        if (spatial / name).is_file():
+            return spatial / name
+    raise SpaceRangerLayoutError(
+        f"{spatial} has no spot positions file; expected {F.POSITIONS_V2} (Space Ranger >= 2), "
+        f"{F.POSITIONS_V1} (< 2) or {F.POSITIONS_PARQUET} (Visium HD)"
+    )
+
+
+def _find_matrix(folder: Path) -> tuple[Path | None, Path | None]:
+    """The filtered matrix when there is one, else the raw one, as HDF5 and/or Matrix Market."""
+    for h5_name, mtx_name in ((F.FILTERED_H5, F.FILTERED_MTX_DIR), (F.RAW_H5, F.RAW_MTX_DIR)):
+        h5 = folder / h5_name if (folder / h5_name).is_file() else None
+        mtx_dir = folder / mtx_name
+        mtx = mtx_dir if any((mtx_dir / m).is_file() for m in MtxFiles.MATRIX) else None
+        if h5 is not None or mtx is not None:
+            return h5, mtx
+    raise SpaceRangerLayoutError(
+        f"{folder} has no count matrix; expected {F.FILTERED_H5}, {F.RAW_H5} or a "
+        f"{F.FILTERED_MTX_DIR}/ folder with matrix.mtx.gz"
+    )
+
+
+def _optional(path: Path) -> Path | None:
+    return path if path.is_file() else None

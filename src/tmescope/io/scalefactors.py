@@ -1,0 +1,74 @@
+"""Read ``scalefactors_json.json`` (Visium and Visium HD keys)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmescope.errors import ScalefactorsError
+from tmescope.io._keys import ScalefactorKeys as K
+
+
+@dataclass(frozen=True)
+class Scalefactors:
+    """Scale factors relating Space Ranger's images to the full-resolution pixel frame.
+
+    ``hires`` and ``lowres`` multiply full-resolution pixel coordinates to give pixel coordinates
+    in ``tissue_hires_image.png`` and ``tissue_lowres_image.png``.
+    """
+
+    hires: float | None
+    lowres: float | None
+    spot_diameter_fullres: float | None
+    fiducial_diameter_fullres: float | None = None
+    bin_size_um: float | None = None  # Visium HD
+    microns_per_pixel: float | None = None  # Visium HD
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def for_image(self, kind: str) -> float:
+        """Scale from full-resolution pixels to the pixels of image ``kind``."""
+        if kind == "fullres":
+            return 1.0
+        value = {"hires": self.hires, "lowres": self.lowres}.get(kind)
+        if value is None:
+            key = K.HIRES if kind == "hires" else K.LOWRES
+            raise ScalefactorsError(
+                f"scalefactors lack {key!r}, needed to place spots on the {kind} image; "
+                "pass the full-resolution image with --image instead"
+            )
+        return value
+
+
+def read_scalefactors(path: Path) -> Scalefactors:
+    """Parse a scalefactors JSON file, checking that every value present is a positive number."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ScalefactorsError(
+            f"could not read {path} as JSON ({exc}); expected Space Ranger's scalefactors_json.json"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ScalefactorsError(f"{path} holds a {type(raw).__name__}, expected a JSON object")
+
+    def number(key: str) -> float | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ScalefactorsError(f"{path}: {key} must be a number, found {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise ScalefactorsError(f"{path}: {key} must be a positive number, found {value!r}")
+        return float(value)
+
+    return Scalefactors(
+        hires=number(K.HIRES),
+        lowres=number(K.LOWRES),
+        spot_diameter_fullres=number(K.SPOT_DIAMETER),
+        fiducial_diameter_fullres=number(K.FIDUCIAL_DIAMETER),
+        bin_size_um=number(K.BIN_SIZE_UM),
+        microns_per_pixel=number(K.MICRONS_PER_PIXEL),
+        raw=raw,
+    )
