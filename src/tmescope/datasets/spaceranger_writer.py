@@ -57,9 +57,7 @@ def write_10x_h5(
         feats = m.create_group(H.FEATURES)
         _dataset(feats, H.FEATURE_ID, np.array([g.encode() for g in gene_ids], dtype="S"))
         _dataset(feats, H.FEATURE_NAME, np.array([g.encode() for g in gene_names], dtype="S"))
-        _dataset(
-            feats, H.FEATURE_TYPE, np.array([H.GENE_EXPRESSION.encode()] * n_genes, dtype="S")
-        )
+        _dataset(feats, H.FEATURE_TYPE, np.array([H.GENE_EXPRESSION.encode()] * n_genes, dtype="S"))
         _dataset(feats, H.GENOME, np.array([b"GRCh38"] * n_genes, dtype="S"))
 
 
@@ -179,7 +177,9 @@ def write_pyramidal_tiff(
             )
 
 
-def _tiles(render_strip: StripRenderer, level: int, width: int, height: int, tile: int) -> Iterator[np.ndarray]:
+def _tiles(
+    render_strip: StripRenderer, level: int, width: int, height: int, tile: int
+) -> Iterator[np.ndarray]:
     for y0 in range(0, height, tile):
         strip_h = min(tile, height - y0)
         strip = render_strip(level, y0, strip_h)

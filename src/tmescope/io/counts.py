@@ -33,10 +33,7 @@ def read_10x_h5(path: Path) -> ad.AnnData:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if H.MATRIX in f:
-                adata = _read_h5_v3(f[H.MATRIX], path)
-            else:
-                adata = _read_h5_legacy(f, path)
+            adata = _read_h5_v3(f[H.MATRIX], path) if H.MATRIX in f else _read_h5_legacy(f, path)
             adata.uns["10x_metadata"] = _root_attrs(f)
     except OSError as exc:
         raise CountsFormatError(

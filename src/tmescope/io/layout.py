@@ -38,7 +38,9 @@ class SpaceRangerLayout:
         return self.root.parent.name if self.root.name == F.OUTS else self.root.name
 
 
-def locate_spaceranger_files(path: Path | str, *, bin_size_um: int | None = None) -> SpaceRangerLayout:
+def locate_spaceranger_files(
+    path: Path | str, *, bin_size_um: int | None = None
+) -> SpaceRangerLayout:
     """Locate positions, scalefactors, matrix and images under ``path``."""
     path = Path(path).expanduser()
     if not path.exists():
@@ -93,7 +95,9 @@ def _hd_layout(root: Path, bin_dir: Path, size: int) -> SpaceRangerLayout:
         scalefactors=_optional(spatial / F.SCALEFACTORS),
         h5=h5,
         mtx_dir=mtx,
-        hires_image=next((d / F.HIRES_IMAGE for d in images if (d / F.HIRES_IMAGE).is_file()), None),
+        hires_image=next(
+            (d / F.HIRES_IMAGE for d in images if (d / F.HIRES_IMAGE).is_file()), None
+        ),
         lowres_image=next(
             (d / F.LOWRES_IMAGE for d in images if (d / F.LOWRES_IMAGE).is_file()), None
         ),

@@ -43,8 +43,7 @@ def _read_positions_csv(path: Path) -> pd.DataFrame:
     first_line = text.split("\n", 1)[0].strip()
     if not first_line:
         raise PositionsFormatError(
-            f"positions file {path} is empty; expected one line per spot "
-            f"({', '.join(C.ALL)})"
+            f"positions file {path} is empty; expected one line per spot ({', '.join(C.ALL)})"
         )
     # Sniff the header from the first cell rather than trusting the file name: some
     # tissue_positions_list.csv files carry a header and some tissue_positions.csv do not.

@@ -27,7 +27,11 @@ MPP_DISAGREEMENT_WARN = 0.05
 def fit_array_to_pixels(spots: pd.DataFrame) -> np.ndarray:
     """Least-squares affine map ``(array_col, array_row, 1) -> (x, y)``; returns ``(3, 2)``."""
     design = np.column_stack(
-        [spots["array_col"].to_numpy(float), spots["array_row"].to_numpy(float), np.ones(len(spots))]
+        [
+            spots["array_col"].to_numpy(float),
+            spots["array_row"].to_numpy(float),
+            np.ones(len(spots)),
+        ]
     )
     if len(spots) < 3 or np.linalg.matrix_rank(design) < 3:
         raise ResolutionError(
@@ -38,7 +42,9 @@ def fit_array_to_pixels(spots: pd.DataFrame) -> np.ndarray:
     return coef
 
 
-def mpp_from_spot_pitch(spots: pd.DataFrame, *, platform: str, pitch_um: float | None = None) -> float:
+def mpp_from_spot_pitch(
+    spots: pd.DataFrame, *, platform: str, pitch_um: float | None = None
+) -> float:
     """µm per full-resolution pixel from the spot lattice.
 
     ``platform`` is ``"visium"`` (hexagonal lattice, 100 µm pitch) or ``"visium_hd"`` (square

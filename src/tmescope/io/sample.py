@@ -10,7 +10,6 @@ from typing import Any, Literal, Self
 import anndata as ad
 import numpy as np
 import pandas as pd
-
 from PIL import Image
 
 from tmescope.io.layout import SpaceRangerLayout
@@ -76,7 +75,9 @@ class Sample:
         """
         side = size_um / self.image_mpp
         cx, cy = x * self.image_scale, y * self.image_scale
-        return self.slide.read_region(cx - side / 2, cy - side / 2, side, side, size=(size_px, size_px))
+        return self.slide.read_region(
+            cx - side / 2, cy - side / 2, side, side, size=(size_px, size_px)
+        )
 
     def to_anndata(self, *, library_id: str | None = None) -> ad.AnnData:
         """Counts laid out as ``squidpy.read.visium`` lays them out (images, scalefactors)."""
@@ -108,6 +109,9 @@ class Sample:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()

@@ -62,7 +62,10 @@ class Slide(ABC):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -83,7 +86,9 @@ class Slide(ABC):
         """
         out_w, out_h = size
         if out_w <= 0 or out_h <= 0 or width <= 0 or height <= 0:
-            raise ValueError(f"region and output size must be positive, got {width}x{height} -> {size}")
+            raise ValueError(
+                f"region and output size must be positive, got {width}x{height} -> {size}"
+            )
         level = self.best_level(min(width / out_w, height / out_h))
         d = self.levels[level].downsample
         bx, by, bw, bh = x / d, y / d, width / d, height / d

@@ -24,7 +24,12 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 # Metadata that gives a "resolution" of 72 or 96 dpi is a screen default, not a microscope.
 PLAUSIBLE_MPP = (0.05, 50.0)
-_MICRONS_PER_UNIT = {"INCH": 25_400.0, "CENTIMETER": 10_000.0, "MILLIMETER": 1_000.0, "MICROMETER": 1.0}
+_MICRONS_PER_UNIT = {
+    "INCH": 25_400.0,
+    "CENTIMETER": 10_000.0,
+    "MILLIMETER": 1_000.0,
+    "MICROMETER": 1.0,
+}
 _OME_UNIT_MICRONS = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
@@ -34,7 +39,9 @@ def open_slide(path: Path | str) -> Slide:
     if not path.exists():
         raise InputNotFoundError(f"image {path} does not exist; check the path given with --image")
     if path.is_dir():
-        raise SlideReadError(f"image {path} is a folder; expected an image file (TIFF, SVS, PNG, …)")
+        raise SlideReadError(
+            f"image {path} is a folder; expected an image file (TIFF, SVS, PNG, …)"
+        )
     name = path.name.lower()
     if name.endswith(OPENSLIDE_SUFFIXES):
         return OpenSlideSlide(path)
@@ -65,7 +72,9 @@ class TiffSlide(Slide):
         if "Y" not in self._axes or "X" not in self._axes:
             raise SlideReadError(f"{path}: image axes are {self._axes!r}, expected Y and X")
         channels = [a for a in self._axes if a in "SC"]
-        n_channels = int(np.prod([series.shape[self._axes.index(a)] for a in channels])) if channels else 1
+        n_channels = (
+            int(np.prod([series.shape[self._axes.index(a)] for a in channels])) if channels else 1
+        )
         if n_channels > 4:
             raise SlideReadError(
                 f"{path} has {n_channels} channels; expected a brightfield RGB (H&E) image"
@@ -87,13 +96,20 @@ class TiffSlide(Slide):
 
         def read(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
             index = tuple(
-                slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None)
-                if a in "SC" else 0
+                slice(y0, y1)
+                if a == "Y"
+                else slice(x0, x1)
+                if a == "X"
+                else slice(None)
+                if a in "SC"
+                else 0
                 for a in self._axes
             )
             kept = [a for a in self._axes if a in "YXSC"]
             block = np.asarray(array[index])
-            order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a in "SC"]
+            order = [kept.index("Y"), kept.index("X")] + [
+                i for i, a in enumerate(kept) if a in "SC"
+            ]
             block = block.transpose(order)
             if block.ndim == 4:  # both S and C present: flatten them into channels
                 block = block.reshape(block.shape[0], block.shape[1], -1)
@@ -141,7 +157,9 @@ class OpenSlideSlide(Slide):
 
         def read(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
             # OpenSlide takes the top-left corner in level-0 pixels and the size in level pixels.
-            region = self._slide.read_region((round(x0 * d), round(y0 * d)), level, (x1 - x0, y1 - y0))
+            region = self._slide.read_region(
+                (round(x0 * d), round(y0 * d)), level, (x1 - x0, y1 - y0)
+            )
             return to_rgb_uint8(np.asarray(region))
 
         lvl = self.levels[level]
@@ -183,7 +201,12 @@ class PilSlide(Slide):
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         pixels = self.pixels()
         return padded_read(
-            lambda x0, y0, x1, y1: pixels[y0:y1, x0:x1], (self.width, self.height), x, y, width, height
+            lambda x0, y0, x1, y1: pixels[y0:y1, x0:x1],
+            (self.width, self.height),
+            x,
+            y,
+            width,
+            height,
         )
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from tmescope.errors import (
     CountsFormatError,
     ImageMismatchError,
+    InvalidParameterError,
     ResolutionError,
     SpaceRangerLayoutError,
     TmescopeWarning,
@@ -39,6 +40,7 @@ def read_visium(
     image: Path | str | None = None,
     sample_id: str | None = None,
     bin_size_um: int | None = None,
+    mpp: float | None = None,
 ) -> Sample:
     """Read one Space Ranger run.
 
@@ -46,7 +48,10 @@ def read_visium(
     matrix. ``image`` is the full-resolution H&E given to Space Ranger (pyramidal TIFF, SVS,
     OME-TIFF, NDPI with the ``slides`` extra, PNG/JPEG); without it the hires PNG is used, else
     the lowres one. ``bin_size_um`` picks the Visium HD bin size (default 8 µm when present).
+    ``mpp`` (µm per full-resolution pixel) overrides the image metadata and the spot pitch.
     """
+    if mpp is not None and not mpp > 0:
+        raise InvalidParameterError(f"mpp must be a positive number of µm per pixel, got {mpp}")
     layout = locate_spaceranger_files(path, bin_size_um=bin_size_um)
     positions = read_positions(layout.positions)
     scalefactors = (
@@ -60,7 +65,10 @@ def read_visium(
     try:
         scale = scalefactors.for_image(kind)
         _check_image_covers_spots(slide, spots, scale=scale, kind=kind)
-        mpp, mpp_source = _resolve_mpp(layout, positions, scalefactors, slide, scale)
+        if mpp is not None:
+            mpp_source = "user"
+        else:
+            mpp, mpp_source = _resolve_mpp(layout, positions, scalefactors, slide, scale)
         if kind != "fullres" and mpp / scale > LOW_RESOLUTION_MPP:
             warnings.warn(
                 f"{layout.sample_id}: using {slide.path.name} at {mpp / scale:.1f} µm/px, too coarse "
@@ -114,7 +122,9 @@ def _read_counts(layout: SpaceRangerLayout) -> ad.AnnData:
     return counts
 
 
-def _join_spots(counts: ad.AnnData, positions: pd.DataFrame, layout: SpaceRangerLayout) -> pd.DataFrame:
+def _join_spots(
+    counts: ad.AnnData, positions: pd.DataFrame, layout: SpaceRangerLayout
+) -> pd.DataFrame:
     """One spot per matrix barcode, in matrix order; every barcode must have a position."""
     indexed = positions.set_index("barcode")
     barcodes = counts.obs_names
@@ -133,9 +143,11 @@ def _join_spots(counts: ad.AnnData, positions: pd.DataFrame, layout: SpaceRanger
 def _open_image(layout: SpaceRangerLayout, image: Path | str | None) -> tuple[Slide, ImageKind]:
     if image is not None:
         return open_slide(image), "fullres"
-    candidates: list[tuple[Path, ImageKind]] = [
-        (p, k) for p, k in ((layout.hires_image, "hires"), (layout.lowres_image, "lowres")) if p
-    ]
+    found: tuple[tuple[Path | None, ImageKind], ...] = (
+        (layout.hires_image, "hires"),
+        (layout.lowres_image, "lowres"),
+    )
+    candidates = [(p, k) for p, k in found if p is not None]
     if not candidates:
         raise SpaceRangerLayoutError(
             f"{layout.root} has neither {'tissue_hires_image.png'} nor tissue_lowres_image.png; "
@@ -160,7 +172,9 @@ def _is_blank(slide: Slide) -> bool:
     return int(thumb.max()) - int(thumb.min()) <= 2
 
 
-def _check_image_covers_spots(slide: Slide, spots: pd.DataFrame, *, scale: float, kind: str) -> None:
+def _check_image_covers_spots(
+    slide: Slide, spots: pd.DataFrame, *, scale: float, kind: str
+) -> None:
     xy = spots[["x", "y"]].to_numpy(float) * scale
     # A spot centre may lie within a spot's width of the edge; beyond that the image is wrong.
     slack = 0.02 * max(slide.width, slide.height) + 1

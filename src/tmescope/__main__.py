@@ -1,0 +1,5 @@
+"""``python -m tmescope`` runs the CLI."""
+
+from tmescope.cli.main import main
+
+main()

@@ -1,0 +1,94 @@
+"""The ``tmescope`` command: a typer app whose sub-commands are thin wrappers over workflows.
+
+Errors a user can cause (:class:`~tmescope.errors.TmescopeError`) become one ``error: …`` line on
+stderr and exit code 2; warnings become ``warning: …`` lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from tmescope import __version__
+from tmescope.cli import demo, info, synth
+from tmescope.errors import TmescopeError, TmescopeWarning
+
+EXIT_BAD_INPUT = 2
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="tmescope",
+    help="Tumour-microenvironment analysis of 10x Visium cohorts with pathology foundation models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.command("synth")(synth.synth)
+app.command("info")(info.info)
+app.command("demo")(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tmescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress and show every library warning.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Tumour-microenvironment analysis of 10x Visium cohorts with pathology foundation models."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
+        force=True,
+    )
+    if not verbose:
+        # Third-party deprecation chatter is not the user's business; ours always shows.
+        warnings.filterwarnings("ignore")
+    warnings.filterwarnings("always", category=TmescopeWarning)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    err_console.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    warnings.showwarning = _show_warning
+    try:
+        app()
+    except TmescopeError as exc:
+        err_console.print(
+            f"[bold red]error:[/bold red] {_one_line(exc)}", markup=True, highlight=False
+        )
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
