@@ -88,7 +88,12 @@ def _read_h5_legacy(f: h5py.File, path: Path) -> ad.AnnData:
 
 def _assemble_csc(group: h5py.Group, var: pd.DataFrame, path: Path) -> ad.AnnData:
     """10x stores genes × barcodes in CSC, which read as CSR is barcodes × genes."""
-    n_genes, n_barcodes = (int(v) for v in group[H.SHAPE][:])
+    shape = np.atleast_1d(group[H.SHAPE][()])
+    if shape.shape != (2,):
+        raise CountsFormatError(
+            f"{path}: the matrix shape is {shape.tolist()}; expected two numbers (features, barcodes)"
+        )
+    n_genes, n_barcodes = (int(v) for v in shape)
     data = group[H.DATA][:]
     indices = group[H.INDICES][:]
     indptr = group[H.INDPTR][:]
@@ -161,14 +166,13 @@ def describe_disagreement(a: ad.AnnData, b: ad.AnnData) -> str | None:
 
 
 def _make_anndata(matrix: sp.csr_matrix, barcodes: np.ndarray, var: pd.DataFrame) -> ad.AnnData:
-    var.index = pd.Index(var["gene_symbols"].astype(str).to_numpy())
-    adata = ad.AnnData(
+    # Gene symbols repeat in real 10x references (e.g. TBCE, HSPA14): suffix them as scanpy does.
+    var.index = ad.utils.make_index_unique(pd.Index(var["gene_symbols"].astype(str).to_numpy()))
+    return ad.AnnData(
         X=matrix.astype(np.float32),
         obs=pd.DataFrame(index=pd.Index(np.asarray(barcodes, dtype=str), name=None)),
         var=var,
     )
-    adata.var_names_make_unique()
-    return adata
 
 
 def _keep_gene_expression(adata: ad.AnnData) -> ad.AnnData:

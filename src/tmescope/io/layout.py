@@ -6,6 +6,7 @@ Accepted: an ``outs/`` folder, its parent, a folder holding ``spatial/`` and the
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,8 @@ def locate_spaceranger_files(
     path: Path | str, *, bin_size_um: int | None = None
 ) -> SpaceRangerLayout:
     """Locate positions, scalefactors, matrix and images under ``path``."""
-    path = Path(path).expanduser()
+    # Absolute, so that "." or "outs" still name the run and a bin folder is recognised.
+    path = Path(os.path.abspath(Path(path).expanduser()))
     if not path.exists():
         raise InputNotFoundError(
             f"sample folder {path} does not exist; expected a Space Ranger outs/ folder or its parent"
@@ -53,12 +55,23 @@ def locate_spaceranger_files(
         )
     bin_match = _BIN_DIR.match(path.name)
     if bin_match and path.parent.name == F.BINNED_OUTPUTS:  # pointed straight at one HD bin
-        return _hd_layout(path.parent.parent, path, int(bin_match.group(1)))
+        size = int(bin_match.group(1))
+        if bin_size_um is not None and bin_size_um != size:
+            raise SpaceRangerLayoutError(
+                f"{path} holds {size} µm bins but {bin_size_um} µm bins were asked for; point at "
+                "the outs/ folder to choose a bin size, or drop --bin-size"
+            )
+        return _hd_layout(path.parent.parent, path, size)
     for root in (path, path / F.OUTS):
         if (root / F.BINNED_OUTPUTS).is_dir():
             size = _choose_bin(root / F.BINNED_OUTPUTS, bin_size_um)
             return _hd_layout(root, root / F.BINNED_OUTPUTS / f"square_{size:03d}um", size)
         if (root / F.SPATIAL).is_dir():
+            if bin_size_um is not None:
+                raise SpaceRangerLayoutError(
+                    f"{root} is a standard Visium run (no binned_outputs/), so a bin size of "
+                    f"{bin_size_um} µm does not apply; drop --bin-size"
+                )
             return _visium_layout(root)
     raise SpaceRangerLayoutError(
         f"{path} holds no spatial/ folder (nor outs/spatial/ or binned_outputs/); expected a Space "

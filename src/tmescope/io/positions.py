@@ -45,16 +45,17 @@ def _read_positions_csv(path: Path) -> pd.DataFrame:
         raise PositionsFormatError(
             f"positions file {path} is empty; expected one line per spot ({', '.join(C.ALL)})"
         )
-    # Sniff the header from the first cell rather than trusting the file name: some
+    # Sniff the header from the first line rather than trusting the file name: some
     # tissue_positions_list.csv files carry a header and some tissue_positions.csv do not.
-    first_cell = next(csv.reader([first_line]))[0].strip().lower()
-    has_header = first_cell == C.BARCODE
+    first_cells = {cell.strip().lower() for cell in next(csv.reader([first_line]))}
+    has_header = not first_cells.isdisjoint(C.ALL)
     try:
         return pd.read_csv(
             io.StringIO(text),
             header=0 if has_header else None,
             names=None if has_header else list(C.ALL),
             dtype={C.BARCODE: str},
+            float_precision="round_trip",  # pixel coordinates read back exactly as written
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise PositionsFormatError(
@@ -87,15 +88,18 @@ def normalise_positions(raw: pd.DataFrame, *, source: Path | str) -> pd.DataFram
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
+            found = raw[column].iloc[row]
+            if isinstance(found, np.generic):  # say nan, not np.float64(nan)
+                found = found.item()
             raise PositionsFormatError(
                 f"positions file {source}: column {column} must be numeric, found "
-                f"{raw[column].iloc[row]!r} for barcode {table['barcode'].iloc[row]!r}"
+                f"{found!r} for barcode {table['barcode'].iloc[row]!r}"
             )
         table[name] = values.to_numpy()
     if not table["in_tissue"].isin([0, 1]).all():
         raise PositionsFormatError(
             f"positions file {source}: column {C.IN_TISSUE} must hold 0 or 1, found "
-            f"{sorted(set(table['in_tissue'].unique()) - {0, 1})[:3]}"
+            f"{sorted(set(table['in_tissue'].unique().tolist()) - {0, 1})[:3]}"
         )
     if table["barcode"].duplicated().any():
         dup = table.loc[table["barcode"].duplicated(), "barcode"].iloc[0]

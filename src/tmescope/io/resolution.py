@@ -20,6 +20,9 @@ from tmescope.io._keys import VISIUM_SPOT_PITCH_UM
 _VISIUM_NEIGHBOUR_STEPS = np.array([[2, 0], [1, 1], [-1, 1]], dtype=float)  # (d_col, d_row)
 _HD_NEIGHBOUR_STEPS = np.array([[1, 0], [0, 1]], dtype=float)
 
+# A neighbour step shorter than this (in full-resolution pixels) means the pixels do not move.
+_MIN_STEP_PX = 1e-3
+
 # Beyond this relative disagreement between the image metadata and the spot pitch, say so.
 MPP_DISAGREEMENT_WARN = 0.05
 
@@ -58,7 +61,7 @@ def mpp_from_spot_pitch(
         steps, pitch = _VISIUM_NEIGHBOUR_STEPS, pitch_um or VISIUM_SPOT_PITCH_UM
     linear = fit_array_to_pixels(spots)[:2]  # rows: d/d(array_col), d/d(array_row)
     step_px = np.linalg.norm(steps @ linear, axis=1)
-    if not np.all(step_px > 0):
+    if not np.all(step_px > _MIN_STEP_PX):  # least squares leaves ~1e-14 px of noise, not 0
         raise ResolutionError(
             "cannot derive µm/px from the spot pitch: pixel coordinates do not change with the "
             "array coordinates; check the positions file"

@@ -10,11 +10,11 @@ from typing import Any, Literal, Self
 import anndata as ad
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from tmescope.io.layout import SpaceRangerLayout
 from tmescope.io.scalefactors import Scalefactors
-from tmescope.io.slide import Slide, to_rgb_uint8
+from tmescope.io.slide import Slide
+from tmescope.io.slide_backends import open_slide
 
 ImageKind = Literal["fullres", "hires", "lowres"]
 Platform = Literal["visium", "visium_hd"]
@@ -89,7 +89,7 @@ class Sample:
         adata.uns["spatial"] = {
             library_id: {
                 "images": {
-                    kind: to_rgb_uint8(np.asarray(Image.open(path)))
+                    kind: _read_whole_image(path)
                     for kind, path in (
                         ("hires", self.layout.hires_image),
                         ("lowres", self.layout.lowres_image),
@@ -115,3 +115,9 @@ class Sample:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _read_whole_image(path: Path) -> np.ndarray:
+    """A Space Ranger PNG as RGB uint8, decoded as the slide readers decode it (palette, 16-bit …)."""
+    with open_slide(path) as image:
+        return image.read_level(0, 0, 0, image.width, image.height)

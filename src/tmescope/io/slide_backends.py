@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import xml.etree.ElementTree as ET
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -57,38 +58,43 @@ class TiffSlide(Slide):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
-            self._axes = series.axes
-            self._arrays = [
-                zarr.open_array(series.aszarr(level=i), mode="r") for i in range(len(series.levels))
-            ]
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
-            raise SlideReadError(
-                f"could not read {path} as a TIFF image ({exc}); expected a (pyramidal) TIFF, SVS "
-                "or OME-TIFF; re-export the slide or check that the file is complete"
-            ) from exc
-        if "Y" not in self._axes or "X" not in self._axes:
-            raise SlideReadError(f"{path}: image axes are {self._axes!r}, expected Y and X")
-        channels = [a for a in self._axes if a in "SC"]
-        n_channels = (
-            int(np.prod([series.shape[self._axes.index(a)] for a in channels])) if channels else 1
-        )
-        if n_channels > 4:
-            raise SlideReadError(
-                f"{path} has {n_channels} channels; expected a brightfield RGB (H&E) image"
+        with ExitStack() as on_error:  # a file we refuse is closed again
+            try:
+                self._tif = on_error.enter_context(tifffile.TiffFile(path))
+                series = self._tif.series[0]
+                self._axes = series.axes
+                self._arrays = [
+                    zarr.open_array(series.aszarr(level=i), mode="r")
+                    for i in range(len(series.levels))
+                ]
+            except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+                raise SlideReadError(
+                    f"could not read {path} as a TIFF image ({exc}); expected a (pyramidal) TIFF, SVS "
+                    "or OME-TIFF; re-export the slide or check that the file is complete"
+                ) from exc
+            if "Y" not in self._axes or "X" not in self._axes:
+                raise SlideReadError(f"{path}: image axes are {self._axes!r}, expected Y and X")
+            channels = [a for a in self._axes if a in "SC"]
+            n_channels = (
+                int(np.prod([series.shape[self._axes.index(a)] for a in channels]))
+                if channels
+                else 1
             )
-        full_w = self._arrays[0].shape[self._axes.index("X")]
-        self.levels = tuple(
-            SlideLevel(
-                width=a.shape[self._axes.index("X")],
-                height=a.shape[self._axes.index("Y")],
-                downsample=full_w / a.shape[self._axes.index("X")],
+            if n_channels > 4:
+                raise SlideReadError(
+                    f"{path} has {n_channels} channels; expected a brightfield RGB (H&E) image"
+                )
+            full_w = self._arrays[0].shape[self._axes.index("X")]
+            self.levels = tuple(
+                SlideLevel(
+                    width=a.shape[self._axes.index("X")],
+                    height=a.shape[self._axes.index("Y")],
+                    downsample=full_w / a.shape[self._axes.index("X")],
+                )
+                for a in self._arrays
             )
-            for a in self._arrays
-        )
-        self.mpp, self.mpp_source = _tiff_mpp(self._tif)
+            self.mpp, self.mpp_source = _tiff_mpp(self._tif)
+            on_error.pop_all()  # opened: the slide owns the file now
 
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         array = self._arrays[level]
@@ -151,6 +157,7 @@ class OpenSlideSlide(Slide):
         mpp = self._slide.properties.get("openslide.mpp-x")
         self.mpp = _plausible(float(mpp)) if mpp else None
         self.mpp_source = "openslide.mpp-x" if self.mpp else None
+        self._closed = False
 
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         d = self.levels[level].downsample
@@ -166,7 +173,9 @@ class OpenSlideSlide(Slide):
         return padded_read(read, (lvl.width, lvl.height), x, y, width, height)
 
     def close(self) -> None:
-        self._slide.close()
+        if not self._closed:  # OpenSlide raises on a second close; the other backends do not
+            self._slide.close()
+            self._closed = True
 
 
 class PilSlide(Slide):
