@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -153,7 +154,7 @@ def write_pyramidal_tiff(
     """
     levels = [(max(1, width >> i), max(1, height >> i)) for i in range(n_levels)]
     bigtiff = width * height * 3 > 2**31
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if compression == "jpeg":
         kwargs = {"compression": "jpeg", "compressionargs": {"level": quality}}
     elif compression is not None:

@@ -1,0 +1,285 @@
+"""``write_synthetic_cohort``: tumour sections in real Space Ranger layout, with their truth.
+
+Each sample folder holds what Space Ranger writes (``outs/filtered_feature_bc_matrix.h5``,
+``outs/spatial/`` with positions, scale factors and the hires/lowres PNGs), the full-resolution
+H&E beside it as a tiled pyramidal JPEG TIFF with its µm/px in the resolution tags, and the
+ground truth (``ground_truth.csv`` per spot, ``ground_truth.json`` for the sample).
+
+The same seed writes the same bytes. Cell types, marker profiles, nuclei and textures are drawn
+once for the cohort; each sample draws its own layout, cells, staining and counts from a child
+seed, so sample ``i`` is the same whatever the number of samples.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmescope.datasets import catalogue
+from tmescope.datasets.cells import populate_cells
+from tmescope.datasets.expression import GenePanel, build_gene_panel, draw_counts
+from tmescope.datasets.geometry import cell_px_for, lay_out_slide
+from tmescope.datasets.render import STRIP_PX, SlideRenderer, draw_palette
+from tmescope.datasets.spaceranger_writer import (
+    write_10x_h5,
+    write_png,
+    write_positions_csv,
+    write_pyramidal_tiff,
+    write_scalefactors,
+)
+from tmescope.datasets.sprites import SpriteAtlas
+from tmescope.datasets.textures import Textures
+from tmescope.datasets.tissue import lay_out_tissue
+from tmescope.datasets.truth import spot_truth
+from tmescope.errors import InvalidParameterError
+from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
+from tmescope.io._keys import ScalefactorKeys as K
+from tmescope.io._keys import VisiumFiles as F
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N_GENES = 200
+DEFAULT_MPP = 0.5
+MPP_RANGE = (0.2, 2.0)
+MAX_SPOTS = 1_000_000
+SAMPLE_PREFIX = "synth_"
+HIRES_PX, LOWRES_PX = 2000, 600
+FIDUCIAL_PER_SPOT = 1.615  # fiducial / spot diameter on Visium slides
+TRUTH_CSV, TRUTH_JSON = "ground_truth.csv", "ground_truth.json"
+_COHORT_KEY = 2**32 - 1  # spawn key of the cohort-wide stream, apart from the samples'
+
+Progress = Callable[[str], None]
+
+
+def write_synthetic_cohort(
+    out: Path | str,
+    *,
+    n_samples: int,
+    n_spots: int,
+    seed: int,
+    n_genes: int = DEFAULT_N_GENES,
+    mpp: float = DEFAULT_MPP,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write ``n_samples`` synthetic sections of ``n_spots`` in-tissue spots under ``out``.
+
+    Returns the sample folders ``out/synth_00``, ``out/synth_01``, …; each holds ``outs/``,
+    ``<sample_id>_he.tif`` (µm/px ``mpp``) and the ground truth. ``progress`` is called with a
+    short message after each sample.
+    """
+    _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidParameterError(f"output {out} is a file; expected a folder (new or existing)")
+    out.mkdir(parents=True, exist_ok=True)
+    cohort = _Cohort.draw(np.random.SeedSequence(seed, spawn_key=(_COHORT_KEY,)), n_genes, mpp)
+    digits = max(2, len(str(n_samples - 1)))
+    folders = []
+    for index, child in enumerate(np.random.SeedSequence(seed).spawn(n_samples)):
+        sample_id = f"{SAMPLE_PREFIX}{index:0{digits}d}"
+        folder = out / sample_id
+        size = _write_sample(
+            folder, sample_id, seq=child, cohort=cohort, n_spots=n_spots, seed=seed
+        )
+        message = f"{sample_id}: {n_spots} spots, {size[0]}×{size[1]} px slide"
+        log.info("wrote %s", message)
+        if progress is not None:
+            progress(message)
+        folders.append(folder)
+    return folders
+
+
+def _validate(*, n_samples: int, n_spots: int, seed: int, n_genes: int, mpp: float) -> None:
+    def whole(name: str, value: object, low: int, high: int, what: str) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not low <= int(value) <= high
+        ):
+            raise InvalidParameterError(
+                f"{name} must be a whole number from {low} to {high} ({what}), got {value!r}"
+            )
+
+    whole("n_samples", n_samples, 1, 10_000, "samples in the cohort")
+    whole("n_spots", n_spots, 10, MAX_SPOTS, "spots under tissue per sample")
+    whole("seed", seed, 0, 2**63 - 1, "the same seed writes the same files")
+    whole(
+        "n_genes", n_genes, len(catalogue.NAMED_GENES), 100_000, "the marker panel needs that many"
+    )
+    low, high = MPP_RANGE
+    if isinstance(mpp, bool) or not isinstance(mpp, numbers.Real) or not low <= mpp <= high:
+        raise InvalidParameterError(
+            f"mpp must be between {low} and {high} µm per pixel, got {mpp!r}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Cohort:
+    """What every sample shares: genes and profiles, nuclei, textures."""
+
+    mpp: float
+    panel: GenePanel
+    atlas: SpriteAtlas
+    textures: Textures
+
+    @classmethod
+    def draw(cls, seq: np.random.SeedSequence, n_genes: int, mpp: float) -> _Cohort:
+        genes, nuclei, textures = (np.random.default_rng(s) for s in seq.spawn(3))
+        return cls(
+            mpp=float(mpp),
+            panel=build_gene_panel(n_genes, rng=genes),
+            atlas=SpriteAtlas(cell_px=cell_px_for(mpp), mpp=mpp, rng=nuclei),
+            textures=Textures(mpp=mpp, rng=textures),
+        )
+
+
+def _write_sample(
+    folder: Path,
+    sample_id: str,
+    *,
+    seq: np.random.SeedSequence,
+    cohort: _Cohort,
+    n_spots: int,
+    seed: int,
+) -> tuple[int, int]:
+    layout_rng, cell_rng, stain_rng, count_rng = (np.random.default_rng(s) for s in seq.spawn(4))
+    geometry = lay_out_slide(n_spots, mpp=cohort.mpp)
+    layout, in_tissue = lay_out_tissue(geometry, n_spots=n_spots, rng=layout_rng)
+    cells = populate_cells(
+        layout, atlas=cohort.atlas, fibre_angles=cohort.textures.angles, rng=cell_rng
+    )
+    truth, cell_counts = spot_truth(geometry, layout, cells, in_tissue=in_tissue)
+    counts = draw_counts(
+        cell_counts,
+        border_um=truth["border_um"].to_numpy(),
+        vessel_um=truth["vessel_um"].to_numpy(),
+        panel=cohort.panel,
+        rng=count_rng,
+    )
+    palette = draw_palette(stain_rng)
+    offset = stain_rng.integers(0, cohort.textures.period // STRIP_PX, 2) * STRIP_PX
+    renderer = SlideRenderer(
+        geometry,
+        cells,
+        atlas=cohort.atlas,
+        textures=cohort.textures,
+        palette=palette,
+        texture_offset=(int(offset[0]), int(offset[1])),
+    )
+
+    spatial = folder / F.OUTS / F.SPATIAL
+    spatial.mkdir(parents=True, exist_ok=True)
+    write_10x_h5(
+        folder / F.OUTS / F.FILTERED_H5,
+        counts,
+        barcodes=truth["barcode"].tolist(),
+        gene_ids=cohort.panel.ids,
+        gene_names=cohort.panel.names,
+        library_id=sample_id,
+    )
+    write_positions_csv(
+        spatial / F.POSITIONS_V2, geometry.spots.assign(in_tissue=in_tissue), header=True
+    )
+    hires, hires_scale = renderer.thumbnail(HIRES_PX)
+    lowres, lowres_scale = renderer.thumbnail(LOWRES_PX)
+    write_png(spatial / F.HIRES_IMAGE, hires)
+    write_png(spatial / F.LOWRES_IMAGE, lowres)
+    spot_px = VISIUM_SPOT_DIAMETER_UM / cohort.mpp
+    write_scalefactors(
+        spatial / F.SCALEFACTORS,
+        {
+            K.HIRES: hires_scale,
+            K.LOWRES: lowres_scale,
+            K.SPOT_DIAMETER: spot_px,
+            K.FIDUCIAL_DIAMETER: spot_px * FIDUCIAL_PER_SPOT,
+        },
+    )
+    image = folder / f"{sample_id}_he.tif"
+    write_pyramidal_tiff(
+        image,
+        width=geometry.width,
+        height=geometry.height,
+        mpp=cohort.mpp,
+        render_strip=renderer.strip,
+        n_levels=geometry.n_levels,
+        tile=STRIP_PX,
+    )
+    truth.to_csv(folder / TRUTH_CSV, index=False, float_format="%.6g", lineterminator="\n")
+    description = _describe(sample_id, seed=seed, cohort=cohort, truth=truth, image=image)
+    description["image"].update(
+        width=geometry.width, height=geometry.height, levels=geometry.n_levels
+    )
+    description["staining"] = {
+        "haematoxylin_od": list(palette.haematoxylin),
+        "eosin_od": list(palette.eosin),
+        "blood_od": list(palette.blood),
+    }
+    text = json.dumps(description, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    (folder / TRUTH_JSON).write_text(text, encoding="utf-8")
+    return geometry.width, geometry.height
+
+
+def _describe(
+    sample_id: str, *, seed: int, cohort: _Cohort, truth: Any, image: Path
+) -> dict[str, Any]:
+    """What ``ground_truth.json`` says about the sample and how it was made."""
+    effects = {
+        "ifn_near_tumour_border": catalogue.IFN_NEAR_BORDER,
+        "hypoxia_far_from_vessels": catalogue.HYPOXIA_FAR_FROM_VESSELS,
+    }
+    regions = truth["region"].value_counts()
+    return {
+        "sample_id": sample_id,
+        "generator": "tmescope.datasets.write_synthetic_cohort",
+        "seed": seed,
+        "mpp": cohort.mpp,
+        "n_spots_in_tissue": len(truth),
+        "n_genes": len(cohort.panel.names),
+        "image": {"path": image.name, "spot_diameter_um": VISIUM_SPOT_DIAMETER_UM},
+        "ground_truth": {
+            "table": TRUTH_CSV,
+            "composition": "fraction of the cells drawn under each spot (osteoclasts by nucleus)",
+            "border_um": "distance from the spot centre to the nearest tumour border",
+            "vessel_um": "distance from the spot centre to the nearest vessel",
+        },
+        "cell_types": {
+            t.name: {"markers": list(t.markers), "umi_per_cell": t.umi}
+            for t in catalogue.CELL_TYPES
+        },
+        "regions": {
+            name: {
+                "composition": catalogue.REGION_COMPOSITION[name],
+                "n_spots": int(regions.get(name, 0)),
+            }
+            for name in catalogue.REGIONS
+        },
+        "border_infiltrate": {
+            "extra_probability": catalogue.BORDER_INFILTRATE,
+            "length_um": catalogue.BORDER_INFILTRATE_UM,
+        },
+        "gene_groups": {
+            "housekeeping": list(catalogue.HOUSEKEEPING),
+            "antigen_presentation": list(catalogue.ANTIGEN_PRESENTATION),
+            "interferon_response": list(catalogue.IFN_RESPONSE),
+            "hypoxia": list(catalogue.HYPOXIA),
+            "background": f"SYN0001… ({len(cohort.panel.names) - len(catalogue.NAMED_GENES)} genes)",
+        },
+        "spatial_effects": {
+            name: {
+                "genes": list(e.genes),
+                "factor": e.description,
+                "amplitude": e.amplitude,
+                "length_um": e.length_um,
+                "onset_um": e.onset_um,
+            }
+            for name, e in effects.items()
+        },
+        "coordinates": f"x, y are level-0 pixels of {image.name} (pxl_col/pxl_row_in_fullres)",
+    }
