@@ -6,6 +6,8 @@ The CLI only parses arguments and prints; everything it does can be done from he
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +57,20 @@ def sample_summary(sample: Sample) -> dict[str, Any]:
     }
 
 
-def synthesize_cohort(out: Path | str, *, n_samples: int, n_spots: int, seed: int) -> list[Path]:
+def synthesize_cohort(
+    out: Path | str,
+    *,
+    n_samples: int,
+    n_spots: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write a synthetic cohort in Space Ranger layout (twin of ``tmescope synth``)."""
     from tmescope.datasets import write_synthetic_cohort
 
-    return write_synthetic_cohort(Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed)
+    return write_synthetic_cohort(
+        Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress
+    )
 
 
 @dataclass(frozen=True)
@@ -68,29 +79,43 @@ class DemoResult:
 
     out_dir: Path
     cohort_dir: Path
+    overview: Path
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_demo(
-    out_dir: Path | str, *, n_samples: int = 4, n_spots: int = 1000, seed: int = 0
+    out_dir: Path | str,
+    *,
+    n_samples: int = 4,
+    n_spots: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """The main job on the embedded synthetic cohort (twin of ``tmescope demo``).
 
-    For now: synthesise a cohort, read every sample back with its full-resolution slide, and
-    summarise. Later stages (embed, index, train, interactions, report) join here.
+    For now: synthesise a cohort, read every sample back with its full-resolution slide,
+    summarise it and draw an overview. Later stages (embed, index, train, interactions,
+    report) join here.
     """
+    from tmescope.viz.overview import plot_cohort_overview
+
     out_dir = Path(out_dir)
     cohort_dir = out_dir / "cohort"
-    sample_dirs = synthesize_cohort(cohort_dir, n_samples=n_samples, n_spots=n_spots, seed=seed)
-    summaries = []
-    for sample_dir in sample_dirs:
-        image = fullres_image_of(sample_dir)
-        summaries.append(describe_sample(sample_dir, image=image))
-        log.info("read back %s", sample_dir.name)
-    return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, samples=summaries)
+    sample_dirs = synthesize_cohort(
+        cohort_dir, n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress
+    )
+    with ExitStack() as stack:
+        samples = [
+            stack.enter_context(read_visium(d, image=fullres_image_of(d))) for d in sample_dirs
+        ]
+        if progress is not None:
+            progress(f"read back {len(samples)} samples with their full-resolution slides")
+        overview = plot_cohort_overview(samples, out_dir / "cohort_overview.png")
+        summaries = [sample_summary(s) for s in samples]
+    return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, samples=summaries)
 
 
 def fullres_image_of(sample_dir: Path) -> Path | None:
     """The full-resolution slide the synthetic cohort writes beside a sample's ``outs/``."""
-    images = sorted(sample_dir.glob("*.tif"))
+    images = sorted(sample_dir.glob("*_he.tif"))
     return images[0] if images else None

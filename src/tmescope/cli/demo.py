@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-
-from tmescope.cli.info import summary_table
+from rich.table import Table
 
 
 def demo(
@@ -25,11 +24,36 @@ def demo(
     from tmescope.workflows import run_demo
 
     console = Console()
-    with Console(stderr=True).status("synthesising and reading the demo cohort"):
-        result = run_demo(out, n_samples=samples, n_spots=spots, seed=seed)
-    for summary in result.samples:
-        console.print(summary_table(summary))
+    with Console(stderr=True).status("synthesising the demo cohort") as status:
+        result = run_demo(out, n_samples=samples, n_spots=spots, seed=seed, progress=status.update)
+    console.print(cohort_table(result.samples))
+    first = result.samples[0]
     console.print(
-        f"\n[bold]demo cohort:[/bold] {result.cohort_dir} ({len(result.samples)} samples)\n"
-        f"next: tmescope info {result.cohort_dir}/{result.samples[0]['sample_id']} --json"
+        f"\n[bold]cohort[/bold]    {result.cohort_dir}\n"
+        f"[bold]overview[/bold]  {result.overview}\n"
+        f"[bold]next[/bold]      tmescope info {result.cohort_dir / first['sample_id']} "
+        f"--image {first['image']['path']}"
     )
+
+
+def cohort_table(summaries: list[dict[str, Any]]) -> Table:
+    """One row per sample; where µm/px came from goes in the caption when all agree."""
+    sources = sorted({s["mpp_source"] for s in summaries})
+    table = Table(
+        title="demo cohort", title_justify="left", caption=f"µm/px from {', '.join(sources)}"
+    )
+    table.add_column("sample", no_wrap=True)
+    for column in ("spots", "in tissue", "genes", "µm/px", "slide px", "levels"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for s in summaries:
+        image = s["image"]
+        table.add_row(
+            s["sample_id"],
+            f"{s['n_spots']:,}",
+            f"{s['n_in_tissue']:,}",
+            f"{s['n_genes']:,}",
+            f"{s['mpp']:.3f}",
+            f"{image['width']:,}×{image['height']:,}",
+            str(image["levels"]),
+        )
+    return table

@@ -29,8 +29,12 @@ def synth(
     from tmescope.workflows import synthesize_cohort
 
     console = Console(stderr=True)
-    with console.status(f"writing {samples} synthetic sample(s) of {spots} spots to {out}"):
-        paths = synthesize_cohort(out, n_samples=samples, n_spots=spots, seed=seed)
+    with console.status(
+        f"writing {samples} synthetic sample(s) of {spots} spots to {out}"
+    ) as status:
+        paths = synthesize_cohort(
+            out, n_samples=samples, n_spots=spots, seed=seed, progress=status.update
+        )
     if as_json:
         typer.echo(json.dumps([str(p) for p in paths], indent=2))
     else:

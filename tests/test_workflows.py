@@ -1,0 +1,37 @@
+"""The Python twins of the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tmescope.errors import InputNotFoundError
+from tmescope.workflows import describe_sample, fullres_image_of, run_demo
+
+
+def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None:
+    messages: list[str] = []
+    result = run_demo(tmp_path / "demo", n_samples=2, n_spots=40, seed=5, progress=messages.append)
+    assert [s["sample_id"] for s in result.samples] == ["synth_00", "synth_01"]
+    for summary in result.samples:
+        assert summary["n_spots"] == summary["n_in_tissue"] == 40
+        assert summary["image"]["kind"] == "fullres"
+        assert summary["mpp_source"] == "tiff:XResolution"
+        assert summary["mpp"] == pytest.approx(0.5)
+    with Image.open(result.overview) as overview:
+        assert overview.width > 400 and overview.height > 300
+    assert any("read back 2 samples" in m for m in messages)
+
+
+def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:
+    result = run_demo(tmp_path, n_samples=1, n_spots=30, seed=2)
+    sample_dir = result.cohort_dir / "synth_00"
+    summary = describe_sample(sample_dir, image=fullres_image_of(sample_dir))
+    assert summary == result.samples[0]
+
+
+def test_describe_sample_of_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFoundError):
+        describe_sample(tmp_path / "absent")
