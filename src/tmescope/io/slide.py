@@ -92,6 +92,10 @@ class Slide(ABC):
         level = self.best_level(min(width / out_w, height / out_h))
         d = self.levels[level].downsample
         bx, by, bw, bh = x / d, y / d, width / d, height / d
+        if math.isclose(bw, out_w, abs_tol=1e-6) and math.isclose(bh, out_h, abs_tol=1e-6):
+            # Already at the requested resolution: snap to the nearest pixel instead of
+            # resampling by a sub-pixel shift, which no model can tell apart.
+            return self.read_level(level, round(bx), round(by), out_w, out_h)
         ix, iy = math.floor(bx), math.floor(by)
         iw, ih = math.ceil(bx + bw) - ix, math.ceil(by + bh) - iy
         pixels = self.read_level(level, ix, iy, iw, ih)

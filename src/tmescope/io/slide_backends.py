@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from tmescope.errors import InputNotFoundError, MissingDependencyError, SlideReadError
 from tmescope.io.slide import Slide, SlideLevel, padded_read, to_rgb_uint8
+from tmescope.io.tiles import TileCache
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,11 @@ def open_slide(path: Path | str) -> Slide:
 
 
 class TiffSlide(Slide):
-    """TIFF, SVS and OME-TIFF through tifffile's zarr interface: only the tiles read are decoded."""
+    """TIFF, SVS and OME-TIFF, read lazily: only the tiles under a region are decoded.
+
+    Tiled interleaved pages go through a :class:`~tmescope.io.tiles.TileCache` (each tile decoded
+    once while it stays cached); other layouts through tifffile's zarr interface.
+    """
 
     backend = "tifffile"
 
@@ -94,11 +99,23 @@ class TiffSlide(Slide):
                 for a in self._arrays
             )
             self.mpp, self.mpp_source = _tiff_mpp(self._tif)
+            self._tiles = [
+                TileCache(path, level.keyframe)
+                if self._axes in ("YXS", "YX") and TileCache.supports(level.keyframe)
+                else None
+                for level in series.levels
+            ]
             on_error.pop_all()  # opened: the slide owns the file now
 
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         array = self._arrays[level]
         lvl = self.levels[level]
+        tiles = self._tiles[level]
+        if tiles is not None:
+            try:
+                return padded_read(tiles.read, (lvl.width, lvl.height), x, y, width, height)
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise SlideReadError(f"could not decode a region of {self.path}: {exc}") from exc
 
         def read(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
             index = tuple(
@@ -127,6 +144,9 @@ class TiffSlide(Slide):
             raise SlideReadError(f"could not decode a region of {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        for tiles in self._tiles:
+            if tiles is not None:
+                tiles.close()
         self._tif.close()
 
 

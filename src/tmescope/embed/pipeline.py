@@ -1,0 +1,166 @@
+"""Batched inference that keeps the model busy: read ahead on threads, compute on the device.
+
+Reading (decode tiles, cut, resample) runs on background threads with a bounded number of
+batches in flight, so it overlaps with model compute and memory stays bounded whatever the
+slide size. Batches move as uint8 and are normalised on the device. On CUDA: pinned memory,
+non-blocking copies, channels-last and autocast at the model's precision. The CPU path never
+depends on any of that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tmescope.embed.patches import PatchPlan
+from tmescope.errors import InvalidParameterError
+from tmescope.io import Sample
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; ``cuda`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidParameterError(
+            f"--device {device} asked for a GPU but PyTorch sees none (torch {torch.__version__}); "
+            "use --device cpu or auto"
+        )
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InvalidParameterError(f"--device must be auto, cpu or cuda[:N], got {device!r}")
+    return torch.device(device)
+
+
+def resolve_precision(
+    precision: Precision, *, model_precision: str, device: torch.device
+) -> torch.dtype | None:
+    """The autocast dtype, or ``None`` for plain fp32.
+
+    ``auto`` uses the model's own precision on CUDA and fp32 on CPU (CPU autocast is slower
+    than fp32 on most CPUs); an explicit bf16/fp16 is honoured on both.
+    """
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise InvalidParameterError(
+            f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}"
+        )
+    if precision == "auto":
+        precision = model_precision if device.type == "cuda" else "fp32"  # type: ignore[assignment]
+    if precision == "fp16" and device.type == "cpu":
+        raise InvalidParameterError(
+            "fp16 autocast needs a GPU; use --precision bf16 or fp32 on CPU"
+        )
+    return _DTYPES.get(precision)
+
+
+@dataclass(frozen=True)
+class BatchReader:
+    """Reads batches of patches of one sample on ``readers`` threads, ``prefetch`` batches ahead."""
+
+    sample: Sample
+    plan: PatchPlan
+    readers: int = 2
+    prefetch: int = 4
+
+    def read(self, rows: slice) -> np.ndarray:
+        """Patches ``rows`` of the plan: ``(B, size_px, size_px, 3)`` uint8."""
+        px = self.plan.size_px
+        centres = self.plan.centres[rows]
+        out = np.empty((len(centres), px, px, 3), dtype=np.uint8)
+        for i, (x, y) in enumerate(centres):
+            out[i] = self.sample.read_patch(x, y, size_um=self.plan.size_um, size_px=px)
+        return out
+
+    def iter_batches(self, batches: Sequence[slice]) -> Iterator[np.ndarray]:
+        """Yield the batches in order, reading later ones while earlier ones are consumed."""
+        if self.readers <= 0:
+            yield from (self.read(rows) for rows in batches)
+            return
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="tmescope-read") as pool:
+            pending: deque[Future[np.ndarray]] = deque()
+            todo = iter(batches)
+            for rows in todo:
+                pending.append(pool.submit(self.read, rows))
+                if len(pending) >= self.prefetch:
+                    break
+            while pending:
+                batch = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.read, nxt))
+                yield batch
+
+
+class Embedder:
+    """A frozen encoder on a device, turning uint8 patch batches into float32 embeddings."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        self.device = device
+        self.autocast = autocast
+        self.model = model.eval().to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # (1, 3, 1, 1) so that normalisation broadcasts over NCHW batches, on the device.
+        self._scale = (
+            (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1).to(device)
+        )
+        self._shift = (
+            (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std))
+            .view(1, 3, 1, 1)
+            .to(device)
+        )
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        """``(B, H, W, 3)`` uint8 → ``(B, dim)`` float32 embeddings."""
+        x = torch.from_numpy(patches)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        # (B, 3, H, W) viewed over NHWC memory, i.e. channels-last: converting and normalising
+        # in place keeps that layout, three times faster than making NCHW copies on a CPU.
+        x = x.permute(0, 3, 1, 2).float()
+        x.mul_(self._scale).sub_(self._shift)
+        context = (
+            torch.autocast(self.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else nullcontext()
+        )
+        with torch.inference_mode(), context:
+            out = self.model(x)
+        return out.float().cpu().numpy()
+
+
+def plan_batches(
+    n_rows: int, *, chunk_rows: int, batch_size: int, chunks: Iterable[int]
+) -> list[slice]:
+    """Batches inside the given store chunks, never straddling a chunk boundary.
+
+    A resumed run re-forms exactly the batches of an uninterrupted one, so its embeddings are
+    bit-identical (a row's result can depend on the batch it was computed in).
+    """
+    if batch_size < 1:
+        raise InvalidParameterError(f"--batch-size must be at least 1, got {batch_size}")
+    batches = []
+    for chunk in chunks:
+        start, stop = chunk * chunk_rows, min((chunk + 1) * chunk_rows, n_rows)
+        batches.extend(slice(b, min(b + batch_size, stop)) for b in range(start, stop, batch_size))
+    return batches
