@@ -54,3 +54,7 @@ class InvalidParameterError(TmescopeError, ValueError):
 
 class TmescopeWarning(UserWarning):
     """Something is off but work can go on (a low-resolution image, two disagreeing matrices …)."""
+
+
+class SampleContentError(TmescopeError, ValueError):
+    """A sample reads fine but holds nothing to work on (no spot in tissue, spots off the image)."""
