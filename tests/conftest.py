@@ -49,3 +49,13 @@ def visium_run(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVisium:
     sample = write_visium(tmp_path_factory.mktemp("visium"))
     add_fullres_tiff(sample)
     return sample
+
+
+@pytest.fixture(scope="session")
+def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two small synthetic samples (60 spots each, H&E-like pyramidal TIFF); read-only."""
+    from tmescope.datasets import write_synthetic_cohort
+
+    return write_synthetic_cohort(
+        tmp_path_factory.mktemp("synth"), n_samples=2, n_spots=60, seed=11
+    )
