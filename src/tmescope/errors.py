@@ -52,9 +52,65 @@ class InvalidParameterError(TmescopeError, ValueError):
     """A parameter value is out of its allowed range."""
 
 
+class StoreError(TmescopeError, ValueError):
+    """A cohort store holds something other than what the operation needs."""
+
+
+class StoreNotFoundError(InputNotFoundError, StoreError):
+    """No cohort store exists at the path given for reading."""
+
+
+class NotAStoreError(StoreError):
+    """A path exists but is not a tmescope cohort store (a plain folder, a foreign Zarr)."""
+
+
+class StoreNotWritableError(StoreError, PermissionError):
+    """A cohort store cannot be created or written at the path given."""
+
+
+class SchemaVersionError(StoreError):
+    """A cohort store was written by a newer tmescope whose format this one cannot read."""
+
+
+class FingerprintMismatchError(StoreError):
+    """A store holds embeddings of another encoder (or settings) than the one asked for."""
+
+
+class StoreLockedError(StoreError, RuntimeError):
+    """Another live process holds the lock on what this one wants to write."""
+
+
+class SampleNotFoundError(StoreError, LookupError):
+    """A sample id is not in the cohort store."""
+
+
+class SampleConflictError(StoreError):
+    """A sample id is already in the store with other inputs or another layout."""
+
+
+class IncompleteSampleError(StoreError):
+    """A sample is still being written (or was interrupted) and cannot be read or finished yet."""
+
+
 class TmescopeWarning(UserWarning):
     """Something is off but work can go on (a low-resolution image, two disagreeing matrices …)."""
 
 
 class SampleContentError(TmescopeError, ValueError):
     """A sample reads fine but holds nothing to work on (no spot in tissue, spots off the image)."""
+
+
+class UnknownEncoderError(TmescopeError, LookupError):
+    """An encoder name is not in the registry (the message suggests the nearest names)."""
+
+
+class WeightsError(TmescopeError, ValueError):
+    """A weights file cannot be read, or its tensors do not fit the encoder's architecture."""
+
+
+class WeightsNotFoundError(TmescopeError, FileNotFoundError):
+    """No weights for a model: none given and none in the local Hugging Face cache."""
+
+
+class GatedModelError(WeightsNotFoundError):
+    """Weights of a gated model (licence to accept on Hugging Face) are not available locally."""

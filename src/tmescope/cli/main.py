@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tmescope import __version__
-from tmescope.cli import demo, info, synth
+from tmescope.cli import demo, embed, encoders, info, synth
 from tmescope.errors import TmescopeError, TmescopeWarning
 
 EXIT_BAD_INPUT = 2
@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 app.command("synth")(synth.synth)
 app.command("info")(info.info)
+app.command("encoders")(encoders.encoders)
+app.command("embed")(embed.embed)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,134 @@
+"""``tmescope embed``: spot (and grid) patches through a frozen encoder into a cohort store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from tmescope.errors import InvalidParameterError
+
+
+class PatchRateColumn(ProgressColumn):
+    """Patches per second, once there is a rate to show."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} patches/s" if speed else "– patches/s", style="cyan")
+
+
+class RichProgress:
+    """A progress bar per sample: patches done, patches/s and time left."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task: TaskID | None = None
+
+    def start(self, sample_id: str, total: int) -> None:
+        self._task = self._progress.add_task(sample_id, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+
+def embed(
+    samples: Annotated[
+        list[Path],
+        typer.Argument(help="Space Ranger folders (outs/, its parent, or spatial/ + matrix)."),
+    ],
+    store: Annotated[Path, typer.Option("--store", help="Cohort store (created when absent).")],
+    encoder: Annotated[
+        str, typer.Option("--encoder", help="Encoder name; see `tmescope encoders`.")
+    ],
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights", help="Local weights (.safetensors, or a .pt/.pth/.bin state dict)."
+        ),
+    ] = None,
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="Full-resolution slide; repeat once per sample, in order."),
+    ] = None,
+    grid: Annotated[
+        float | None,
+        typer.Option(
+            "--grid", help="Also embed a dense grid of tiles over the tissue, this many µm apart."
+        ),
+    ] = None,
+    patch_um: Annotated[
+        float | None,
+        typer.Option(
+            "--patch-um", help="Field of view in µm (default: input px × the encoder's µm/px)."
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Patches per batch.")] = 32,
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto, fp32, bf16 or fp16 (autocast).")
+    ] = "auto",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="local:N for a LocalCluster of N processes, or a Dask scheduler address.",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Re-embed samples already complete in the store.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary per sample.")
+    ] = False,
+) -> None:
+    """Embed the tissue under every spot (and, with --grid, between spots) into a Zarr store."""
+    from tmescope.embed_job import EmbedSettings, SampleInput
+    from tmescope.workflows import embed_samples
+
+    images = image or []
+    if images and len(images) != len(samples):
+        raise InvalidParameterError(
+            f"{len(images)} --image for {len(samples)} samples; give one --image per sample, in "
+            "the same order, or none"
+        )
+    items = [
+        SampleInput(path=s, image=images[i] if images else None) for i, s in enumerate(samples)
+    ]
+    settings = EmbedSettings(
+        batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
+        overwrite=overwrite,
+    )  # fmt: skip
+    err = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        PatchRateColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=err, transient=False, disable=as_json) as bar:
+
+        def done(summary: object) -> None:
+            if not as_json:
+                bar.console.print(f"{summary.sample_id}: {summary.status}")  # type: ignore[attr-defined]
+
+        summaries = embed_samples(
+            items, store=store, encoder=encoder, weights=weights, device=device,
+            settings=settings, scheduler=scheduler, progress=RichProgress(bar), on_done=done,
+        )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
+    else:
+        Console().print(f"store {store}: {len(summaries)} sample(s) embedded with {encoder}")
