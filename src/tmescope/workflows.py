@@ -6,13 +6,25 @@ The CLI only parses arguments and prints; everything it does can be done from he
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tmescope.embed_job import (
+    EmbedSettings,
+    EmbedSummary,
+    ProgressReporter,
+    SampleInput,
+    embed_sample_into_store,
+)
+from tmescope.errors import InvalidParameterError, SampleNotFoundError
 from tmescope.io import Sample, read_visium
+
+if TYPE_CHECKING:
+    from tmescope.store import SampleSummary as StoreSampleSummary
+    from tmescope.store import StoreInfo
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +131,88 @@ def fullres_image_of(sample_dir: Path) -> Path | None:
     """The full-resolution slide the synthetic cohort writes beside a sample's ``outs/``."""
     images = sorted(sample_dir.glob("*_he.tif"))
     return images[0] if images else None
+
+
+def embed_samples(
+    items: Sequence[SampleInput],
+    *,
+    store: Path | str,
+    encoder: str,
+    weights: Path | str | None = None,
+    device: str = "auto",
+    settings: EmbedSettings | None = None,
+    scheduler: str | None = None,
+    progress: ProgressReporter | None = None,
+    on_done: Callable[[EmbedSummary], None] | None = None,
+) -> list[EmbedSummary]:
+    """Embed samples into a cohort store (twin of ``tmescope embed``).
+
+    Without ``scheduler`` the samples run in turn in this process; with ``local:N`` or a
+    scheduler address, one Dask task per sample. The encoder is built, and the store's
+    fingerprint checked, before any sample is touched.
+    """
+    from tmescope.cluster import EncoderRecipe, embed_on_dask
+    from tmescope.embed.registry import encoder_fingerprint
+    from tmescope.store import CohortStore
+
+    settings = settings or EmbedSettings()
+    if not items:
+        raise InvalidParameterError("no samples given; pass one or more Space Ranger folders")
+    store_path = Path(store)
+    recipe = EncoderRecipe(encoder, Path(weights) if weights else None, device)
+    model, torch_device = recipe.build()
+    # Refuse a store of another encoder before reading any sample (and without writing).
+    CohortStore.check_compatible(store_path, encoder_fingerprint(model))
+    if scheduler:
+        del model  # each worker builds its own
+        return embed_on_dask(
+            items, scheduler=scheduler, store_path=store_path, recipe=recipe,
+            settings=settings, on_done=on_done,
+        )  # fmt: skip
+    summaries = []
+    for item in items:
+        summary = embed_sample_into_store(
+            item, store_path=store_path, encoder=model, device=torch_device,
+            settings=settings, progress=progress,
+        )  # fmt: skip
+        if on_done is not None:
+            on_done(summary)
+        summaries.append(summary)
+    return summaries
+
+
+def store_summary(store: Path | str) -> list[StoreSampleSummary]:
+    """One summary per sample of a store (twin of ``tmescope store ls``)."""
+    from tmescope.store import CohortStore
+
+    return CohortStore.open(store, mode="r").summary()
+
+
+def store_info(store: Path | str) -> StoreInfo:
+    """The store's header and samples (twin of ``tmescope store info``)."""
+    from tmescope.store import CohortStore
+
+    return CohortStore.open(store, mode="r").info()
+
+
+def remove_samples(store: Path | str, sample_ids: Sequence[str]) -> list[str]:
+    """Remove samples from a store (twin of ``tmescope store rm``); all ids are checked first."""
+    from tmescope.store import CohortStore
+
+    opened = CohortStore.open(store, mode="a")
+    present = set(opened.sample_ids(include_incomplete=True))
+    missing = [s for s in sample_ids if s not in present]
+    if missing:
+        raise SampleNotFoundError(
+            f"{', '.join(missing)} not in {store}; it holds {', '.join(sorted(present)) or 'no samples'}"
+        )
+    for sample_id in sample_ids:
+        opened.remove_sample(sample_id)
+    return list(sample_ids)
+
+
+def verify_store(store: Path | str) -> list[str]:
+    """Problems found in a store, empty when it is sound (twin of ``tmescope store verify``)."""
+    from tmescope.store import CohortStore
+
+    return CohortStore.open(store, mode="r").verify()

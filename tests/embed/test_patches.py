@@ -31,7 +31,9 @@ def test_grid_tiles_lie_on_tissue_and_join_the_raster_order(synth_cohort: list[P
     with open_synth(synth_cohort[0]) as sample:
         plan = plan_patches(sample, size_um=112, size_px=224, grid_step_um=56)
         tiles = plan.kind == TILE
-        assert tiles.sum() > sample.n_in_tissue  # 56 µm steps: denser than the hexagonal 100 µm lattice
+        assert (
+            tiles.sum() > sample.n_in_tissue
+        )  # 56 µm steps: denser than the hexagonal 100 µm lattice
         assert (plan.tissue_fraction[tiles] >= 0.25).all()
         assert all(i.startswith("tile_") for i in plan.ids[tiles])
         assert len(set(plan.ids)) == len(plan)

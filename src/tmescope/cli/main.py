@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tmescope import __version__
-from tmescope.cli import demo, embed, encoders, info, synth
+from tmescope.cli import demo, embed, encoders, info, store, synth
 from tmescope.errors import TmescopeError, TmescopeWarning
 
 EXIT_BAD_INPUT = 2
@@ -35,6 +35,7 @@ app.command("synth")(synth.synth)
 app.command("info")(info.info)
 app.command("encoders")(encoders.encoders)
 app.command("embed")(embed.embed)
+app.add_typer(store.app, name="store")
 app.command("demo")(demo.demo)
 
 
@@ -57,12 +58,10 @@ def root(
     ] = False,
 ) -> None:
     """Tumour-microenvironment analysis of 10x Visium cohorts with pathology foundation models."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
-        force=True,
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    # The handler filters too: libraries such as distributed set their own loggers to INFO.
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, level=level)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     if not verbose:
         # Third-party deprecation chatter is not the user's business; ours always shows.
         warnings.filterwarnings("ignore")

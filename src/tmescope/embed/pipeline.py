@@ -159,7 +159,7 @@ def plan_batches(
     """
     if batch_size < 1:
         raise InvalidParameterError(f"--batch-size must be at least 1, got {batch_size}")
-    batches = []
+    batches: list[slice] = []
     for chunk in chunks:
         start, stop = chunk * chunk_rows, min((chunk + 1) * chunk_rows, n_rows)
         batches.extend(slice(b, min(b + batch_size, stop)) for b in range(start, stop, batch_size))

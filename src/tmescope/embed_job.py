@@ -1,0 +1,213 @@
+"""The unit of embedding work: one sample, read, embedded and written into the cohort store.
+
+This joins the rooms (io → embed → store), so it lives beside ``workflows.py``, not in
+``embed`` (pure compute) or ``store`` (pure persistence). The same function runs in-process and
+as one Dask task per sample (see :mod:`tmescope.cluster`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from tmescope.io import Sample, read_visium
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_ROWS = 512
+_HASH_EDGE_BYTES = 1 << 20  # slides are hashed by size and their first and last MiB
+
+
+@dataclass(frozen=True)
+class SampleInput:
+    """One sample to embed: its Space Ranger folder and, optionally, its full-resolution slide."""
+
+    path: Path
+    image: Path | None = None
+    sample_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How to embed: everything but the encoder itself, picklable for Dask workers."""
+
+    batch_size: int = 32
+    precision: str = "auto"
+    patch_um: float | None = None  # default: encoder input px × encoder µm/px
+    grid_um: float | None = None
+    readers: int = 2
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    """What one sample's embedding did (small: this is all a Dask task sends back)."""
+
+    sample_id: str
+    status: str  # "embedded" | "resumed" | "skipped"
+    n_spots: int
+    n_tiles: int
+    rows_written: int
+    seconds: float
+    patches_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ProgressReporter(Protocol):
+    """Receives progress: ``start(sample_id, total)`` then ``advance(n)`` per batch."""
+
+    def start(self, sample_id: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+def embed_sample_into_store(
+    item: SampleInput,
+    *,
+    store_path: Path,
+    encoder: Any,
+    device: Any,
+    settings: EmbedSettings,
+    progress: ProgressReporter | None = None,
+) -> EmbedSummary:
+    """Embed one sample with ``encoder`` (a loaded registry encoder) into the store.
+
+    The sample is read and planned before the store is touched, so bad input never leaves a
+    half-written sample behind; chunks already written by an interrupted run are kept.
+    """
+    from tmescope.embed.patches import SPOT, plan_patches
+    from tmescope.embed.pipeline import BatchReader, Embedder, plan_batches, resolve_precision
+    from tmescope.embed.registry import encoder_fingerprint
+    from tmescope.store import CohortStore, SampleMeta, SampleRows
+
+    spec = encoder.spec
+    start = time.perf_counter()
+    with read_visium(item.path, image=item.image, sample_id=item.sample_id) as sample:
+        size_um = settings.patch_um or spec.input_px * spec.mpp
+        plan = plan_patches(
+            sample, size_um=size_um, size_px=spec.input_px, grid_step_um=settings.grid_um
+        )
+        store = CohortStore.open(store_path, mode="a", fingerprint=encoder_fingerprint(encoder))
+        writer = store.begin_sample(
+            sample.sample_id,
+            rows=SampleRows(
+                coords=plan.centres.astype(np.float32),
+                barcodes=plan.ids,
+                kind=plan.kind,
+                tissue_fraction=plan.tissue_fraction,
+            ),
+            meta=SampleMeta(
+                source_path=str(sample.source),
+                source_hash=source_hash(sample),
+                mpp=sample.mpp,
+                patch_um=size_um,
+                patch_px=spec.input_px,
+                extra=_extra_meta(sample),
+            ),
+            dim=spec.embed_dim,
+            chunk_rows=settings.chunk_rows,
+            overwrite=settings.overwrite,
+        )
+        n_tiles = len(plan) - plan.n_spots
+        if writer is None:
+            log.info("%s is already complete in %s; skipped", sample.sample_id, store_path)
+            return EmbedSummary(sample.sample_id, "skipped", plan.n_spots, n_tiles, 0, 0.0, 0.0)
+        with writer:
+            pending = writer.pending_chunks()
+            status = "resumed" if len(pending) < writer.n_chunks else "embedded"
+            batches = plan_batches(
+                len(plan), chunk_rows=settings.chunk_rows, batch_size=settings.batch_size,
+                chunks=pending,
+            )  # fmt: skip
+            embedder = Embedder(
+                encoder, mean=spec.mean, std=spec.std, device=device,
+                autocast=resolve_precision(
+                    settings.precision,  # type: ignore[arg-type]
+                    model_precision=spec.precision, device=device,
+                ),
+            )  # fmt: skip
+            rows = sum(b.stop - b.start for b in batches)
+            if progress is not None:
+                progress.start(sample.sample_id, rows)
+            reader = BatchReader(sample, plan, readers=settings.readers)
+            _write_chunks(writer, reader, embedder, batches, settings.chunk_rows, progress)
+            spot_rows = np.flatnonzero(plan.kind == SPOT)
+            writer.finish(counts=_counts_in_plan_order(sample, plan.ids[spot_rows]))
+    seconds = time.perf_counter() - start
+    return EmbedSummary(
+        sample.sample_id, status, plan.n_spots, n_tiles, rows, round(seconds, 3),
+        round(rows / seconds, 1) if seconds > 0 else 0.0,
+    )  # fmt: skip
+
+
+def _write_chunks(
+    writer: Any,
+    reader: Any,
+    embedder: Callable[[np.ndarray], np.ndarray],
+    batches: list[slice],
+    chunk_rows: int,
+    progress: ProgressReporter | None,
+) -> None:
+    """Embed batch by batch; hand each store chunk to the writer as soon as it is whole."""
+    parts: list[np.ndarray] = []
+    chunk = batches[0].start // chunk_rows if batches else 0
+    for rows, patches in zip(batches, reader.iter_batches(batches), strict=True):
+        if rows.start // chunk_rows != chunk:
+            writer.write_chunk(chunk, np.concatenate(parts))
+            parts, chunk = [], rows.start // chunk_rows
+        parts.append(embedder(patches))
+        if progress is not None:
+            progress.advance(rows.stop - rows.start)
+    if parts:
+        writer.write_chunk(chunk, np.concatenate(parts))
+
+
+def _counts_in_plan_order(sample: Sample, barcodes: np.ndarray) -> Any:
+    """The sample's counts for the embedded spots, rows in the store's spot order."""
+    return sample.counts[list(barcodes)].copy()
+
+
+def _extra_meta(sample: Sample) -> dict[str, Any]:
+    return {
+        "mpp_source": sample.mpp_source,
+        "platform": sample.platform,
+        "spot_diameter_um": sample.spot_diameter_um,
+        "image_kind": sample.image_kind,
+        "image": str(sample.slide.path),
+    }
+
+
+def source_hash(sample: Sample) -> str:
+    """A content hash of a sample's inputs: positions, matrix, and the slide's size and ends.
+
+    Re-embedding the same sample id from different data is refused; hashing a multi-GB slide
+    whole would cost more than embedding it, so only its size and first and last MiB count.
+    """
+    digest = hashlib.sha256()
+    layout = sample.layout
+    for path in (layout.positions, layout.h5 or layout.mtx_dir, layout.scalefactors):
+        if path is None:
+            continue
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                digest.update(file.name.encode())
+                digest.update(file.read_bytes())
+    slide = sample.slide.path
+    size = slide.stat().st_size
+    digest.update(str(size).encode())
+    with slide.open("rb") as fh:
+        digest.update(fh.read(_HASH_EDGE_BYTES))
+        fh.seek(max(0, size - _HASH_EDGE_BYTES))
+        digest.update(fh.read(_HASH_EDGE_BYTES))
+    return digest.hexdigest()
