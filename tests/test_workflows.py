@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from tmescope.errors import InputNotFoundError
+from tmescope.store import CohortStore
 from tmescope.workflows import describe_sample, fullres_image_of, run_demo
 
 
@@ -23,6 +24,11 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     with Image.open(result.overview) as overview:
         assert overview.width > 400 and overview.height > 300
     assert any("read back 2 samples" in m for m in messages)
+    assert [e.status for e in result.embedded] == ["embedded", "embedded"]
+    store = CohortStore.open(result.store)
+    assert store.sample_ids() == ["synth_00", "synth_01"]
+    assert store.read_embeddings("synth_00").shape == (40, store.fingerprint["embed_dim"])
+    assert store.verify() == []
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

@@ -85,6 +85,9 @@ def synthesize_cohort(
     )
 
 
+DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machinery, not biology
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What the demo made and where."""
@@ -92,7 +95,9 @@ class DemoResult:
     out_dir: Path
     cohort_dir: Path
     overview: Path
+    store: Path
     samples: list[dict[str, Any]] = field(default_factory=list)
+    embedded: list[EmbedSummary] = field(default_factory=list)
 
 
 def run_demo(
@@ -102,12 +107,14 @@ def run_demo(
     n_spots: int = 1000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    embed_progress: ProgressReporter | None = None,
+    encoder: str = DEMO_ENCODER,
 ) -> DemoResult:
     """The main job on the embedded synthetic cohort (twin of ``tmescope demo``).
 
-    For now: synthesise a cohort, read every sample back with its full-resolution slide,
-    summarise it and draw an overview. Later stages (embed, index, train, interactions,
-    report) join here.
+    Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
+    draw an overview, and embed every spot into ``out_dir/cohort.zarr``. Later stages (index,
+    train, interactions, report) join here.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -124,7 +131,17 @@ def run_demo(
             progress(f"read back {len(samples)} samples with their full-resolution slides")
         overview = plot_cohort_overview(samples, out_dir / "cohort_overview.png")
         summaries = [sample_summary(s) for s in samples]
-    return DemoResult(out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, samples=summaries)
+    store = out_dir / "cohort.zarr"
+    if progress is not None:
+        progress(f"embedding {len(sample_dirs)} samples with {encoder} into {store}")
+    embedded = embed_samples(
+        [SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs],
+        store=store, encoder=encoder, device="auto", progress=embed_progress,
+    )  # fmt: skip
+    return DemoResult(
+        out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
+        samples=summaries, embedded=embedded,
+    )  # fmt: skip
 
 
 def fullres_image_of(sample_dir: Path) -> Path | None:

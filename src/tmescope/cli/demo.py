@@ -20,17 +20,24 @@ def demo(
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
-    """Synthesise a cohort, read every sample back with its full-resolution slide, summarise."""
+    """Synthesise a cohort, read it back, draw an overview and embed every spot into a store."""
+    from tmescope.cli.embed import RichProgress, progress_bar
     from tmescope.workflows import run_demo
 
     console = Console()
-    with Console(stderr=True).status("synthesising the demo cohort") as status:
-        result = run_demo(out, n_samples=samples, n_spots=spots, seed=seed, progress=status.update)
+    with progress_bar(Console(stderr=True)) as bar:
+        result = run_demo(
+            out, n_samples=samples, n_spots=spots, seed=seed,
+            progress=lambda message: bar.console.print(f"[dim]{message}[/dim]"),
+            embed_progress=RichProgress(bar),
+        )  # fmt: skip
     console.print(cohort_table(result.samples))
     first = result.samples[0]
     console.print(
         f"\n[bold]cohort[/bold]    {result.cohort_dir}\n"
         f"[bold]overview[/bold]  {result.overview}\n"
+        f"[bold]store[/bold]     {result.store} "
+        f"({sum(e.rows_written for e in result.embedded):,} patches embedded)\n"
         f"[bold]next[/bold]      tmescope info {result.cohort_dir / first['sample_id']} "
         f"--image {first['image']['path']}"
     )

@@ -46,6 +46,15 @@ class RichProgress:
             self._progress.advance(self._task, n)
 
 
+def progress_bar(console: Console, *, disable: bool = False) -> Progress:
+    """A rich progress display: one bar per sample with patches/s and time left."""
+    columns = (
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        PatchRateColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    return Progress(*columns, console=console, disable=disable)
+
+
 def embed(
     samples: Annotated[
         list[Path],
@@ -113,12 +122,7 @@ def embed(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
         overwrite=overwrite,
     )  # fmt: skip
-    err = Console(stderr=True)
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        PatchRateColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=err, transient=False, disable=as_json) as bar:
+    with progress_bar(Console(stderr=True), disable=as_json) as bar:
 
         def done(summary: object) -> None:
             if not as_json:
