@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tmescope.datasets import write_synthetic_cohort
-from tmescope.embed.patches import plan_patches
+from tmescope.embed.patches import SPOT, TILE, plan_patches
 from tmescope.embed.pipeline import BatchReader, Embedder, plan_batches
 from tmescope.embed.registry import create_encoder
 from tmescope.embed_job import EmbedSettings, SampleInput, embed_sample_into_store
@@ -93,13 +92,13 @@ def pipeline_only(folder: Path, *, grid: bool, batch_size: int) -> tuple[float, 
     embedder = Embedder(NullEncoder(), mean=(0.5,) * 3, std=(0.25,) * 3, device=torch.device("cpu"))
     with read_visium(folder, image=next(folder.glob("*_he.tif"))) as sample:
         plan = plan_patches(sample, size_um=112, size_px=224, grid_step_um=112 if grid else None)
-        rows = np.flatnonzero(plan.kind == (1 if grid else 0))
-        start_row, stop_row = int(rows.min()), int(rows.max()) + 1
-        chunks = range(start_row // 512, -(-stop_row // 512))
+        plan = plan.subset(plan.kind == (TILE if grid else SPOT))
+        chunks = range(-(-len(plan) // 512))
         batches = plan_batches(len(plan), chunk_rows=512, batch_size=batch_size, chunks=chunks)
         start = time.perf_counter()
         n = 0
-        for batch in BatchReader(sample, plan).iter_batches(batches):
+        reader = BatchReader(sample, plan, prepare=embedder.prepare)
+        for batch in reader.iter_batches(batches):
             embedder(batch)
             n += len(batch)
         return n / (time.perf_counter() - start), n
@@ -108,9 +107,9 @@ def pipeline_only(folder: Path, *, grid: bool, batch_size: int) -> tuple[float, 
 def peak_rss_child(folder: Path, encoder_name: str, *, batch_size: int, n: int) -> float:
     """Embed ``n`` spot patches of a big slide in a child process; its peak RSS in MB."""
     code = f"""
-import resource, torch
+import torch
 from pathlib import Path
-from tmescope.embed.patches import plan_patches
+from tmescope.embed.patches import SPOT, TILE, plan_patches
 from tmescope.embed.pipeline import BatchReader, Embedder, plan_batches
 from tmescope.embed.registry import create_encoder
 from tmescope.io import read_visium
@@ -121,9 +120,11 @@ with read_visium(folder, image=next(folder.glob("*_he.tif"))) as s:
     plan = plan_patches(s, size_um=112, size_px=224)
     batches = plan_batches(min(len(plan), {n}), chunk_rows=512, batch_size={batch_size},
                            chunks=range(-(-min(len(plan), {n}) // 512)))
-    for b in BatchReader(s, plan).iter_batches(batches):
+    for b in BatchReader(s, plan, prepare=emb.prepare).iter_batches(batches):
         emb(b)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
+status = Path("/proc/self/status").read_text()
+print(int(status.split("VmHWM:")[1].split()[0]) / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="test-vit-small")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--spots", type=int, default=600, help="spots of the end-to-end sample")
+    parser.add_argument("--spots", type=int, default=1500, help="spots of the end-to-end sample")
     parser.add_argument("--skip-big", action="store_true", help="skip the 40,000 px slide")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -139,7 +139,10 @@ def embed_sample_into_store(
             rows = sum(b.stop - b.start for b in batches)
             if progress is not None:
                 progress.start(sample.sample_id, rows)
-            reader = BatchReader(sample, plan, readers=settings.readers)
+            reader = BatchReader(
+                sample, plan, readers=settings.readers,
+                prepare=embedder.prepare if embedder.prepares_on_readers else None,
+            )  # fmt: skip
             _write_chunks(writer, reader, embedder, batches, settings.chunk_rows, progress)
             spot_rows = np.flatnonzero(plan.kind == SPOT)
             writer.finish(counts=_counts_in_plan_order(sample, plan.ids[spot_rows]))

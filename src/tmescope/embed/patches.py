@@ -7,7 +7,7 @@ tiles and each tile is decoded about once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,13 @@ class PatchPlan:
     @property
     def n_spots(self) -> int:
         return int((self.kind == SPOT).sum())
+
+    def subset(self, keep: np.ndarray) -> PatchPlan:
+        """The patches where boolean ``keep`` is true, in the same order."""
+        return replace(
+            self, ids=self.ids[keep], kind=self.kind[keep], centres=self.centres[keep],
+            tissue_fraction=self.tissue_fraction[keep],
+        )  # fmt: skip
 
 
 def plan_patches(

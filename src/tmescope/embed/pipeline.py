@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,6 +73,12 @@ class BatchReader:
     plan: PatchPlan
     readers: int = 2
     prefetch: int = 4
+    prepare: Callable[[np.ndarray], Any] | None = None  # applied on the reader threads
+
+    def read_prepared(self, rows: slice) -> Any:
+        """The batch ``rows``, passed through ``prepare`` when there is one."""
+        batch = self.read(rows)
+        return self.prepare(batch) if self.prepare is not None else batch
 
     def read(self, rows: slice) -> np.ndarray:
         """Patches ``rows`` of the plan: ``(B, size_px, size_px, 3)`` uint8."""
@@ -83,23 +89,23 @@ class BatchReader:
             out[i] = self.sample.read_patch(x, y, size_um=self.plan.size_um, size_px=px)
         return out
 
-    def iter_batches(self, batches: Sequence[slice]) -> Iterator[np.ndarray]:
+    def iter_batches(self, batches: Sequence[slice]) -> Iterator[Any]:
         """Yield the batches in order, reading later ones while earlier ones are consumed."""
         if self.readers <= 0:
-            yield from (self.read(rows) for rows in batches)
+            yield from (self.read_prepared(rows) for rows in batches)
             return
         with ThreadPoolExecutor(self.readers, thread_name_prefix="tmescope-read") as pool:
-            pending: deque[Future[np.ndarray]] = deque()
+            pending: deque[Future[Any]] = deque()
             todo = iter(batches)
             for rows in todo:
-                pending.append(pool.submit(self.read, rows))
+                pending.append(pool.submit(self.read_prepared, rows))
                 if len(pending) >= self.prefetch:
                     break
             while pending:
                 batch = pending.popleft().result()
                 nxt = next(todo, None)
                 if nxt is not None:
-                    pending.append(pool.submit(self.read, nxt))
+                    pending.append(pool.submit(self.read_prepared, nxt))
                 yield batch
 
 
@@ -120,7 +126,11 @@ class Embedder:
         self.model = model.eval().to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        # (1, 3, 1, 1) so that normalisation broadcasts over NCHW batches, on the device.
+        # (3,) for NHWC numpy batches on a CPU; (1, 3, 1, 1) for NCHW tensors on the device.
+        self._np_scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).astype(np.float32)
+        self._np_shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).astype(
+            np.float32
+        )
         self._scale = (
             (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1).to(device)
         )
@@ -130,15 +140,30 @@ class Embedder:
             .to(device)
         )
 
-    def __call__(self, patches: np.ndarray) -> np.ndarray:
-        """``(B, H, W, 3)`` uint8 → ``(B, dim)`` float32 embeddings."""
-        x = torch.from_numpy(patches)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        # (B, 3, H, W) viewed over NHWC memory, i.e. channels-last: converting and normalising
-        # in place keeps that layout, three times faster than making NCHW copies on a CPU.
-        x = x.permute(0, 3, 1, 2).float()
-        x.mul_(self._scale).sub_(self._shift)
+    def prepare(self, patches: np.ndarray) -> torch.Tensor:
+        """``(B, H, W, 3)`` uint8 → normalised ``(B, 3, H, W)`` float32 on the device.
+
+        On a CPU this runs on the reader threads (see :class:`BatchReader`), with numpy, whose
+        loops release the GIL and stay single-threaded: torch ops here would compete with the
+        model for torch's intra-op thread pool. The result is a channels-last view, as is
+        the CUDA path's.
+        """
+        if self.device.type == "cpu":
+            x = patches.astype(np.float32)  # (B, H, W, 3)
+            x *= self._np_scale
+            x -= self._np_shift
+            return torch.from_numpy(x).permute(0, 3, 1, 2)
+        gpu = torch.from_numpy(patches).pin_memory().to(self.device, non_blocking=True)
+        return gpu.permute(0, 3, 1, 2).float().mul_(self._scale).sub_(self._shift)
+
+    @property
+    def prepares_on_readers(self) -> bool:
+        """Whether readers should normalise (CPU) or leave uint8 for the device (CUDA)."""
+        return self.device.type == "cpu"
+
+    def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 patches ``(B, H, W, 3)`` (or prepared tensors) → ``(B, dim)`` float32."""
+        x = self.prepare(batch) if isinstance(batch, np.ndarray) else batch
         context = (
             torch.autocast(self.device.type, dtype=self.autocast)
             if self.autocast is not None
