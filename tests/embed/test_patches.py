@@ -74,3 +74,13 @@ def test_a_sample_with_no_spot_in_tissue(synth_cohort: list[Path]) -> None:
         sample.spots["in_tissue"] = False
         with pytest.raises(SampleContentError, match=r"none of its .* spots is in tissue"):
             plan_patches(sample, size_um=112, size_px=224)
+
+
+def test_subset_keeps_order_and_fields(synth_cohort: list[Path]) -> None:
+    with open_synth(synth_cohort[0]) as sample:
+        plan = plan_patches(sample, size_um=112, size_px=64, grid_step_um=56)
+        tiles = plan.subset(plan.kind == TILE)
+        assert (tiles.kind == TILE).all()
+        assert tiles.ids.tolist() == plan.ids[plan.kind == TILE].tolist()
+        assert np.array_equal(tiles.centres, plan.centres[plan.kind == TILE])
+        assert (tiles.size_um, tiles.size_px) == (plan.size_um, plan.size_px)
