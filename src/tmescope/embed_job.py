@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample, read_visium
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,26 @@ class EmbedSettings:
     readers: int = 2
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, before any store is opened: a refused run must leave nothing behind.
+        problems = []
+        if self.batch_size < 1:
+            problems.append(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"--precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.patch_um is not None and not self.patch_um > 0:
+            problems.append(
+                f"--patch-um must be a positive field of view in µm, got {self.patch_um}"
+            )
+        if self.grid_um is not None and not self.grid_um > 0:
+            problems.append(f"--grid must be a positive step in µm, got {self.grid_um}")
+        if self.readers < 0 or self.chunk_rows < 1:
+            problems.append(
+                f"readers must be >= 0 and chunk_rows >= 1, got {self.readers}, {self.chunk_rows}"
+            )
+        if problems:
+            raise InvalidParameterError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,12 @@ def embed_sample_into_store(
     from tmescope.store import CohortStore, SampleMeta, SampleRows
 
     spec = encoder.spec
+    # Everything that can refuse the run is resolved before the store is opened.
+    autocast = resolve_precision(
+        settings.precision,  # type: ignore[arg-type]
+        model_precision=spec.precision,
+        device=device,
+    )
     start = time.perf_counter()
     with read_visium(item.path, image=item.image, sample_id=item.sample_id) as sample:
         size_um = settings.patch_um or spec.input_px * spec.mpp
@@ -130,12 +157,8 @@ def embed_sample_into_store(
                 chunks=pending,
             )  # fmt: skip
             embedder = Embedder(
-                encoder, mean=spec.mean, std=spec.std, device=device,
-                autocast=resolve_precision(
-                    settings.precision,  # type: ignore[arg-type]
-                    model_precision=spec.precision, device=device,
-                ),
-            )  # fmt: skip
+                encoder, mean=spec.mean, std=spec.std, device=device, autocast=autocast
+            )
             rows = sum(b.stop - b.start for b in batches)
             if progress is not None:
                 progress.start(sample.sample_id, rows)

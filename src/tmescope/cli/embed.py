@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -135,4 +136,6 @@ def embed(
     if as_json:
         typer.echo(json.dumps([s.to_dict() for s in summaries], indent=2))
     else:
-        Console().print(f"store {store}: {len(summaries)} sample(s) embedded with {encoder}")
+        counts = Counter(s.status for s in summaries)
+        outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        Console().print(f"store {store}: {outcome} (encoder {encoder})")
