@@ -121,6 +121,8 @@ def padded_read(
 ) -> np.ndarray:
     """Read the in-image part of a box through ``array_reader`` and pad the rest white."""
     level_w, level_h = level_size
+    if x >= 0 and y >= 0 and x + width <= level_w and y + height <= level_h:
+        return array_reader(x, y, x + width, y + height)  # wholly inside: nothing to pad
     out = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + width, level_w), min(y + height, level_h)
