@@ -153,7 +153,7 @@ def test_embed_again_skips_and_says_so(store_copy: Path, synth_cohort: list[Path
     assert result.returncode == 0, result.stderr
     for sample_dir in synth_cohort:
         assert f"{sample_dir.name}: skipped" in result.stderr
-    assert "2 sample(s)" in " ".join(result.stdout.split())  # rich wraps at 80 columns
+    assert "2 skipped" in " ".join(result.stdout.split())  # rich wraps at 80 columns
     assert tree_digest(store_copy) == before
 
 

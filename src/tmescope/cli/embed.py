@@ -138,4 +138,4 @@ def embed(
     else:
         counts = Counter(s.status for s in summaries)
         outcome = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        Console().print(f"store {store}: {outcome} (encoder {encoder})")
+        typer.echo(f"store {store}: {outcome} (encoder {encoder})")
