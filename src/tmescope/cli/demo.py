@@ -38,7 +38,8 @@ def demo(
         f"[bold]overview[/bold]  {result.overview}\n"
         f"[bold]store[/bold]     {result.store} "
         f"({sum(e.rows_written for e in result.embedded):,} patches embedded)\n"
-        f"[bold]next[/bold]      tmescope info {result.cohort_dir / first['sample_id']} "
+        f"[bold]next[/bold]      tmescope store ls {result.store}\n"
+        f"          tmescope info {result.cohort_dir / first['sample_id']} "
         f"--image {first['image']['path']}"
     )
 
