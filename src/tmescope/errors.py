@@ -114,3 +114,15 @@ class WeightsNotFoundError(TmescopeError, FileNotFoundError):
 
 class GatedModelError(WeightsNotFoundError):
     """Weights of a gated model (licence to accept on Hugging Face) are not available locally."""
+
+
+class IndexMissingError(StoreError, LookupError):
+    """A cohort store has no similarity index yet (or an unreadable one): build it first."""
+
+
+class SpotNotFoundError(StoreError, LookupError):
+    """A barcode is not among a sample's rows, or no row lies in the region asked for."""
+
+
+class StaleIndexWarning(TmescopeWarning):
+    """The similarity index does not cover the store's current complete samples."""
