@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tmescope.embed_job import (
     EmbedSettings,
     EmbedSummary,
@@ -23,8 +25,11 @@ from tmescope.errors import InvalidParameterError, SampleNotFoundError
 from tmescope.io import Sample, read_visium
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from tmescope.store import SampleSummary as StoreSampleSummary
     from tmescope.store import StoreInfo
+    from tmescope.store.index import IndexInfo
 
 log = logging.getLogger(__name__)
 
@@ -233,3 +238,84 @@ def verify_store(store: Path | str) -> list[str]:
     from tmescope.store import CohortStore
 
     return CohortStore.open(store, mode="r").verify()
+
+
+def build_cohort_index(store: Path | str, *, kind: str = "auto") -> IndexInfo:
+    """Build (or refresh) the similarity index of a store (twin of ``tmescope index``).
+
+    ``auto`` refreshes incrementally where the index type allows and rebuilds otherwise; an
+    explicit kind always rebuilds with that kind.
+    """
+    from tmescope.store import CohortStore
+    from tmescope.store.index import build_index, refresh_index
+
+    opened = CohortStore.open(store, mode="a")
+    if kind == "auto":
+        return refresh_index(opened)
+    return build_index(opened, kind=kind)  # type: ignore[arg-type]
+
+
+def query_store(
+    store: Path | str,
+    *,
+    spot: str | None = None,
+    region: str | None = None,
+    sample: str | None = None,
+    k: int = 10,
+    exclude_sample: bool = False,
+) -> pd.DataFrame:
+    """Regions of the cohort most like a spot, a region or every spot of a sample.
+
+    Twin of ``tmescope query``: exactly one of ``spot="SAMPLE:BARCODE"``,
+    ``region="SAMPLE:X,Y,RADIUS_UM"`` (full-resolution pixels, µm) or ``sample="SAMPLE"``.
+    Returns one row per hit: ``query, rank, sample_id, barcode, x, y, score``.
+    """
+    from tmescope.store import CohortStore
+    from tmescope.store.index import load_index, results_frame
+    from tmescope.store.search import region_vector, spot_vector
+
+    given = [
+        name
+        for name, value in (("--spot", spot), ("--region", region), ("--sample", sample))
+        if value
+    ]
+    if len(given) != 1:
+        raise InvalidParameterError(
+            f"give exactly one of --spot SAMPLE:BARCODE, --region SAMPLE:X,Y,RADIUS_UM or "
+            f"--sample SAMPLE; got {', '.join(given) or 'none'}"
+        )
+    opened = CohortStore.open(store, mode="r")
+    index = load_index(opened)
+    if spot:
+        sample_id, barcode = _split_query(spot, "--spot", "SAMPLE:BARCODE")
+        queries, labels = spot_vector(opened, sample_id, barcode)[None, :], [barcode]
+    elif region:
+        sample_id, rest = _split_query(region, "--region", "SAMPLE:X,Y,RADIUS_UM")
+        try:
+            x, y, radius = (float(v) for v in rest.split(","))
+        except ValueError as exc:
+            raise InvalidParameterError(
+                f"--region expects SAMPLE:X,Y,RADIUS_UM with three numbers, got {region!r}"
+            ) from exc
+        queries, labels = region_vector(opened, sample_id, x, y, radius)[None, :], [rest]
+    else:
+        sample_id = str(sample)
+        if sample_id not in opened.sample_ids():
+            raise SampleNotFoundError(
+                f"no complete sample {sample_id!r} in {store}; it holds "
+                f"{', '.join(opened.sample_ids()) or 'none'}"
+            )
+        queries = opened.read_embeddings(sample_id).astype(np.float32)
+        labels = opened.read_barcodes(sample_id).tolist()
+    results = index.search(queries, k=k, exclude_sample=sample_id if exclude_sample else None)
+    frame = results_frame(results)
+    frame.insert(0, "query_sample", sample_id)
+    frame["query"] = [labels[q] for q in frame["query"]]
+    return frame
+
+
+def _split_query(value: str, option: str, shape: str) -> tuple[str, str]:
+    sample_id, sep, rest = value.partition(":")
+    if not sep or not sample_id or not rest:
+        raise InvalidParameterError(f"{option} expects {shape}, got {value!r}")
+    return sample_id, rest

@@ -62,7 +62,7 @@ def test_exact_search_equals_brute_force_cosine(cohort: CohortStore) -> None:
     expected = _brute_force(cohort, queries, 7)
     assert [[(h.sample_id, h.barcode) for h in hits] for hits in results] == expected
     for hits in results:
-        assert [h.rank for h in hits] == list(range(7))
+        assert [h.rank for h in hits] == list(range(1, 8))
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True) and -1.0 <= min(scores) <= max(scores) <= 1.0
 
@@ -85,7 +85,7 @@ def test_exclude_sample_returns_k_rows_of_other_samples(cohort: CohortStore) -> 
     query = spot_vector(cohort, "A", "AAAC0000-1")
     (hits,) = search(cohort, query, k=60, exclude_sample="A")
     assert len(hits) == 60 and {h.sample_id for h in hits} <= {"B", "C"}
-    assert [h.rank for h in hits] == list(range(60))
+    assert [h.rank for h in hits] == list(range(1, 61))
     with pytest.raises(InvalidParameterError, match="outside sample 'A'"):
         search(cohort, query, k=89, exclude_sample="A")
 

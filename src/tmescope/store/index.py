@@ -132,7 +132,7 @@ class IndexInfo:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One hit: its rank (0 = most similar), where it is, and its cosine similarity."""
+    """One hit: its rank (1 = most similar), where it is, and its cosine similarity."""
 
     rank: int
     sample_id: str
@@ -209,7 +209,7 @@ class CohortIndex:
                 continue
             hits.append(
                 SearchResult(
-                    rank=len(hits),
+                    rank=len(hits) + 1,  # 1 is the best hit, as people count
                     sample_id=self._sample_ids[self._sample[label]],
                     barcode=str(self._barcode[label]),
                     x=float(self._x[label]),

@@ -1,0 +1,83 @@
+"""``tmescope index`` and ``tmescope query``: similar tissue regions across the cohort."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def index(
+    store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="auto (exact while small, IVF beyond; refreshes incrementally), flat, ivf or hnsw.",
+        ),
+    ] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the index description as JSON.")
+    ] = False,
+) -> None:
+    """Build or refresh the FAISS index over every complete sample of the store."""
+    from tmescope.workflows import build_cohort_index
+
+    info = build_cohort_index(store, kind=kind)
+    if as_json:
+        typer.echo(json.dumps(json.loads(json.dumps(asdict(info), default=str)), indent=2))
+        return
+    params = ", ".join(f"{k}={v}" for k, v in info.params.items())
+    typer.echo(
+        f"index of {store}: {info.kind} over {info.n:,} rows × {info.dim} from "
+        f"{len(info.samples)} sample(s) ({params})"
+    )
+
+
+def query(
+    store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
+    spot: Annotated[
+        str | None, typer.Option("--spot", help="SAMPLE:BARCODE — regions like this spot.")
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region", help="SAMPLE:X,Y,RADIUS_UM — like the spots in this disc (full-res px, µm)."
+        ),
+    ] = None,
+    sample: Annotated[
+        str | None, typer.Option("--sample", help="SAMPLE — every spot's best matches (a table).")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
+    exclude_sample: Annotated[
+        bool, typer.Option("--exclude-sample", help="Leave out hits from the query's own sample.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
+) -> None:
+    """Find the regions of the cohort most similar to a spot, a region or a whole sample."""
+    from tmescope.workflows import query_store
+
+    hits = query_store(
+        store, spot=spot, region=region, sample=sample, k=k, exclude_sample=exclude_sample
+    )
+    if as_json:
+        typer.echo(hits.to_json(orient="records", indent=2))
+        return
+    table = Table(title=f"most similar in {store}", title_justify="left")
+    for column in ("query", "rank", "sample_id", "barcode", "x", "y", "score"):
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="left" if column in ("query", "sample_id", "barcode") else "right",
+        )
+    for row in hits.itertuples(index=False):
+        table.add_row(
+            str(row.query), str(row.rank), row.sample_id, row.barcode, f"{row.x:.0f}",
+            f"{row.y:.0f}", f"{row.score:.3f}",
+        )  # fmt: skip
+    Console().print(table)

@@ -1,0 +1,110 @@
+"""``tmescope index`` and ``tmescope query`` on a small embedded store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tmescope.embed_job import SampleInput
+from tmescope.store import CohortStore
+from tmescope.workflows import build_cohort_index, embed_samples, query_store
+
+
+@pytest.fixture(scope="module")
+def indexed_store(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> Path:
+    path = tmp_path_factory.mktemp("search") / "cohort.zarr"
+    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
+    embed_samples(items, store=path, encoder="test-vit-tiny", device="cpu")
+    build_cohort_index(path)
+    return path
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tmescope", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_a_spot_finds_itself_first(indexed_store: Path) -> None:
+    store = CohortStore.open(indexed_store)
+    barcode = str(store.read_barcodes("synth_00")[3])
+    hits = query_store(indexed_store, spot=f"synth_00:{barcode}", k=5)
+    first = hits.iloc[0]
+    assert (first["rank"], first["sample_id"], first["barcode"]) == (1, "synth_00", barcode)
+    assert first["score"] == pytest.approx(1.0, abs=1e-3)
+    assert hits["score"].is_monotonic_decreasing
+
+
+def test_exclude_sample_leaves_none_of_it(indexed_store: Path) -> None:
+    store = CohortStore.open(indexed_store)
+    barcode = str(store.read_barcodes("synth_00")[0])
+    hits = query_store(indexed_store, spot=f"synth_00:{barcode}", k=10, exclude_sample=True)
+    assert len(hits) == 10
+    assert set(hits["sample_id"]) == {"synth_01"}
+
+
+def test_sample_mode_gives_every_spot_its_matches(indexed_store: Path) -> None:
+    store = CohortStore.open(indexed_store)
+    n = len(store.read_barcodes("synth_01"))
+    hits = query_store(indexed_store, sample="synth_01", k=2, exclude_sample=True)
+    assert len(hits) == 2 * n
+    assert set(hits["query"]) == set(store.read_barcodes("synth_01").tolist())
+    assert (hits["sample_id"] == "synth_00").all()
+
+
+def test_region_mode_averages_the_spots_in_a_disc(indexed_store: Path) -> None:
+    store = CohortStore.open(indexed_store)
+    x, y = store.read_coords("synth_00")[0]
+    hits = query_store(indexed_store, region=f"synth_00:{x},{y},60", k=3)
+    assert len(hits) == 3 and hits["score"].max() > 0.9
+
+
+def test_cli_index_and_query_json(indexed_store: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(indexed_store, copy)
+    built = run_cli("index", copy, "--kind", "flat", "--json")
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["kind"] == "flat"
+    barcode = str(CohortStore.open(copy).read_barcodes("synth_01")[1])
+    result = run_cli("query", copy, "--spot", f"synth_01:{barcode}", "-k", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4]
+    assert {"rank", "sample_id", "barcode", "x", "y", "score"} <= set(hits[0])
+    assert np.isclose(hits[0]["score"], 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--spot", "synth_00:NOPE"], "no barcode 'NOPE'"),
+        (["--spot", "synth_9:X"], "synth_9"),
+        (["--spot", "nocolon"], "SAMPLE:BARCODE"),
+        (["--region", "synth_00:1,2"], "three numbers"),
+        ([], "exactly one of"),
+        (["--sample", "synth_00", "--spot", "synth_00:X"], "exactly one of"),
+        (["--sample", "synth_00", "-k", "0"], "k must be"),
+    ],
+)
+def test_bad_queries_are_one_line_exit_2(
+    indexed_store: Path, args: list[str], fragment: str
+) -> None:
+    result = run_cli("query", indexed_store, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+
+
+def test_a_store_without_an_index_says_how_to_build_it(tmp_path: Path, indexed_store: Path) -> None:
+    copy = tmp_path / "noindex.zarr"
+    shutil.copytree(indexed_store, copy, ignore=shutil.ignore_patterns("index"))
+    result = run_cli("query", copy, "--sample", "synth_00")
+    assert result.returncode == 2
+    assert "tmescope index" in result.stderr
