@@ -29,6 +29,7 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert store.sample_ids() == ["synth_00", "synth_01"]
     assert store.read_embeddings("synth_00").shape == (40, store.fingerprint["embed_dim"])
     assert store.verify() == []
+    assert result.index_rows == 80
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

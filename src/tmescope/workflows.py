@@ -103,6 +103,7 @@ class DemoResult:
     store: Path
     samples: list[dict[str, Any]] = field(default_factory=list)
     embedded: list[EmbedSummary] = field(default_factory=list)
+    index_rows: int = 0
 
 
 def run_demo(
@@ -118,8 +119,8 @@ def run_demo(
     """The main job on the embedded synthetic cohort (twin of ``tmescope demo``).
 
     Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
-    draw an overview, and embed every spot into ``out_dir/cohort.zarr``. Later stages (index,
-    train, interactions, report) join here.
+    draw an overview, embed every spot into ``out_dir/cohort.zarr`` and index it for
+    similarity search. Later stages (train, interactions, report) join here.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -143,9 +144,12 @@ def run_demo(
         [SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs],
         store=store, encoder=encoder, device="auto", progress=embed_progress,
     )  # fmt: skip
+    if progress is not None:
+        progress(f"indexing {store} for similarity search")
+    index = build_cohort_index(store)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
-        samples=summaries, embedded=embedded,
+        samples=summaries, embedded=embedded, index_rows=index.n,
     )  # fmt: skip
 
 

@@ -37,8 +37,11 @@ def demo(
         f"\n[bold]cohort[/bold]    {result.cohort_dir}\n"
         f"[bold]overview[/bold]  {result.overview}\n"
         f"[bold]store[/bold]     {result.store} "
-        f"({sum(e.rows_written for e in result.embedded):,} patches embedded)\n"
+        f"({sum(e.rows_written for e in result.embedded):,} patches embedded, "
+        f"{result.index_rows:,} indexed)\n"
         f"[bold]next[/bold]      tmescope store ls {result.store}\n"
+        f"          tmescope query {result.store} --sample {first['sample_id']} -k 3 "
+        "--exclude-sample\n"
         f"          tmescope info {result.cohort_dir / first['sample_id']} "
         f"--image {first['image']['path']}"
     )

@@ -69,12 +69,13 @@ def query(
         typer.echo(hits.to_json(orient="records", indent=2))
         return
     table = Table(title=f"most similar in {store}", title_justify="left")
+    widths = {"rank": 4, "sample_id": 9, "x": 6, "y": 6, "score": 5}
     for column in ("query", "rank", "sample_id", "barcode", "x", "y", "score"):
+        numeric = column in ("rank", "x", "y", "score")
         table.add_column(
-            column,
-            no_wrap=True,
-            justify="left" if column in ("query", "sample_id", "barcode") else "right",
-        )
+            column, no_wrap=True, justify="right" if numeric else "left",
+            min_width=widths.get(column), max_width=20 if column == "query" else None,
+        )  # fmt: skip
     for row in hits.itertuples(index=False):
         table.add_row(
             str(row.query), str(row.rank), row.sample_id, row.barcode, f"{row.x:.0f}",
