@@ -323,3 +323,65 @@ def _split_query(value: str, option: str, shape: str) -> tuple[str, str]:
     if not sep or not sample_id or not rest:
         raise InvalidParameterError(f"{option} expects {shape}, got {value!r}")
     return sample_id, rest
+
+
+def write_query_gallery(
+    store: Path | str,
+    hits: pd.DataFrame,
+    out: Path | str,
+    *,
+    spot: str | None = None,
+    region: str | None = None,
+) -> Path:
+    """A self-contained HTML gallery: the query patch and its hits, cut from their slides.
+
+    ``hits`` is what :func:`query_store` returned for the same ``spot`` or ``region``.
+    """
+    from tmescope.store import CohortStore
+    from tmescope.viz.gallery import GalleryTile, write_gallery
+
+    if not (spot or region) or (spot and region):
+        raise InvalidParameterError("--html draws a gallery for one --spot or one --region query")
+    opened = CohortStore.open(store, mode="r")
+    if spot:
+        sample_id, barcode = _split_query(spot, "--spot", "SAMPLE:BARCODE")
+        row = int(np.flatnonzero(opened.read_barcodes(sample_id) == barcode)[0])
+        x, y = (float(v) for v in opened.read_coords(sample_id)[row])
+        label = barcode
+    else:
+        sample_id, rest = _split_query(str(region), "--region", "SAMPLE:X,Y,RADIUS_UM")
+        x, y = (float(v) for v in rest.split(",")[:2])
+        label = f"region at ({x:.0f}, {y:.0f})"
+    with ExitStack() as stack:
+        cut = _PatchCutter(opened, stack)
+        query = GalleryTile(
+            cut(sample_id, x, y), f"query: {sample_id}", label, f"{sample_id}:{x:.0f},{y:.0f}"
+        )
+        tiles = [
+            GalleryTile(
+                cut(h.sample_id, h.x, h.y),
+                f"#{h.rank} {h.sample_id}  score {h.score:.3f}",
+                f"{h.barcode} at ({h.x:.0f}, {h.y:.0f})",
+                f"{h.sample_id}:{h.x:.0f},{h.y:.0f}",
+            )
+            for h in hits.itertuples(index=False)
+        ]
+    return write_gallery(query, tiles, Path(out), heading=f"Regions like {sample_id} {label}")
+
+
+class _PatchCutter:
+    """Cuts a sample's patch at its embedding field of view, opening each sample once."""
+
+    def __init__(self, store: Any, stack: ExitStack) -> None:
+        self._store, self._stack = store, stack
+        self._samples: dict[str, tuple[Sample, float]] = {}
+
+    def __call__(self, sample_id: str, x: float, y: float) -> Any:
+        if sample_id not in self._samples:
+            meta = self._store.sample_record(sample_id).meta
+            extra = dict(meta.extra)
+            image = extra.get("image") if extra.get("image_kind") == "fullres" else None
+            sample = self._stack.enter_context(read_visium(meta.source_path, image=image))
+            self._samples[sample_id] = (sample, float(meta.patch_um))
+        sample, patch_um = self._samples[sample_id]
+        return sample.read_patch(x, y, size_um=patch_um, size_px=224)

@@ -108,3 +108,25 @@ def test_a_store_without_an_index_says_how_to_build_it(tmp_path: Path, indexed_s
     result = run_cli("query", copy, "--sample", "synth_00")
     assert result.returncode == 2
     assert "tmescope index" in result.stderr
+
+
+def test_html_gallery_is_self_contained_with_k_plus_one_images(
+    indexed_store: Path, tmp_path: Path
+) -> None:
+    barcode = str(CohortStore.open(indexed_store).read_barcodes("synth_00")[2])
+    out = tmp_path / "gallery.html"
+    result = run_cli(
+        "query", indexed_store, "--spot", f"synth_00:{barcode}", "-k", "4", "--html", out
+    )
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert page.count("<img") == 5
+    assert "data:image/jpeg;base64," in page
+    assert "http://" not in page and "https://" not in page
+    assert page.startswith("<!DOCTYPE html>")
+
+
+def test_html_needs_a_spot_or_a_region(indexed_store: Path, tmp_path: Path) -> None:
+    result = run_cli("query", indexed_store, "--sample", "synth_00", "--html", tmp_path / "g.html")
+    assert result.returncode == 2
+    assert "--html draws a gallery" in result.stderr

@@ -58,13 +58,22 @@ def query(
         bool, typer.Option("--exclude-sample", help="Leave out hits from the query's own sample.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html", help="Also write a self-contained gallery (query + hits as thumbnails)."
+        ),
+    ] = None,
 ) -> None:
     """Find the regions of the cohort most similar to a spot, a region or a whole sample."""
-    from tmescope.workflows import query_store
+    from tmescope.workflows import query_store, write_query_gallery
 
     hits = query_store(
         store, spot=spot, region=region, sample=sample, k=k, exclude_sample=exclude_sample
     )
+    if html_out is not None:
+        page = write_query_gallery(store, hits, html_out, spot=spot, region=region)
+        Console(stderr=True).print(f"gallery: {page}")
     if as_json:
         typer.echo(hits.to_json(orient="records", indent=2))
         return
