@@ -338,6 +338,7 @@ def write_query_gallery(
     ``hits`` is what :func:`query_store` returned for the same ``spot`` or ``region``.
     """
     from tmescope.store import CohortStore
+    from tmescope.store.search import spot_row
     from tmescope.viz.gallery import GalleryTile, write_gallery
 
     if not (spot or region) or (spot and region):
@@ -345,7 +346,7 @@ def write_query_gallery(
     opened = CohortStore.open(store, mode="r")
     if spot:
         sample_id, barcode = _split_query(spot, "--spot", "SAMPLE:BARCODE")
-        row = int(np.flatnonzero(opened.read_barcodes(sample_id) == barcode)[0])
+        row = spot_row(opened, sample_id, barcode)
         x, y = (float(v) for v in opened.read_coords(sample_id)[row])
         label = barcode
     else:

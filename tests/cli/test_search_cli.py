@@ -130,3 +130,15 @@ def test_html_needs_a_spot_or_a_region(indexed_store: Path, tmp_path: Path) -> N
     result = run_cli("query", indexed_store, "--sample", "synth_00", "--html", tmp_path / "g.html")
     assert result.returncode == 2
     assert "--html draws a gallery" in result.stderr
+
+
+def test_gallery_of_an_unknown_barcode_names_it(indexed_store: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tmescope.errors import SpotNotFoundError
+    from tmescope.workflows import write_query_gallery
+
+    with pytest.raises(SpotNotFoundError, match="no barcode 'NOPE'"):
+        write_query_gallery(
+            indexed_store, pd.DataFrame(), tmp_path / "g.html", spot="synth_00:NOPE"
+        )

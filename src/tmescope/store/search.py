@@ -16,7 +16,14 @@ from tmescope.errors import InvalidParameterError, SampleNotFoundError, SpotNotF
 from tmescope.store.feature_store import CohortStore
 from tmescope.store.index import SearchResult, load_index, results_frame
 
-__all__ = ["SearchResult", "region_vector", "results_frame", "search", "spot_vector"]
+__all__ = [
+    "SearchResult",
+    "region_vector",
+    "results_frame",
+    "search",
+    "spot_row",
+    "spot_vector",
+]
 
 
 def search(
@@ -31,8 +38,8 @@ def search(
     return load_index(store).search(queries, k=k, exclude_sample=exclude_sample)
 
 
-def spot_vector(store: CohortStore, sample_id: str, barcode: str) -> np.ndarray:
-    """The L2-normalised float32 embedding of one row (a spot barcode or ``tile_<i>``)."""
+def spot_row(store: CohortStore, sample_id: str, barcode: str) -> int:
+    """The row of a spot barcode (or ``tile_<i>``) in its sample; close names on a miss."""
     _check_sample(store, sample_id)
     barcodes = store.read_barcodes(sample_id)
     hits = np.flatnonzero(barcodes == barcode)
@@ -40,7 +47,13 @@ def spot_vector(store: CohortStore, sample_id: str, barcode: str) -> np.ndarray:
         close = _close(str(barcode), barcodes.tolist())
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
         raise SpotNotFoundError(f"no barcode {barcode!r} in sample {sample_id!r}{hint}")
-    vector = np.asarray(store.read_embeddings(sample_id)[hits[0]], dtype=np.float32)
+    return int(hits[0])
+
+
+def spot_vector(store: CohortStore, sample_id: str, barcode: str) -> np.ndarray:
+    """The L2-normalised float32 embedding of one row (a spot barcode or ``tile_<i>``)."""
+    row = spot_row(store, sample_id, barcode)
+    vector = np.asarray(store.read_embeddings(sample_id)[row], dtype=np.float32)
     return _normalised(vector[None, :])[0]
 
 
