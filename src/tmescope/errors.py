@@ -126,3 +126,19 @@ class SpotNotFoundError(StoreError, LookupError):
 
 class StaleIndexWarning(TmescopeWarning):
     """The similarity index does not cover the store's current complete samples."""
+
+
+class TrainingDataError(TmescopeError, ValueError):
+    """A store cannot be trained on as asked (too few samples, missing genes, no counts …)."""
+
+
+class GeneSetError(TmescopeError, ValueError):
+    """A gene-set file cannot be read, or its sets share too few genes with the data."""
+
+
+class ReferenceDataError(TmescopeError, ValueError):
+    """A single-cell reference lacks the label key, or shares too few genes with the store."""
+
+
+class ModelMismatchError(StoreError):
+    """A trained model belongs to another store fingerprint, or its directory is unreadable."""
