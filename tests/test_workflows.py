@@ -30,6 +30,9 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert store.read_embeddings("synth_00").shape == (40, store.fingerprint["embed_dim"])
     assert store.verify() == []
     assert result.index_rows == 80
+    page = result.gallery.read_text() if result.gallery else ""
+    assert result.gallery_query.startswith("synth_00:")
+    assert page.count("<img") == 9 and "synth_01" in page and "http" not in page
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

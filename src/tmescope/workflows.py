@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tmescope.embed_job import (
     EmbedSettings,
     EmbedSummary,
@@ -23,10 +21,11 @@ from tmescope.embed_job import (
 )
 from tmescope.errors import InvalidParameterError, SampleNotFoundError
 from tmescope.io import Sample, read_visium
+from tmescope.query_job import embed_query_image as embed_query_image
+from tmescope.query_job import query_store as query_store
+from tmescope.query_job import write_query_gallery as write_query_gallery
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from tmescope.store import SampleSummary as StoreSampleSummary
     from tmescope.store import StoreInfo
     from tmescope.store.index import IndexInfo
@@ -104,6 +103,8 @@ class DemoResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     embedded: list[EmbedSummary] = field(default_factory=list)
     index_rows: int = 0
+    gallery: Path | None = None
+    gallery_query: str = ""
 
 
 def run_demo(
@@ -119,8 +120,9 @@ def run_demo(
     """The main job on the embedded synthetic cohort (twin of ``tmescope demo``).
 
     Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
-    draw an overview, embed every spot into ``out_dir/cohort.zarr`` and index it for
-    similarity search. Later stages (train, interactions, report) join here.
+    draw an overview, embed every spot into ``out_dir/cohort.zarr``, index it for similarity
+    search and write a gallery of the regions most like a lymphocyte-rich spot. Later stages
+    (train, interactions, report) join here.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -147,10 +149,40 @@ def run_demo(
     if progress is not None:
         progress(f"indexing {store} for similarity search")
     index = build_cohort_index(store)
+    spot = _demo_query_spot(store, sample_dirs[0])
+    if progress is not None:
+        progress(f"searching the cohort for regions like {spot}")
+    # Hits from the other samples say more, when there are other samples.
+    others = len(sample_dirs) > 1
+    k = min(8, index.n - (0 if others else 1))
+    hits = query_store(store, spot=spot, k=k, exclude_sample=others)
+    gallery = write_query_gallery(store, hits, out_dir / "similar_regions.html", spot=spot)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
-        samples=summaries, embedded=embedded, index_rows=index.n,
+        samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
+        gallery_query=spot,
     )  # fmt: skip
+
+
+def _demo_query_spot(store: Path, sample_dir: Path) -> str:
+    """``SAMPLE:BARCODE`` of the demo's query: the first sample's most lymphocyte-rich spot.
+
+    The synthetic generator writes each spot's cell composition to ``ground_truth.csv``; a
+    lymphocyte-rich spot makes a query whose hits a reader can judge by eye.
+    """
+    import pandas as pd
+
+    from tmescope.store import CohortStore
+
+    opened = CohortStore.open(store, mode="r")
+    known = opened.sample_ids()
+    sample_id = sample_dir.name if sample_dir.name in known else known[0]
+    barcodes = opened.read_barcodes(sample_id)
+    truth = pd.read_csv(sample_dir / "ground_truth.csv")
+    truth = truth[truth["barcode"].isin(set(barcodes.tolist()))]
+    lymphocytes = truth["t_cell"] + truth["b_cell"]
+    barcode = truth["barcode"].iloc[int(lymphocytes.argmax())] if len(truth) else barcodes[0]
+    return f"{sample_id}:{barcode}"
 
 
 def fullres_image_of(sample_dir: Path) -> Path | None:
@@ -257,132 +289,3 @@ def build_cohort_index(store: Path | str, *, kind: str = "auto") -> IndexInfo:
     if kind == "auto":
         return refresh_index(opened)
     return build_index(opened, kind=kind)  # type: ignore[arg-type]
-
-
-def query_store(
-    store: Path | str,
-    *,
-    spot: str | None = None,
-    region: str | None = None,
-    sample: str | None = None,
-    k: int = 10,
-    exclude_sample: bool = False,
-) -> pd.DataFrame:
-    """Regions of the cohort most like a spot, a region or every spot of a sample.
-
-    Twin of ``tmescope query``: exactly one of ``spot="SAMPLE:BARCODE"``,
-    ``region="SAMPLE:X,Y,RADIUS_UM"`` (full-resolution pixels, µm) or ``sample="SAMPLE"``.
-    Returns one row per hit: ``query, rank, sample_id, barcode, x, y, score``.
-    """
-    from tmescope.store import CohortStore
-    from tmescope.store.index import load_index, results_frame
-    from tmescope.store.search import region_vector, spot_vector
-
-    given = [
-        name
-        for name, value in (("--spot", spot), ("--region", region), ("--sample", sample))
-        if value
-    ]
-    if len(given) != 1:
-        raise InvalidParameterError(
-            f"give exactly one of --spot SAMPLE:BARCODE, --region SAMPLE:X,Y,RADIUS_UM or "
-            f"--sample SAMPLE; got {', '.join(given) or 'none'}"
-        )
-    opened = CohortStore.open(store, mode="r")
-    index = load_index(opened)
-    if spot:
-        sample_id, barcode = _split_query(spot, "--spot", "SAMPLE:BARCODE")
-        queries, labels = spot_vector(opened, sample_id, barcode)[None, :], [barcode]
-    elif region:
-        sample_id, rest = _split_query(region, "--region", "SAMPLE:X,Y,RADIUS_UM")
-        try:
-            x, y, radius = (float(v) for v in rest.split(","))
-        except ValueError as exc:
-            raise InvalidParameterError(
-                f"--region expects SAMPLE:X,Y,RADIUS_UM with three numbers, got {region!r}"
-            ) from exc
-        queries, labels = region_vector(opened, sample_id, x, y, radius)[None, :], [rest]
-    else:
-        sample_id = str(sample)
-        if sample_id not in opened.sample_ids():
-            raise SampleNotFoundError(
-                f"no complete sample {sample_id!r} in {store}; it holds "
-                f"{', '.join(opened.sample_ids()) or 'none'}"
-            )
-        queries = opened.read_embeddings(sample_id).astype(np.float32)
-        labels = opened.read_barcodes(sample_id).tolist()
-    results = index.search(queries, k=k, exclude_sample=sample_id if exclude_sample else None)
-    frame = results_frame(results)
-    frame.insert(0, "query_sample", sample_id)
-    frame["query"] = [labels[q] for q in frame["query"]]
-    return frame
-
-
-def _split_query(value: str, option: str, shape: str) -> tuple[str, str]:
-    sample_id, sep, rest = value.partition(":")
-    if not sep or not sample_id or not rest:
-        raise InvalidParameterError(f"{option} expects {shape}, got {value!r}")
-    return sample_id, rest
-
-
-def write_query_gallery(
-    store: Path | str,
-    hits: pd.DataFrame,
-    out: Path | str,
-    *,
-    spot: str | None = None,
-    region: str | None = None,
-) -> Path:
-    """A self-contained HTML gallery: the query patch and its hits, cut from their slides.
-
-    ``hits`` is what :func:`query_store` returned for the same ``spot`` or ``region``.
-    """
-    from tmescope.store import CohortStore
-    from tmescope.store.search import spot_row
-    from tmescope.viz.gallery import GalleryTile, write_gallery
-
-    if not (spot or region) or (spot and region):
-        raise InvalidParameterError("--html draws a gallery for one --spot or one --region query")
-    opened = CohortStore.open(store, mode="r")
-    if spot:
-        sample_id, barcode = _split_query(spot, "--spot", "SAMPLE:BARCODE")
-        row = spot_row(opened, sample_id, barcode)
-        x, y = (float(v) for v in opened.read_coords(sample_id)[row])
-        label = barcode
-    else:
-        sample_id, rest = _split_query(str(region), "--region", "SAMPLE:X,Y,RADIUS_UM")
-        x, y = (float(v) for v in rest.split(",")[:2])
-        label = f"region at ({x:.0f}, {y:.0f})"
-    with ExitStack() as stack:
-        cut = _PatchCutter(opened, stack)
-        query = GalleryTile(
-            cut(sample_id, x, y), f"query: {sample_id}", label, f"{sample_id}:{x:.0f},{y:.0f}"
-        )
-        tiles = [
-            GalleryTile(
-                cut(h.sample_id, h.x, h.y),
-                f"#{h.rank} {h.sample_id}  score {h.score:.3f}",
-                f"{h.barcode} at ({h.x:.0f}, {h.y:.0f})",
-                f"{h.sample_id}:{h.x:.0f},{h.y:.0f}",
-            )
-            for h in hits.itertuples(index=False)
-        ]
-    return write_gallery(query, tiles, Path(out), heading=f"Regions like {sample_id} {label}")
-
-
-class _PatchCutter:
-    """Cuts a sample's patch at its embedding field of view, opening each sample once."""
-
-    def __init__(self, store: Any, stack: ExitStack) -> None:
-        self._store, self._stack = store, stack
-        self._samples: dict[str, tuple[Sample, float]] = {}
-
-    def __call__(self, sample_id: str, x: float, y: float) -> Any:
-        if sample_id not in self._samples:
-            meta = self._store.sample_record(sample_id).meta
-            extra = dict(meta.extra)
-            image = extra.get("image") if extra.get("image_kind") == "fullres" else None
-            sample = self._stack.enter_context(read_visium(meta.source_path, image=image))
-            self._samples[sample_id] = (sample, float(meta.patch_um))
-        sample, patch_um = self._samples[sample_id]
-        return sample.read_patch(x, y, size_um=patch_um, size_px=224)

@@ -90,6 +90,8 @@ def test_cli_index_and_query_json(indexed_store: Path, tmp_path: Path) -> None:
         ([], "exactly one of"),
         (["--sample", "synth_00", "--spot", "synth_00:X"], "exactly one of"),
         (["--sample", "synth_00", "-k", "0"], "k must be"),
+        (["--sample", "synth_00", "-k", "100000"], "k must be an int from 1 to 120"),
+        (["--sample", "synth_00", "--image", "x.png"], "exactly one of"),
     ],
 )
 def test_bad_queries_are_one_line_exit_2(
@@ -142,3 +144,64 @@ def test_gallery_of_an_unknown_barcode_names_it(indexed_store: Path, tmp_path: P
         write_query_gallery(
             indexed_store, pd.DataFrame(), tmp_path / "g.html", spot="synth_00:NOPE"
         )
+
+
+def _cut_patch(store_path: Path, sample_id: str, row: int, out: Path) -> str:
+    """Save the stored patch of one row as a PNG, as a user would export it; its barcode."""
+    from contextlib import ExitStack
+
+    from PIL import Image
+
+    from tmescope.query_job import _PatchCutter
+
+    store = CohortStore.open(store_path)
+    x, y = store.read_coords(sample_id)[row]
+    with ExitStack() as stack:
+        Image.fromarray(_PatchCutter(store, stack)(sample_id, x, y)).save(out)
+    return str(store.read_barcodes(sample_id)[row])
+
+
+def test_an_image_of_a_spot_finds_that_spot_first(indexed_store: Path, tmp_path: Path) -> None:
+    barcode = _cut_patch(indexed_store, "synth_01", 7, tmp_path / "patch.png")
+    hits = query_store(indexed_store, image=tmp_path / "patch.png", k=3, device="cpu")
+    first = hits.iloc[0]
+    assert (first["sample_id"], first["barcode"]) == ("synth_01", barcode)
+    assert first["score"] == pytest.approx(1.0, abs=1e-2)
+    assert hits["query"].tolist() == ["patch.png"] * 3
+
+
+def test_cli_image_query_writes_a_gallery(indexed_store: Path, tmp_path: Path) -> None:
+    _cut_patch(indexed_store, "synth_00", 4, tmp_path / "patch.png")
+    out = tmp_path / "g.html"
+    result = run_cli(
+        "query", indexed_store, "--image", tmp_path / "patch.png", "-k", "3", "--json",
+        "--device", "cpu", "--html", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+    assert out.read_text().count("<img") == 4
+
+
+def test_a_file_that_is_not_an_image_is_refused(indexed_store: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "patch.png"
+    fake.write_text("not an image")
+    result = run_cli("query", indexed_store, "--image", fake, "--device", "cpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "could not read" in result.stderr and str(fake) in result.stderr
+
+
+def test_an_image_query_with_other_weights_is_refused(indexed_store: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from tmescope.embed.registry import get_encoder_spec
+    from tmescope.embed.weights import build_seeded
+    from tmescope.errors import FingerprintMismatchError
+
+    other = build_seeded(get_encoder_spec("test-vit-tiny").build, seed=123)
+    save_file(other.state_dict(), tmp_path / "other.safetensors")
+    _cut_patch(indexed_store, "synth_00", 0, tmp_path / "patch.png")
+    with pytest.raises(FingerprintMismatchError, match="weights"):
+        query_store(
+            indexed_store, image=tmp_path / "patch.png", weights=tmp_path / "other.safetensors",
+            device="cpu",
+        )  # fmt: skip

@@ -20,7 +20,7 @@ def demo(
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
-    """Synthesise a cohort, read it back, draw an overview and embed every spot into a store."""
+    """Synthesise a cohort, read it back, embed every spot into a store, index it and search it."""
     from tmescope.cli.embed import RichProgress, progress_bar
     from tmescope.workflows import run_demo
 
@@ -39,6 +39,7 @@ def demo(
         f"[bold]store[/bold]     {result.store} "
         f"({sum(e.rows_written for e in result.embedded):,} patches embedded, "
         f"{result.index_rows:,} indexed)\n"
+        f"[bold]gallery[/bold]   {result.gallery} (regions like {result.gallery_query})\n"
         f"[bold]next[/bold]      tmescope store ls {result.store}\n"
         f"          tmescope query {result.store} --sample {first['sample_id']} -k 3 "
         "--exclude-sample\n"

@@ -50,6 +50,12 @@ def query(
             "--region", help="SAMPLE:X,Y,RADIUS_UM — like the spots in this disc (full-res px, µm)."
         ),
     ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            "--image", help="PATCH.png — embedded with the store's own encoder, then searched."
+        ),
+    ] = None,
     sample: Annotated[
         str | None, typer.Option("--sample", help="SAMPLE — every spot's best matches (a table).")
     ] = None,
@@ -58,6 +64,16 @@ def query(
         bool, typer.Option("--exclude-sample", help="Leave out hits from the query's own sample.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="With --image: the encoder's weights file, if not in the Hugging Face cache.",
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="With --image: auto, cpu, cuda or cuda:N.")
+    ] = "auto",
     html_out: Annotated[
         Path | None,
         typer.Option(
@@ -65,14 +81,15 @@ def query(
         ),
     ] = None,
 ) -> None:
-    """Find the regions of the cohort most similar to a spot, a region or a whole sample."""
+    """Find the regions of the cohort most similar to a spot, a region, an image or a sample."""
     from tmescope.workflows import query_store, write_query_gallery
 
     hits = query_store(
-        store, spot=spot, region=region, sample=sample, k=k, exclude_sample=exclude_sample
-    )
+        store, spot=spot, region=region, image=image, sample=sample, k=k,
+        exclude_sample=exclude_sample, weights=weights, device=device,
+    )  # fmt: skip
     if html_out is not None:
-        page = write_query_gallery(store, hits, html_out, spot=spot, region=region)
+        page = write_query_gallery(store, hits, html_out, spot=spot, region=region, image=image)
         Console(stderr=True).print(f"gallery: {page}")
     if as_json:
         typer.echo(hits.to_json(orient="records", indent=2))
