@@ -1,0 +1,198 @@
+"""Cell-type proportions of spots by non-negative least squares against a single-cell reference.
+
+A spot's expression is modelled as a non-negative mix of per-type mean profiles. Both sides are
+library-size normalised, never logged: mixtures add up in counts, not in logs. Because every
+reference cell is scaled to the same total first, a proportion is the share of the spot's RNA
+that comes from a type, not the share of its cells (a large, RNA-rich type weighs more).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import nnls
+
+from tmescope.errors import InputNotFoundError, InvalidParameterError, ReferenceDataError
+from tmescope.fusion.targets import normalise_total
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+log = logging.getLogger(__name__)
+
+_SHOWN = 5  # names an error message lists
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceProfiles:
+    """Mean library-size-normalised expression (each cell scaled to 1e4) of each cell type."""
+
+    cell_types: tuple[str, ...]
+    genes: tuple[str, ...]
+    profiles: np.ndarray  # (n_types, n_genes) float32
+    n_cells: tuple[int, ...]  # cells behind each profile
+
+
+def build_reference_profiles(
+    adata: ad.AnnData, *, label_key: str, min_cells: int = 10, layer: str | None = None
+) -> ReferenceProfiles:
+    """Per-type mean profiles of an AnnData of raw counts (cells × genes).
+
+    Counts come from ``.X``, or from ``.layers[layer]`` when the reference keeps its raw counts
+    there. Cells with no label or no counts are left out; types with fewer than ``min_cells``
+    cells are dropped with a warning, and at least two types must remain.
+    """
+    if isinstance(min_cells, bool) or not isinstance(min_cells, int) or min_cells < 1:
+        raise InvalidParameterError(f"min_cells must be an integer >= 1, found {min_cells!r}")
+    if label_key not in adata.obs.columns:
+        keys = ", ".join(map(str, adata.obs.columns[:20])) or "none"
+        raise ReferenceDataError(
+            f"the reference has no cell-type column {label_key!r} in .obs (it has: {keys}); "
+            "pass the column that holds cell-type labels as label_key"
+        )
+    counts = _raw_counts(adata, layer)
+    labels = pd.Series(adata.obs[label_key].to_numpy(), dtype=object)
+    library = np.asarray(counts.sum(axis=1)).ravel()
+    usable = labels.notna().to_numpy() & (library > 0)
+    sizes = labels[usable].astype(str).value_counts()
+    kept = sorted(t for t, n in sizes.items() if n >= min_cells)
+    dropped = {t: int(n) for t, n in sizes.items() if n < min_cells}
+    if dropped:
+        log.warning("cell types with fewer than %d cells dropped: %s", min_cells, dropped)
+    if len(kept) < 2:
+        found = ", ".join(f"{t} {n}" for t, n in sizes.items()) or "no labelled cell with counts"
+        raise ReferenceDataError(
+            f"need at least 2 cell types with >= {min_cells} cells in {label_key!r}, "
+            f"found {found}; lower min_cells or use a larger reference"
+        )
+    type_of = labels.astype(str).to_numpy()
+    normalised = normalise_total(counts)  # (n_cells, n_genes), every cell summing to 1e4
+    profiles = np.zeros((len(kept), counts.shape[1]), dtype=np.float64)
+    n_cells = []
+    for t, cell_type in enumerate(kept):
+        cells = np.flatnonzero(usable & (type_of == cell_type))
+        profiles[t] = np.asarray(normalised[cells].sum(axis=0, dtype=np.float64)).ravel()
+        profiles[t] /= cells.size
+        n_cells.append(int(cells.size))
+    genes = tuple(map(str, adata.var_names))
+    return ReferenceProfiles(tuple(kept), genes, profiles.astype(np.float32), tuple(n_cells))
+
+
+def load_reference(
+    path: str | Path, *, label_key: str, min_cells: int = 10, layer: str | None = None
+) -> ReferenceProfiles:
+    """Profiles of a single-cell reference stored as ``.h5ad`` (see :func:`build_reference_profiles`)."""
+    import anndata as ad
+
+    file = Path(path)
+    if not file.is_file():
+        raise InputNotFoundError(f"single-cell reference {file} does not exist; check the path")
+    try:
+        adata = ad.read_h5ad(file)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise ReferenceDataError(
+            f"cannot read {file} as an AnnData .h5ad file ({type(err).__name__}: {err}); "
+            "write the reference with adata.write_h5ad()"
+        ) from err
+    return build_reference_profiles(adata, label_key=label_key, min_cells=min_cells, layer=layer)
+
+
+def deconvolve_nnls(
+    spot_counts: np.ndarray | sp.spmatrix,
+    spot_genes: Sequence[str],
+    reference: ReferenceProfiles,
+    *,
+    min_shared_genes: int = 50,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """``(n_spots, n_types)`` float32 proportions summing to 1, and the cell-type names.
+
+    Raw spot counts and reference profiles are both restricted to their shared genes (matched
+    case-insensitively) and scaled to sum 1 there. A spot with no counts on those genes, or whose
+    best fit is all zeros, gets a row of NaN: it holds no information about its mix.
+    """
+    if spot_counts.ndim != 2 or spot_counts.shape[1] != len(spot_genes):
+        raise InvalidParameterError(
+            f"spot_counts must be (n_spots, {len(spot_genes)}) to match spot_genes, "
+            f"found shape {spot_counts.shape}"
+        )
+    spot_cols, ref_cols = _shared_columns(spot_genes, reference.genes)
+    if len(spot_cols) < min_shared_genes:
+        raise ReferenceDataError(
+            f"spots and reference share {len(spot_cols)} genes, fewer than "
+            f"min_shared_genes={min_shared_genes}; spot genes look like "
+            f"{_preview(spot_genes)} and reference genes like {_preview(reference.genes)}: "
+            "name both by symbol (or both by Ensembl id)"
+        )
+    if sp.issparse(spot_counts):
+        spots = sp.csr_matrix(spot_counts)[:, spot_cols].toarray()
+    else:
+        spots = np.asarray(spot_counts)[:, spot_cols]
+    spots = normalise_total(spots.astype(np.float64), target_sum=1.0).astype(np.float64)
+    basis = reference.profiles[:, ref_cols].astype(np.float64).T  # (n_shared, n_types)
+    basis /= np.maximum(basis.sum(axis=0, keepdims=True), 1e-300)
+    # ||A x - b||² = ||R x - Qᵀ b||² + const for A = QR: solve each spot in n_types dimensions.
+    q, r = np.linalg.qr(basis)
+    projected = spots @ q  # (n_spots, n_types)
+    weights = np.full((spots.shape[0], basis.shape[1]), np.nan)
+    for i in np.flatnonzero(spots.sum(axis=1) > 0):
+        solution, _ = nnls(r, projected[i])
+        if solution.sum() > 0:
+            weights[i] = solution / solution.sum()
+    n_missing = int(np.isnan(weights[:, 0]).sum())
+    if n_missing:
+        log.info("%d of %d spots have no counts on the shared genes: NaN", n_missing, len(spots))
+    return weights.astype(np.float32), reference.cell_types
+
+
+def _raw_counts(adata: ad.AnnData, layer: str | None) -> sp.csr_matrix:
+    """``(n_cells, n_genes)`` CSR float32 raw counts, checked to be counts."""
+    if layer is not None and layer not in adata.layers:
+        layers = ", ".join(adata.layers.keys()) or "none"
+        raise ReferenceDataError(
+            f"the reference has no layer {layer!r} (it has: {layers}); pass one that holds raw counts"
+        )
+    matrix = adata.X if layer is None else adata.layers[layer]
+    if matrix is None:
+        raise ReferenceDataError("the reference has no .X matrix; pass layer= with raw counts")
+    counts = sp.csr_matrix(matrix, dtype=np.float32)
+    values = counts.data
+    bad = values[(values < 0) | ~np.isfinite(values) | (np.abs(values - np.round(values)) > 1e-3)]
+    if bad.size:
+        where = f"layer {layer!r}" if layer else ".X"
+        raise ReferenceDataError(
+            f"the reference's {where} must hold raw counts (non-negative integers), found "
+            f"{bad.size} values such as {', '.join(f'{v:g}' for v in bad[:3])}; pass layer= "
+            "naming the raw-count layer (often 'counts')"
+        )
+    return counts
+
+
+def _shared_columns(
+    spot_genes: Sequence[str], reference_genes: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """Columns of the genes both sides hold (case-insensitive), in the spots' order."""
+    reference_col: dict[str, int] = {}
+    for c, gene in enumerate(reference_genes):
+        reference_col.setdefault(gene.upper(), c)
+    spot_cols: list[int] = []
+    ref_cols: list[int] = []
+    seen: set[str] = set()
+    for c, gene in enumerate(spot_genes):
+        key = gene.upper()
+        if key in reference_col and key not in seen:
+            seen.add(key)
+            spot_cols.append(c)
+            ref_cols.append(reference_col[key])
+    return spot_cols, ref_cols
+
+
+def _preview(genes: Sequence[str]) -> str:
+    shown = ", ".join(list(genes)[:_SHOWN])
+    return f"{shown}, …" if len(genes) > _SHOWN else shown or "(none)"
