@@ -1,9 +1,10 @@
 """The cohort's similarity index: a FAISS index over every complete sample's embeddings.
 
 Cosine similarity: embeddings (float16 in the store) are cast to float32, L2-normalised and
-searched by inner product. Three kinds: ``flat`` (exact, ``IndexFlatIP``), ``ivf``
-(``IndexIVFFlat``, nlist ≈ 4·√N, nprobe tuned for recall) and ``hnsw`` (``IndexHNSWFlat``, M=32,
-efSearch tuned); ``auto`` is flat up to 100,000 rows, IVF above. On disk, inside the store::
+searched by inner product. Three kinds, built in ``vector_index.py``: ``flat`` (exact,
+``IndexFlatIP``), ``ivf`` (``IndexIVFScalarQuantizer`` holding float16 rows, nlist the power of
+two nearest √N, nprobe tuned for recall) and ``hnsw`` (``IndexHNSWFlat``, M=32, efSearch tuned); ``auto`` is flat up to 100,000
+rows, IVF above. On disk, inside the store::
 
     index/
       zarr.json                 a Zarr v3 group whose attrs["tmescope_index"] describe the index:
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import uuid
 import warnings
@@ -39,7 +39,6 @@ import numpy as np
 from tmescope.errors import (
     IndexMissingError,
     InvalidParameterError,
-    MissingDependencyError,
     StaleIndexWarning,
     StoreError,
 )
@@ -47,6 +46,13 @@ from tmescope.store.durable import fsync, fsync_file
 from tmescope.store.fingerprint import field_differences
 from tmescope.store.locking import NameLock
 from tmescope.store.schema import INDEX, now
+from tmescope.store.vector_index import (
+    GPU_MAX_K,
+    faiss_module,
+    make_vector_index,
+    on_search_device,
+    search_parameters,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,9 +67,6 @@ IndexState = Literal["fresh", "stale", "missing"]
 INDEX_ATTR = "tmescope_index"
 INDEX_FORMAT = 1
 FLAT_MAX_ROWS = 100_000  # ``auto`` stays exact up to here: a flat search is fast enough
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-TARGET_RECALL = 0.95  # recall@10 against exact that nprobe / efSearch are tuned to reach
 BUILD_COMMAND = "tmescope index STORE"
 
 
@@ -154,6 +157,7 @@ class CohortIndex:
         self._x = rows["x"]
         self._y = rows["y"]
         self._sample_ids = [s.sample_id for s in info.samples]
+        self._device_index: Any = None  # a GPU copy, made on the first search that can use it
 
     @property
     def n(self) -> int:
@@ -189,14 +193,17 @@ class CohortIndex:
         return hits
 
     def _search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        faiss = _faiss()
-
+        if k <= GPU_MAX_K:
+            if self._device_index is None:
+                self._device_index = on_search_device(self._index, self.info.kind, self.info.params)
+            if self._device_index is not self._index:
+                scores, labels = self._device_index.search(x, k)
+                return scores, labels
         params: Any = None
         if self.info.kind == "hnsw":
-            ef = max(int(self.info.params["efSearch"]), k)
-            params = faiss.SearchParametersHNSW(efSearch=ef)
+            params = search_parameters("efSearch", max(int(self.info.params["efSearch"]), k))
         elif self.info.kind == "ivf":
-            params = faiss.SearchParametersIVF(nprobe=int(self.info.params["nprobe"]))
+            params = search_parameters("nprobe", int(self.info.params["nprobe"]))
         scores, labels = self._index.search(x, k, params=params)
         return scores, labels
 
@@ -270,7 +277,7 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
         if info.kind != "flat" or not unchanged or not auto_flat or not _same_encoder(store, info):
             return _build(store, requested, seed)
         loaded = _load(store, info)
-        faiss = _faiss()
+        faiss = faiss_module()
 
         index = loaded._index
         rows = {
@@ -304,7 +311,7 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
 
 
 def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
-    faiss = _faiss()
+    faiss = faiss_module()
 
     samples = list(_complete_samples(store).values())
     if not samples:
@@ -326,34 +333,8 @@ def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
     n, dim = x.shape
     chosen = kind if kind != "auto" else ("flat" if n <= FLAT_MAX_ROWS else "ivf")
     params: dict[str, Any] = {"requested": kind, "metric": "inner_product", "normalised": True}
-    rng = np.random.default_rng(seed)
-    if chosen == "flat":
-        index = faiss.IndexFlatIP(dim)
-        index.add(x)
-    elif chosen == "ivf":
-        nlist = max(1, min(round(4 * math.sqrt(n)), n // 39))
-        train_n = min(n, max(256 * nlist, 10_000))
-        train = x[np.sort(rng.choice(n, train_n, replace=False))] if train_n < n else x
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(train)
-        index.add(x)
-        nprobe, recall = _tune(
-            index, x, rng, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], nlist, "nprobe", faiss
-        )
-        index.nprobe = nprobe
-        params.update(nlist=nlist, train_n=int(train_n), nprobe=nprobe, tuned_recall_at_10=recall)
-    else:
-        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.add(x)
-        ef, recall = _tune(
-            index, x, rng, [16, 32, 64, 128, 256, 512, 1024], None, "efSearch", faiss
-        )
-        index.hnsw.efSearch = ef
-        params.update(
-            M=HNSW_M, efConstruction=HNSW_EF_CONSTRUCTION, efSearch=ef, tuned_recall_at_10=recall
-        )
+    index, built = make_vector_index(x, chosen, rng=np.random.default_rng(seed))
+    params.update(built)
     merged = {key: np.concatenate(parts) for key, parts in rows.items()}
     info = IndexInfo(
         kind=chosen,
@@ -367,51 +348,6 @@ def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
     )
     log.info("built a %s index of %d rows over %d samples", chosen, n, len(samples))
     return _write(store, info, index, merged)
-
-
-def _tune(
-    index: Any,
-    x: np.ndarray,
-    rng: np.random.Generator,
-    values: list[int],
-    limit: int | None,
-    name: str,
-    faiss: Any,
-) -> tuple[int, float]:
-    """The smallest setting whose recall@10 against exact search reaches ``TARGET_RECALL``.
-
-    Queries are stored vectors with a little noise (so the answer is not simply the vector itself).
-    """
-    n, dim = x.shape
-    k = min(10, n)
-    q = x[rng.choice(n, min(n, 200), replace=False)].copy()
-    q += rng.normal(scale=0.5 / math.sqrt(dim), size=q.shape).astype(np.float32)
-    faiss.normalize_L2(q)
-    exact = faiss.IndexFlatIP(dim)
-    exact.add(x)
-    _, truth = exact.search(q, k)
-    best = (values[-1], 0.0)
-    for value in values:
-        if limit is not None and value > limit:
-            value = limit
-        params = (
-            faiss.SearchParametersIVF(nprobe=value)
-            if name == "nprobe"
-            else faiss.SearchParametersHNSW(efSearch=value)
-        )
-        _, found = index.search(q, k, params=params)
-        recall = float(
-            np.mean(
-                [
-                    len(set(a) & set(b)) / k
-                    for a, b in zip(truth.tolist(), found.tolist(), strict=True)
-                ]
-            )
-        )
-        best = (value, recall)
-        if recall >= TARGET_RECALL or (limit is not None and value >= limit):
-            break
-    return best[0], round(best[1], 4)
 
 
 def _sample_rows(
@@ -437,7 +373,7 @@ def _sample_rows(
 def _write(
     store: CohortStore, info: IndexInfo, index: Any, rows: Mapping[str, np.ndarray]
 ) -> IndexInfo:
-    faiss = _faiss()
+    faiss = faiss_module()
 
     directory = store.path / INDEX
     directory.mkdir(exist_ok=True)
@@ -516,7 +452,7 @@ def load_index(store: CohortStore, *, warn_stale: bool = True) -> CohortIndex:
 
 
 def _load(store: CohortStore, info: IndexInfo) -> CohortIndex:
-    faiss = _faiss()
+    faiss = faiss_module()
 
     if not _files_present(store, info):
         raise IndexMissingError(
@@ -599,17 +535,6 @@ class _Locked:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
-
-
-def _faiss() -> Any:
-    """FAISS, imported on first use (the store package must import without it)."""
-    try:
-        import faiss
-    except ImportError as error:
-        raise MissingDependencyError(
-            "similarity search needs FAISS: pip install faiss-cpu (or faiss-gpu)"
-        ) from error
-    return faiss
 
 
 def _as_queries(queries: np.ndarray, dim: int) -> np.ndarray:
