@@ -1,0 +1,207 @@
+"""Train from a store (twin of ``tmescope train``): cross-validate the head against its
+baselines on the same folds, then fit the final head on every sample and save it.
+
+Joins the rooms: reads the store, hands arrays to ``fusion`` and writes the model directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tmescope.errors import InvalidParameterError, TrainingDataError
+
+log = logging.getLogger(__name__)
+
+MODEL_CHOICES = ("gat", "mlp", "ridge", "ridge-cv", "smooth-ridge")
+TARGET_CHOICES = ("expression", "states", "both")
+LEAVE_SAMPLE_OUT = "leave-sample-out"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What ``tmescope train`` was asked for (validated on creation)."""
+
+    target: str = "both"
+    n_genes: int = 50
+    models: tuple[str, ...] = MODEL_CHOICES
+    folds: str = LEAVE_SAMPLE_OUT  # or a CSV/JSON file of folds
+    groups: Path | None = None  # CSV sample_id → group (patient)
+    group_key: str | None = None
+    reference: Path | None = None  # single-cell .h5ad for cell-type proportions
+    label_key: str | None = None
+    gene_sets: Path | None = None  # TOML/JSON; the default TME sets otherwise
+    n_members: int = 5
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGET_CHOICES:
+            raise InvalidParameterError(
+                f"--target must be one of {', '.join(TARGET_CHOICES)}, got {self.target!r}"
+            )
+        unknown = [m for m in self.models if m not in MODEL_CHOICES]
+        if unknown or not self.models:
+            raise InvalidParameterError(
+                f"--model must be one of {', '.join(MODEL_CHOICES)} or all, got "
+                f"{', '.join(unknown) or 'none'}"
+            )
+        for name in ("n_genes", "n_members"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                flag = "--genes" if name == "n_genes" else "--members"
+                raise InvalidParameterError(f"{flag} must be a positive integer, got {value!r}")
+        if (self.reference is None) != (self.label_key is None):
+            raise InvalidParameterError(
+                "--reference SC.h5ad and --label-key KEY go together: give both or neither"
+            )
+        if self.group_key is not None and self.groups is None:
+            raise InvalidParameterError(
+                f"--group-key {self.group_key} needs --groups FILE.csv (columns sample_id and "
+                f"{self.group_key}) to know which patient each sample comes from"
+            )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: Path
+    report: dict[str, Any]  # JSON: models → {mean, folds, per_gene, …}, folds, genes, …
+
+
+def parse_models(value: str) -> tuple[str, ...]:
+    """``"all"`` or a comma-separated list of model names."""
+    names = MODEL_CHOICES if value == "all" else tuple(v.strip() for v in value.split(","))
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
+def train_model(
+    store: Path | str,
+    out: Path | str,
+    *,
+    settings: TrainSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Cross-validate the chosen models on ``store`` and save the final head to ``out``."""
+    from tmescope.fusion.cohort import read_spot_table
+    from tmescope.fusion.evaluation import (
+        cross_validate,
+        fit_gat,
+        prepare_fold,
+        prepare_samples,
+        spot_graph,
+    )
+    from tmescope.fusion.model_dir import check_destination, save_model
+    from tmescope.store import CohortStore
+
+    settings = settings or TrainSettings()
+    say = progress or (lambda message: None)
+    out = Path(out)
+    check_destination(out)
+    opened = CohortStore.open(store, mode="r")
+    sample_ids = opened.sample_ids()
+    folds = _folds(settings, sample_ids)
+    gene_sets, reference = _state_sources(settings)
+    device = device_name(settings.device)
+    start = time.perf_counter()
+    tables = {s: read_spot_table(opened, s) for s in sample_ids}
+    graphs = {
+        s: spot_graph(t.coords_um, platform=sample_platform(opened, s)) for s, t in tables.items()
+    }
+    say(f"read {sum(t.n for t in tables.values()):,} spots of {len(tables)} samples")
+    prepared = [
+        prepare_fold(
+            tables, fold, graphs=graphs, kind=settings.target,  # type: ignore[arg-type]
+            n_genes=settings.n_genes, gene_sets=gene_sets, reference=reference,
+        )
+        for fold in folds
+    ]  # fmt: skip
+    say(f"{len(folds)} folds; models {', '.join(settings.models)}")
+    scores = cross_validate(
+        prepared, models=settings.models, n_members=settings.n_members, seed=settings.seed,
+        device=device, progress=say,
+    )  # fmt: skip
+    # The final head learns from every sample: targets fixed on all of them, early stopping
+    # on held-out samples as in each fold.
+    say(f"fitting the final head ({settings.n_members} members) on all {len(tables)} samples")
+    spec, everything, _ = prepare_samples(
+        tables, sample_ids, (), graphs=graphs, kind=settings.target,  # type: ignore[arg-type]
+        n_genes=settings.n_genes, gene_sets=gene_sets, reference=reference,
+    )  # fmt: skip
+    ensemble = fit_gat(everything, n_members=settings.n_members, seed=settings.seed, device=device)
+    report = {
+        "store": str(opened.path),
+        "target": settings.target,
+        "n_samples": len(tables),
+        "n_spots": sum(t.n for t in tables.values()),
+        "folds": [{"name": f.name, "train": list(f.train), "test": list(f.test)} for f in folds],
+        "models": {name: s.to_json() for name, s in scores.items()},
+        "genes": list(spec.genes),
+        "states": list(spec.state_names),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    save_model(
+        out, ensemble=ensemble, spec=spec, fingerprint=opened.fingerprint,
+        info={
+            "samples": sample_ids,
+            "graph": {"visium_pitch_um": 100.0, "grid_neighbours": 6},
+            "n_members": settings.n_members,
+            "seed": settings.seed,
+            "cv": report,
+        },
+    )  # fmt: skip
+    say(f"model written to {out}")
+    return TrainResult(out, report)
+
+
+def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:
+    from tmescope.fusion.folds import (
+        leave_one_group_out,
+        leave_one_sample_out,
+        read_folds,
+        read_sample_groups,
+    )
+
+    if len(sample_ids) < 2:
+        raise TrainingDataError(
+            f"cross-validation needs at least 2 complete samples; the store holds "
+            f"{len(sample_ids)}: embed more samples into it"
+        )
+    if settings.folds != LEAVE_SAMPLE_OUT:
+        return read_folds(Path(settings.folds), sample_ids)
+    if settings.groups is None:
+        return leave_one_sample_out(sample_ids)
+    groups = read_sample_groups(settings.groups, group_key=settings.group_key)
+    missing = [s for s in sample_ids if s not in groups]
+    if missing:
+        raise TrainingDataError(
+            f"{settings.groups} gives no group for {', '.join(missing[:5])}; add a row for "
+            "every sample of the store"
+        )
+    return leave_one_group_out({s: groups[s] for s in sample_ids})
+
+
+def _state_sources(settings: TrainSettings) -> tuple[tuple[Any, ...], Any]:
+    from tmescope.fusion.genesets import load_gene_sets
+    from tmescope.fusion.reference import load_reference
+
+    if settings.target == "expression":
+        return (), None
+    if settings.reference is not None:
+        return (), load_reference(settings.reference, label_key=str(settings.label_key))
+    return load_gene_sets(settings.gene_sets), None
+
+
+def sample_platform(store: Any, sample_id: str) -> str:
+    """The platform a stored sample came from (``visium``, ``visium-hd``)."""
+    return str(dict(store.sample_record(sample_id).meta.extra).get("platform", "visium"))
+
+
+def device_name(device: str) -> str:
+    """``auto``/``cpu``/``cuda[:i]`` resolved to what torch will use (``auto``: CUDA if present)."""
+    from tmescope.embed.pipeline import resolve_device
+
+    return str(resolve_device(device))
