@@ -108,6 +108,7 @@ def train_model(
     device = device_name(settings.device)
     start = time.perf_counter()
     tables = {s: read_spot_table(opened, s) for s in sample_ids}
+    gene_sets = scorable_sets(gene_sets, [t.genes for t in tables.values()])
     graphs = {
         s: spot_graph(t.coords_um, platform=sample_platform(opened, s)) for s, t in tables.items()
     }
@@ -193,6 +194,36 @@ def _state_sources(settings: TrainSettings) -> tuple[tuple[Any, ...], Any]:
     if settings.reference is not None:
         return (), load_reference(settings.reference, label_key=str(settings.label_key))
     return load_gene_sets(settings.gene_sets), None
+
+
+def scorable_sets(gene_sets: Sequence[Any], panels: Sequence[Sequence[str]]) -> tuple[Any, ...]:
+    """The gene sets with at least 2 genes measured in every sample; one warning for the rest.
+
+    Deciding this once for the cohort (rather than in every fold) keeps the TME states the same
+    across folds and the warning to one line.
+    """
+    import warnings
+
+    from tmescope.errors import GeneSetError, TmescopeWarning
+
+    if not gene_sets:
+        return ()
+    shared = set.intersection(*({g.upper() for g in panel} for panel in panels))
+    kept = tuple(s for s in gene_sets if sum(g.upper() in shared for g in s.genes) >= 2)
+    dropped = [s.name for s in gene_sets if s not in kept]
+    if not kept:
+        raise GeneSetError(
+            "no gene set has 2 genes measured in every sample; are genes named by symbol? "
+            "pass --gene-sets with sets that fit this panel"
+        )
+    if dropped:
+        warnings.warn(
+            f"TME states {', '.join(dropped)} left out: fewer than 2 of their genes are measured "
+            "in every sample",
+            TmescopeWarning,
+            stacklevel=2,
+        )
+    return kept
 
 
 def sample_platform(store: Any, sample_id: str) -> str:

@@ -20,7 +20,7 @@ from tmescope.errors import InvalidParameterError, TrainingDataError
 from tmescope.fusion.cohort import SpotTable
 from tmescope.fusion.genesets import GeneSet, GeneStandardiser, score_gene_sets
 from tmescope.fusion.reference import ReferenceProfiles, deconvolve_nnls
-from tmescope.fusion.targets import normalise_log1p, require_genes, select_variable_genes
+from tmescope.fusion.targets import normalise_log1p, select_variable_genes
 
 TargetKind = Literal["expression", "states", "both"]
 TARGET_KINDS: tuple[str, ...] = ("expression", "states", "both")
@@ -173,8 +173,8 @@ def fit_targets(
 
 def check_genes(tables: Sequence[SpotTable], spec: TargetSpec) -> None:
     """A :class:`TrainingDataError` naming the samples that lack any of the spec's genes."""
-    if spec.genes:
-        require_genes({t.sample_id: t.genes for t in tables}, spec.genes)
+    for table in tables:
+        _columns(table, spec.genes)
 
 
 def _shared_genes(tables: Sequence[SpotTable]) -> tuple[str, ...]:

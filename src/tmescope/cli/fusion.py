@@ -1,0 +1,151 @@
+"""``tmescope train`` and ``tmescope predict``: the graph-attention head and its baselines."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def train(
+    store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the trained model.")],
+    target: Annotated[
+        str, typer.Option("--target", help="expression, states (TME populations) or both.")
+    ] = "both",
+    genes: Annotated[
+        int, typer.Option("--genes", help="Most variable genes to predict (chosen per fold).")
+    ] = 50,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="gat, mlp, ridge, ridge-cv, smooth-ridge, a comma list, or all."
+        ),
+    ] = "all",
+    folds: Annotated[
+        str,
+        typer.Option(
+            "--folds", help="leave-sample-out, or a CSV (sample_id,fold) / JSON file of folds."
+        ),
+    ] = "leave-sample-out",
+    groups: Annotated[
+        Path | None,
+        typer.Option("--groups", help="CSV mapping sample_id to a patient (see --group-key)."),
+    ] = None,
+    group_key: Annotated[
+        str | None,
+        typer.Option("--group-key", help="Column of --groups to hold out whole (e.g. patient)."),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option("--reference", help="Annotated single-cell .h5ad: states = proportions."),
+    ] = None,
+    label_key: Annotated[
+        str | None, typer.Option("--label-key", help="Cell-type column of --reference's obs.")
+    ] = None,
+    gene_sets: Annotated[
+        Path | None,
+        typer.Option("--gene-sets", help="TOML or JSON of your own TME gene sets."),
+    ] = None,
+    members: Annotated[int, typer.Option("--members", help="Heads in the ensemble.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the comparison as one JSON object.")
+    ] = False,
+) -> None:
+    """Cross-validate the head against its baselines on the same folds; save the final head."""
+    from tmescope.train_job import TrainSettings, parse_models, train_model
+
+    settings = TrainSettings(
+        target=target, n_genes=genes, models=parse_models(model), folds=folds, groups=groups,
+        group_key=group_key, reference=reference, label_key=label_key, gene_sets=gene_sets,
+        n_members=members, seed=seed, device=device,
+    )  # fmt: skip
+    console = Console(stderr=True, highlight=False)
+    result = train_model(
+        store, out, settings=settings,
+        progress=lambda message: console.print(f"[dim]{message}[/dim]"),
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(_json_safe(result.report), indent=2))
+        return
+    Console().print(comparison_table(result.report))
+    Console().print(f"model: {result.model_dir}")
+
+
+def predict(
+    store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by tmescope train.")],
+    sample: Annotated[str, typer.Option("--sample", help="The sample to predict.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the predictions (.h5ad).")],
+    grid: Annotated[
+        bool,
+        typer.Option("--grid", help="Also predict the dense tiles (embed --grid) between spots."),
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Predict expression, TME states and attention for one sample; write AnnData."""
+    import anndata as ad
+
+    from tmescope.predict_job import predict_sample
+
+    path = predict_sample(store, model_dir, sample=sample, out=out, grid=grid, device=device)
+    written = ad.read_h5ad(path, backed="r")
+    kinds = written.obs["kind"].value_counts().to_dict()
+    what = ", ".join(f"{n:,} {k}s" for k, n in kinds.items() if n)
+    typer.echo(f"wrote {path}: {what} × {written.n_vars} predicted genes")
+    written.file.close()
+
+
+def comparison_table(report: dict[str, Any]) -> Table:
+    """Models side by side: mean Pearson (expression, then states) and each fold's."""
+    models = report["models"]
+    folds = [f["name"] for f in report["folds"]]
+    target = "genes" if report["target"] != "states" else "states"
+    table = Table(
+        title=f"held-out Pearson over {len(report['genes']) or len(report['states'])} {target}, "
+        f"{len(folds)} folds ({report['n_spots']:,} spots)",
+        title_justify="left",
+        caption="each fold holds out whole samples; targets are chosen on training samples only",
+    )
+    table.add_column("model", no_wrap=True)
+    table.add_column("mean", justify="right")
+    has_states = any("states" in m for m in models.values())
+    if has_states:
+        table.add_column("states", justify="right")
+    for name in folds:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("90% cover", justify="right")
+    best = max(models, key=lambda m: _num(models[m]["mean"]))
+    for name, scores in models.items():
+        cells = [
+            f"[bold]{name}[/bold]" if name == best else name,
+            f"{_num(scores['mean']):.3f}",
+        ]
+        if has_states:
+            cells.append(f"{_num(scores['states']['mean']):.3f}" if "states" in scores else "")
+        cells += [f"{_num(v):.3f}" for v in scores["folds"]]
+        cells.append(f"{scores['coverage_90']:.2f}" if "coverage_90" in scores else "")
+        table.add_row(*cells)
+    return table
+
+
+def _num(value: Any) -> float:
+    return float(value) if value is not None else math.nan
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a gene constant in a fold) becomes null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
