@@ -21,9 +21,12 @@ from tmescope.embed_job import (
 )
 from tmescope.errors import InvalidParameterError, SampleNotFoundError
 from tmescope.io import Sample, read_visium
+from tmescope.predict_job import predict_sample as predict_sample
 from tmescope.query_job import embed_query_image as embed_query_image
 from tmescope.query_job import query_store as query_store
 from tmescope.query_job import write_query_gallery as write_query_gallery
+from tmescope.train_job import TrainSettings as TrainSettings
+from tmescope.train_job import train_model as train_model
 
 if TYPE_CHECKING:
     from tmescope.store import SampleSummary as StoreSampleSummary

@@ -60,6 +60,8 @@ class ModelScores:
     per_target: dict[str, list[float]] = field(default_factory=dict)  # name → per-fold Pearson
     fit_seconds: list[float] = field(default_factory=list)
     coverage_90: list[float] = field(default_factory=list)  # ensembles only
+    # Held-out predictions, per test sample: (n_spots, len(spec.names)) in the fold's targets.
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_json(self, spec_names: Sequence[str] = ()) -> dict[str, Any]:
         genes = {k: v for k, v in self.per_target.items() if not k.startswith("state:")}
@@ -254,6 +256,8 @@ def _score(
     for name, value in zip(data.spec.names, per_target, strict=True):
         scores.per_target.setdefault(name, []).append(float(value))
     scores.fit_seconds.append(seconds)
+    for sample, predicted_sample in zip(data.test, predictions, strict=True):
+        scores.predictions[sample.sample_id] = predicted_sample
     if stds is not None:
         scores.coverage_90.append(interval_coverage(truth, predicted, np.concatenate(stds)))
 
