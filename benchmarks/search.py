@@ -52,6 +52,7 @@ def clustered_embeddings(
     ``dim`` with singular values decaying as 1/√i, a shared mean, and noise that holds about a
     quarter of the variance.
     """
+    latent = min(latent, dim)
     n_types = max(8, round(math.sqrt(n) / 2))
     centres = rng.normal(scale=1.0, size=(n_types, latent))
     sizes = 1.0 / np.arange(1, n_types + 1)
