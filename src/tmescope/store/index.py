@@ -318,15 +318,17 @@ def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
         raise StoreError(
             f"{store.path} holds no complete sample: embed one before building the index"
         )
-    parts: list[np.ndarray] = []
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ("sample", "row", "barcode", "x", "y")}
+    # One float32 array filled sample by sample: no second copy of the whole cohort.
+    dim = store.sample_record(samples[0].sample_id).dim
+    x = np.empty((sum(s.n for s in samples), dim), dtype=np.float32)
+    filled = 0
     for position, sample in enumerate(samples):
         vectors, extra = _sample_rows(store, sample, position)
-        parts.append(vectors)
+        x[filled : filled + len(vectors)] = vectors
+        filled += len(vectors)
         for key, value in extra.items():
             rows[key].append(value)
-    x = np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-    del parts
     if not np.isfinite(x).all():
         raise StoreError("the store holds non-finite embeddings; run `tmescope verify STORE`")
     faiss.normalize_L2(x)
