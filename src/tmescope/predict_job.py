@@ -48,7 +48,7 @@ def predict_sample(
     With ``grid``, the sample's dense tiles (from ``tmescope embed --grid``) are predicted too,
     each from its own embedding and the spots around it, giving a map between the spots.
     """
-    from tmescope.fusion.cohort import read_spot_table, read_tile_table
+    from tmescope.fusion.cohort import read_spot_table, read_tile_table, standardise_by_spots
     from tmescope.fusion.evaluation import spot_graph
     from tmescope.fusion.graph import build_bipartite_graph
     from tmescope.fusion.model_dir import load_model
@@ -63,19 +63,24 @@ def predict_sample(
     spots = read_spot_table(opened, sample, counts=bool(record and record.has_counts))
     coords_um = spots.coords_um
     graph = spot_graph(coords_um, platform=sample_platform(opened, sample))
-    x, edges = spots.embeddings, graph.edge_index
+    (x,) = standardise_by_spots(spots.embeddings)  # as in training
+    edges = graph.edge_index
     names, coords, kinds = spots.barcodes, spots.coords_px, ["spot"] * spots.n
     if grid:
         tiles = read_tile_table(opened, sample)
+        x, tile_x = standardise_by_spots(spots.embeddings, tiles.embeddings)
         tile_um = tiles.coords_px.astype(np.float64) * spots.mpp
         k = min(GRID_NEIGHBOURS, spots.n)
         bridge = build_bipartite_graph(coords_um, tile_um, k=k)
-        x = np.concatenate([x, tiles.embeddings])
+        x = np.concatenate([x, tile_x])
         edges = np.concatenate([edges, bridge.edge_index], axis=1)
         names = np.concatenate([names, tiles.names])
         coords = np.concatenate([coords, tiles.coords_px])
         kinds += ["tile"] * tiles.n
-    output = model.ensemble.predict(GraphSample(sample_id=sample, x=x, edge_index=edges))
+    is_spot = np.asarray(kinds) == "spot"
+    output = model.ensemble.predict(
+        GraphSample(sample_id=sample, x=x, edge_index=edges, target_mask=is_spot)
+    )
     adata = _as_anndata(model, spots, output, names=names, coords=coords, kinds=kinds, grid=grid)
     adata.uns["spatial"] = _spatial_uns(opened, sample)
     return _write_h5ad(adata, Path(out))

@@ -121,3 +121,18 @@ def read_tile_table(store: CohortStore, sample_id: str) -> TileTable:
         coords_px=np.asarray(store.read_coords(sample_id)[rows], dtype=np.float32),
         names=store.read_barcodes(sample_id)[rows],
     )
+
+
+def standardise_by_spots(spots: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each embedding dimension centred and scaled by the sample's own spots.
+
+    A slide-level correction of staining and scanner shifts: it uses the slide's embeddings
+    only (never expression), so it may be applied to a held-out slide too, and it is applied
+    to every model alike — head and baselines — so that a gain is never credited to it.
+    ``others`` (e.g. the slide's grid tiles) are scaled with the same spot statistics.
+    """
+    mean = spots.mean(axis=0, dtype=np.float64)
+    std = spots.std(axis=0, dtype=np.float64)
+    std[std < 1e-6] = 1.0
+    centre, scale = mean.astype(np.float32), std.astype(np.float32)
+    return tuple(((x - centre) / scale).astype(np.float32) for x in (spots, *others))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tmescope.errors import InvalidParameterError
-from tmescope.fusion.cohort import SpotTable
+from tmescope.fusion.cohort import SpotTable, standardise_by_spots
 from tmescope.fusion.folds import Fold, inner_validation_split
 from tmescope.fusion.genesets import GeneSet
 from tmescope.fusion.graph import SpotGraph, build_knn_graph, build_visium_graph, neighbour_mean
@@ -37,7 +37,7 @@ class PreparedSample:
     """One sample as the models see it in one fold."""
 
     sample_id: str
-    x: np.ndarray  # (n, d) float32 embeddings
+    x: np.ndarray  # (n, d) float32 embeddings, standardised by the sample's own spots
     x_smooth: np.ndarray  # (n, d) float32 mean over the spot and its graph neighbours
     graph: SpotGraph
     y: np.ndarray  # (n, t) float32 targets (TargetSpec.names)
@@ -138,10 +138,11 @@ def prepare_samples(
 
     def prepared(sample_id: str) -> PreparedSample:
         table, graph = tables[sample_id], graphs[sample_id]
+        (x,) = standardise_by_spots(table.embeddings)
         return PreparedSample(
             sample_id=sample_id,
-            x=table.embeddings,
-            x_smooth=neighbour_mean(table.embeddings, graph).astype(np.float32),
+            x=x,
+            x_smooth=neighbour_mean(x, graph).astype(np.float32),
             graph=graph,
             y=spec.compute(table),
         )
