@@ -163,9 +163,7 @@ def embed_query_image(
         )
     torch_device = resolve_device(device)
     encoder = create_encoder(model, weights=weights, device=torch_device)
-    check_fingerprint(
-        store.fingerprint, encoder_fingerprint(encoder), where=f"store {store.path}"
-    )
+    check_fingerprint(store.fingerprint, encoder_fingerprint(encoder), where=f"store {store.path}")
     spec = encoder.spec
     embedder = Embedder(encoder, mean=spec.mean, std=spec.std, device=torch_device)
     vector = embedder(patch[None])[0].astype(np.float32)
