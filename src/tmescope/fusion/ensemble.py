@@ -69,7 +69,8 @@ class HeadOutput:
 
 @dataclass(frozen=True)
 class EnsembleOutput:
-    """An ensemble's prediction: ``mean``/``std`` ``(n, t)`` over members (std with ddof 0),
+    """An ensemble's prediction: ``mean``/``std`` ``(n, t)``; ``std`` combines the members'
+    spread (ddof 0) with the ensemble's residual noise measured on held-out training nodes,
     ``fused`` ``(n, hidden)`` averaged over members, ``attention`` of member 0 only: heads of
     different members are not aligned, so averaging them per head would mix unrelated heads.
     """
@@ -142,10 +143,15 @@ class TrainedHead:
 class Ensemble:
     """Heads trained alike from different seeds behind one shared input transform."""
 
-    def __init__(self, members: Sequence[TrainedHead]) -> None:
+    def __init__(
+        self, members: Sequence[TrainedHead], *, noise_std: np.ndarray | None = None
+    ) -> None:
         if not members:
             raise InvalidParameterError("an ensemble needs at least one member")
         self.members = tuple(members)
+        # (t,) residual spread of the ensemble mean on held-out training nodes, target units:
+        # the members' disagreement alone (epistemic) would leave the noise of the data out.
+        self.noise_std = noise_std
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -164,21 +170,27 @@ class Ensemble:
                 inputs[key] = member.transform.apply(sample, member.device)
             outputs.append(member._run(inputs[key], edges.to(member.device), attention=i == 0))
         means = np.stack([o.mean for o in outputs])  # (m, n, t)
+        variance = means.var(axis=0)
+        if self.noise_std is not None:
+            variance = variance + self.noise_std.astype(np.float32) ** 2
         return EnsembleOutput(
             mean=means.mean(axis=0),
-            std=means.std(axis=0),
+            std=np.sqrt(variance),
             fused=np.stack([o.fused for o in outputs]).mean(axis=0),  # (n, hidden)
             attention=outputs[0].attention,
         )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write all members to ``directory`` (created if needed); returns it."""
-        return _write(Path(directory), list(self.members), self.metadata)
+        return _write(Path(directory), list(self.members), self.metadata, noise_std=self.noise_std)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, device: str = "cpu") -> Ensemble:
         """Read an ensemble (or a single head) written by ``save``."""
-        return cls(_read(Path(directory), torch_device(device)))
+        directory = Path(directory)
+        members = _read(directory, torch_device(device))
+        noise = json.loads((directory / "head.json").read_text()).get("noise_std")
+        return cls(members, noise_std=None if noise is None else np.asarray(noise, np.float32))
 
 
 def _edges(sample: GraphSample, device: torch.device) -> Tensor:
@@ -208,7 +220,13 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
-def _write(directory: Path, members: Sequence[TrainedHead], metadata: Mapping[str, Any]) -> Path:
+def _write(
+    directory: Path,
+    members: Sequence[TrainedHead],
+    metadata: Mapping[str, Any],
+    *,
+    noise_std: np.ndarray | None = None,
+) -> Path:
     """Write ``members`` (sharing one transform and config) as the module docstring lays out."""
     first = members[0]
     transform = first.transform
@@ -235,6 +253,7 @@ def _write(directory: Path, members: Sequence[TrainedHead], metadata: Mapping[st
             for m in members
         ],
         "metadata": dict(metadata),
+        "noise_std": None if noise_std is None else [float(v) for v in noise_std],
     }
     try:  # before touching the directory: a failed save leaves the previous model whole
         text = json.dumps(header, indent=1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from tmescope.errors import InvalidParameterError
 from tmescope.fusion.cohort import SpotTable, standardise_by_spots
-from tmescope.fusion.folds import Fold, inner_validation_split
+from tmescope.fusion.folds import Fold
 from tmescope.fusion.genesets import GeneSet
 from tmescope.fusion.graph import SpotGraph, build_knn_graph, build_visium_graph, neighbour_mean
 from tmescope.fusion.metrics import interval_coverage, mean_pearson, pearson_per_gene
@@ -202,7 +202,8 @@ def _fit_predict(
         model = SpotMLP(seed=seed)
     else:
         model = TunedRidgeProbe()
-    model.fit(x, y, groups=groups)
+    # The MLP stops early on held-out spots of the training samples, as the head does.
+    model.fit(x, y, groups=None if name == "mlp" else groups)
     return [model.predict(s.x_smooth if smooth else s.x) for s in data.test], None
 
 
@@ -215,13 +216,15 @@ def fit_gat(
     config: Any = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Any:
-    """An ensemble of heads fitted on ``train``, early-stopped on held-out training samples."""
+    """An ensemble of heads fitted on every training sample, early-stopped on held-out spots.
+
+    A tenth of each training sample's spots leave the loss and decide when to stop (and how
+    wide the predictive interval is); the test samples of the fold take no part.
+    """
     from tmescope.fusion.train import fit_ensemble
 
-    fit_ids, val_ids = inner_validation_split([s.sample_id for s in train], seed=seed)
-    by_id = {s.sample_id: as_graph_sample(s, with_targets=True) for s in train}
     return fit_ensemble(
-        [by_id[s] for s in fit_ids], [by_id[s] for s in val_ids], n_members=n_members,
+        [as_graph_sample(s, with_targets=True) for s in train], [], n_members=n_members,
         config=config, seed=seed, device=device, metadata=metadata,
     )  # fmt: skip
 

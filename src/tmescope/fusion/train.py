@@ -162,7 +162,24 @@ def fit_ensemble(
                 metadata=metadata,
             )
         )
-    return Ensemble(members)
+    return Ensemble(members, noise_std=_residual_std(members, val_pieces, transform))
+
+
+def _residual_std(
+    members: Sequence[TrainedHead], val: Sequence[_Graph], transform: InputTransform
+) -> np.ndarray | None:
+    """``(t,)`` spread of the ensemble mean's residuals on the validation nodes, target units."""
+    squares, count = 0.0, 0
+    for piece in val:
+        if not bool(piece.mask.any()):
+            continue
+        means = [m._run(piece.x, piece.edge_index, attention=False).mean for m in members]
+        mask = piece.mask.cpu().numpy()
+        truth = transform.unscale_targets(piece.y.cpu().numpy()[mask])  # (v, t)
+        residual = np.mean(means, axis=0)[mask] - truth
+        squares = squares + (residual.astype(np.float64) ** 2).sum(axis=0)
+        count += int(mask.sum())
+    return None if count == 0 else np.sqrt(np.asarray(squares) / count).astype(np.float32)
 
 
 def _fit_module(
