@@ -27,12 +27,19 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert [e.status for e in result.embedded] == ["embedded", "embedded"]
     store = CohortStore.open(result.store)
     assert store.sample_ids() == ["synth_00", "synth_01"]
-    assert store.read_embeddings("synth_00").shape == (40, store.fingerprint["embed_dim"])
+    assert store.read_embeddings("synth_00")[:40].shape == (40, store.fingerprint["embed_dim"])
+    assert store.sample_record("synth_00").n_spots == 40 and store.sample_record("synth_00").n_tiles
     assert store.verify() == []
-    assert result.index_rows == 80
+    assert result.index_rows == store.sample_record("synth_00").n + store.sample_record("synth_01").n
     page = result.gallery.read_text() if result.gallery else ""
     assert result.gallery_query.startswith("synth_00:")
     assert page.count("<img") == 9 and "synth_01" in page and "http" not in page
+    assert set(result.training["models"]) == {"gat", "mlp", "ridge", "ridge-cv", "smooth-ridge"}
+    assert result.model_dir is not None and (result.model_dir / "model.json").exists()
+    import anndata as ad
+
+    predicted = ad.read_h5ad(result.predictions)
+    assert set(predicted.obs["kind"]) == {"spot", "tile"}
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

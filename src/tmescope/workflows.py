@@ -93,6 +93,7 @@ def synthesize_cohort(
 
 
 DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machinery, not biology
+DEMO_GRID_UM = 80.0  # tiles between the 100 µm spots, for predictions at sub-spot resolution
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class DemoResult:
     index_rows: int = 0
     gallery: Path | None = None
     gallery_query: str = ""
+    model_dir: Path | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    predictions: Path | None = None
 
 
 def run_demo(
@@ -124,8 +128,9 @@ def run_demo(
 
     Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
     draw an overview, embed every spot into ``out_dir/cohort.zarr``, index it for similarity
-    search and write a gallery of the regions most like a lymphocyte-rich spot. Later stages
-    (train, interactions, report) join here.
+    search and write a gallery of the regions most like a lymphocyte-rich spot, then train the
+    graph-attention head against its baselines and predict the first sample, spots and the grid
+    of tiles between them. Later stages (interactions, report) join here.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -148,6 +153,7 @@ def run_demo(
     embedded = embed_samples(
         [SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs],
         store=store, encoder=encoder, device="auto", progress=embed_progress,
+        settings=EmbedSettings(grid_um=DEMO_GRID_UM),
     )  # fmt: skip
     if progress is not None:
         progress(f"indexing {store} for similarity search")
@@ -160,10 +166,22 @@ def run_demo(
     k = min(8, index.n - (0 if others else 1))
     hits = query_store(store, spot=spot, k=k, exclude_sample=others)
     gallery = write_query_gallery(store, hits, out_dir / "similar_regions.html", spot=spot)
+    model_dir, training, predictions = None, {}, None
+    if len(sample_dirs) > 1:  # cross-validation needs two samples
+        if progress is not None:
+            progress("training the graph-attention head against its baselines (cross-validated)")
+        trained = train_model(
+            store, out_dir / "model", settings=TrainSettings(n_members=3), progress=progress
+        )
+        model_dir, training = trained.model_dir, trained.report
+        first = spot.partition(":")[0]
+        predictions = predict_sample(
+            store, model_dir, sample=first, grid=True, out=out_dir / f"{first}_predictions.h5ad"
+        )
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
         samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
-        gallery_query=spot,
+        gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ def demo(
     ] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
-    """Synthesise a cohort, read it back, embed every spot into a store, index it and search it."""
+    """Synthesise a cohort, embed it, search it, train the head and predict a sample."""
     from tmescope.cli.embed import RichProgress, progress_bar
     from tmescope.workflows import run_demo
 
@@ -32,20 +32,32 @@ def demo(
             embed_progress=RichProgress(bar),
         )  # fmt: skip
     console.print(cohort_table(result.samples))
+    if result.training:
+        from tmescope.cli.fusion import comparison_table
+
+        console.print(comparison_table(result.training))
     first = result.samples[0]
-    console.print(
-        f"\n[bold]cohort[/bold]    {result.cohort_dir}\n"
-        f"[bold]overview[/bold]  {result.overview}\n"
+    lines = [
+        f"[bold]cohort[/bold]    {result.cohort_dir}",
+        f"[bold]overview[/bold]  {result.overview}",
         f"[bold]store[/bold]     {result.store} "
         f"({sum(e.rows_written for e in result.embedded):,} patches embedded, "
-        f"{result.index_rows:,} indexed)\n"
-        f"[bold]gallery[/bold]   {result.gallery} (regions like {result.gallery_query})\n"
-        f"[bold]next[/bold]      tmescope store ls {result.store}\n"
+        f"{result.index_rows:,} indexed)",
+        f"[bold]gallery[/bold]   {result.gallery} (regions like {result.gallery_query})",
+    ]
+    if result.model_dir is not None:
+        lines += [
+            f"[bold]model[/bold]     {result.model_dir}",
+            f"[bold]predicted[/bold] {result.predictions} (spots and the grid between them)",
+        ]
+    lines += [
+        f"[bold]next[/bold]      tmescope store ls {result.store}",
         f"          tmescope query {result.store} --sample {first['sample_id']} -k 3 "
-        "--exclude-sample\n"
+        "--exclude-sample",
         f"          tmescope info {result.cohort_dir / first['sample_id']} "
-        f"--image {first['image']['path']}"
-    )
+        f"--image {first['image']['path']}",
+    ]
+    console.print("\n" + "\n".join(lines))
 
 
 def cohort_table(summaries: list[dict[str, Any]]) -> Table:

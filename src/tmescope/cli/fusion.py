@@ -112,16 +112,19 @@ def comparison_table(report: dict[str, Any]) -> Table:
         title=f"held-out Pearson over {len(report['genes']) or len(report['states'])} {target}, "
         f"{len(folds)} folds ({report['n_spots']:,} spots)",
         title_justify="left",
-        caption="each fold holds out whole samples; targets are chosen on training samples only",
+        caption="fold "
+        + ", ".join(f"{i + 1}: {f}" for i, f in enumerate(folds[:6]))
+        + (", …" if len(folds) > 6 else "")
+        + " held out; targets chosen on training samples only",
     )
-    table.add_column("model", no_wrap=True)
-    table.add_column("mean", justify="right")
+    table.add_column("model", no_wrap=True, min_width=12)
+    table.add_column("mean", justify="right", no_wrap=True, min_width=5)
     has_states = any("states" in m for m in models.values())
     if has_states:
-        table.add_column("states", justify="right")
-    for name in folds:
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("90% cover", justify="right")
+        table.add_column("states", justify="right", no_wrap=True, min_width=6)
+    for i in range(len(folds)):
+        table.add_column(str(i + 1), justify="right", no_wrap=True)
+    table.add_column("90% cov", justify="right", no_wrap=True, min_width=7)
     best = max(models, key=lambda m: _num(models[m]["mean"]))
     for name, scores in models.items():
         cells = [
