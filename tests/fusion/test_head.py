@@ -268,12 +268,23 @@ def test_ensemble_mean_std_fused_and_attention(cohort: list[GraphSample]) -> Non
     members = [m.predict(test) for m in ensemble.members]
     means = np.stack([m.mean for m in members])
     np.testing.assert_allclose(out.mean, means.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(out.std, means.std(axis=0), rtol=1e-5, atol=1e-7)
-    assert (out.std > 0).any()
+    # The spread is the members' disagreement plus the residual noise on validation nodes.
+    assert ensemble.noise_std is not None and (ensemble.noise_std > 0).all()
+    expected = np.sqrt(means.var(axis=0) + ensemble.noise_std**2)
+    np.testing.assert_allclose(out.std, expected, rtol=1e-5, atol=1e-6)
+    assert (out.std > means.std(axis=0)).all()
     np.testing.assert_allclose(
         out.fused, np.mean([m.fused for m in members], axis=0), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_array_equal(out.attention[1].alpha, members[0].attention[1].alpha)
+
+
+def test_noise_estimate_survives_save_and_load(cohort: list[GraphSample], tmp_path: Path) -> None:
+    ensemble = fit_ensemble(cohort[:2], [], n_members=2, config=SMALL, seed=1)
+    loaded = Ensemble.load(ensemble.save(tmp_path / "e"))
+    assert loaded.noise_std is not None
+    np.testing.assert_allclose(loaded.noise_std, ensemble.noise_std)  # type: ignore[arg-type]
+    np.testing.assert_allclose(loaded.predict(cohort[3]).std, ensemble.predict(cohort[3]).std)
 
 
 def test_partition_covers_each_node_once_and_is_exact_for_core_nodes() -> None:

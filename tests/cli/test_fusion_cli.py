@@ -1,0 +1,66 @@
+"""``tmescope train`` and ``tmescope predict`` from the command line: tables, JSON, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tmescope.embed_job import SampleInput
+from tmescope.workflows import embed_samples
+
+
+@pytest.fixture(scope="module")
+def two_samples(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> Path:
+    path = tmp_path_factory.mktemp("train_cli") / "cohort.zarr"
+    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
+    embed_samples(items, store=path, encoder="test-vit-tiny", device="cpu")
+    return path
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tmescope", *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "train", two_samples, "--out", tmp_path / "m", "--model", "ridge,ridge-cv",
+        "--target", "expression", "--genes", "8", "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["models"]) == {"ridge", "ridge-cv"}
+    assert len(report["models"]["ridge-cv"]["folds"]) == 2
+    assert len(report["models"]["ridge"]["per_gene"]) >= 8
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--model", "forest"], "forest"),
+        (["--members", "0"], "--members"),
+        (["--reference", "sc.h5ad"], "--label-key"),
+        (["--folds", "nofile.csv"], "nofile.csv"),
+    ],
+)
+def test_bad_training_requests_are_one_line_exit_2(
+    two_samples: Path, tmp_path: Path, args: list[str], fragment: str
+) -> None:
+    result = run_cli("train", two_samples, "--out", tmp_path / "m", "--device", "cpu", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_without_a_model_says_how_to_train_one(two_samples: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "predict", two_samples, tmp_path / "none", "--sample", "synth_00", "--out", tmp_path / "p"
+    )
+    assert result.returncode == 2
+    assert "tmescope train" in result.stderr
