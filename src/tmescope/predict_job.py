@@ -171,8 +171,12 @@ def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
 
     meta = store.sample_record(sample).meta
     try:
-        with read_visium(meta.source_path) as source:
-            spatial = source.to_anndata(library_id=sample).uns["spatial"][sample]
+        # Only the small Space Ranger images are wanted here: warnings about their coarseness
+        # for embedding (given when the sample was embedded) would only confuse.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TmescopeWarning)
+            with read_visium(meta.source_path) as source:
+                spatial = source.to_anndata(library_id=sample).uns["spatial"][sample]
     except TmescopeError as error:
         warnings.warn(
             f"the Space Ranger output of {sample} ({meta.source_path}) cannot be read ({error}); "
