@@ -125,8 +125,9 @@ def train_model(
         prepared, models=settings.models, n_members=settings.n_members, seed=settings.seed,
         device=device, progress=say,
     )  # fmt: skip
-    # The final head learns from every sample: targets fixed on all of them, early stopping
-    # on held-out samples as in each fold.
+    # The saved model is always the head, whatever --model compared: it learns from every
+    # sample, with targets fixed on all of them and early stopping on held-out spots as in
+    # each fold; its figures are the cross-validated ones above.
     say(f"fitting the final head ({settings.n_members} members) on all {len(tables)} samples")
     spec, everything, _ = prepare_samples(
         tables, sample_ids, (), graphs=graphs, kind=settings.target,  # type: ignore[arg-type]
