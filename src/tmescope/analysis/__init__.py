@@ -1,0 +1,1 @@
+"""Spatial statistics of TME populations: neighbourhood enrichment, co-occurrence, cross-correlation; squidpy where it fits."""
