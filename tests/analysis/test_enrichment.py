@@ -6,37 +6,16 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from planted_tissue import hex_lattice, planted_labels
 from tmescope.analysis.enrichment import NhoodResult, nhood_enrichment, pool_cohort
 from tmescope.errors import InvalidParameterError
 
 N_PERMS = 200  # enough for stable z on 900 spots, cheap on 2 cores
 
 
-def _hex_lattice(n_rows: int = 30, n_cols: int = 30, pitch: float = 100.0) -> np.ndarray:
-    """Visium-like spot centres in µm: odd rows shifted by half a pitch, 6 neighbours at `pitch`."""
-    r, c = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
-    x = c * pitch + (r % 2) * pitch / 2
-    y = r * pitch * np.sqrt(3) / 2
-    return np.column_stack([x.ravel(), y.ravel()])
-
-
-def _planted_labels(coords: np.ndarray, seed: int) -> np.ndarray:
-    """Tumour disk, immune on the spots touching its border, vessels anywhere at random."""
-    tumour = np.linalg.norm(coords - coords.mean(axis=0), axis=1) < 700
-    touching = np.zeros(len(coords), dtype=bool)
-    for nbrs in cKDTree(coords).query_ball_point(coords[tumour], r=125):
-        touching[nbrs] = True
-    labels = np.where(tumour, "tumour", np.where(touching, "immune", "stroma")).astype(object)
-    # Vessels are drawn over all spots (overriding), so they are independent of immune by
-    # construction; drawn from the non-tumour rest only they would be depleted next to immune.
-    rng = np.random.default_rng(seed)
-    labels[rng.choice(len(coords), size=len(coords) // 10, replace=False)] = "vessel"
-    return labels
-
-
 @pytest.fixture(scope="module")
 def coords() -> np.ndarray:
-    return _hex_lattice()
+    return hex_lattice()
 
 
 def _z(result: NhoodResult, a: str, b: str) -> float:
@@ -46,7 +25,7 @@ def _z(result: NhoodResult, a: str, b: str) -> float:
 def test_planted_contact_enriched_and_random_vessels_not(coords: np.ndarray) -> None:
     immune_tumour, vessel_immune = [], []
     for seed in range(5):
-        res = nhood_enrichment(coords, _planted_labels(coords, seed), n_perms=N_PERMS, seed=seed)
+        res = nhood_enrichment(coords, planted_labels(coords, seed), n_perms=N_PERMS, seed=seed)
         immune_tumour.append(_z(res, "immune", "tumour"))
         vessel_immune.append(_z(res, "vessel", "immune"))
     assert sum(z > 3 for z in immune_tumour) >= 4, immune_tumour
@@ -54,7 +33,7 @@ def test_planted_contact_enriched_and_random_vessels_not(coords: np.ndarray) -> 
 
 
 def test_same_seed_same_z_and_counts_match_graph(coords: np.ndarray) -> None:
-    labels = _planted_labels(coords, 0)
+    labels = planted_labels(coords, 0)
     a = nhood_enrichment(coords, labels, n_perms=50, seed=3)
     b = nhood_enrichment(coords, labels, n_perms=50, seed=3)
     np.testing.assert_array_equal(a.zscore, b.zscore)
@@ -65,7 +44,7 @@ def test_same_seed_same_z_and_counts_match_graph(coords: np.ndarray) -> None:
 
 
 def test_edge_index_gives_same_result_as_radius_graph(coords: np.ndarray) -> None:
-    labels = _planted_labels(coords, 1)
+    labels = planted_labels(coords, 1)
     pairs = cKDTree(coords).query_pairs(r=125, output_type="ndarray").T  # one direction only
     edge_index = np.concatenate([pairs, pairs[::-1]], axis=1)
     by_radius = nhood_enrichment(coords, labels, n_perms=50, seed=0)
@@ -75,7 +54,7 @@ def test_edge_index_gives_same_result_as_radius_graph(coords: np.ndarray) -> Non
 
 
 def test_absent_category_is_nan_on_full_axis(coords: np.ndarray) -> None:
-    labels = _planted_labels(coords, 0)
+    labels = planted_labels(coords, 0)
     labels[labels == "vessel"] = "stroma"
     cats = ["tumour", "immune", "stroma", "vessel"]
     res = nhood_enrichment(coords, labels, n_perms=50, categories=cats, sample_id="s1")
@@ -92,7 +71,7 @@ def test_one_population_raises(coords: np.ndarray) -> None:
 
 def test_label_outside_categories_raises(coords: np.ndarray) -> None:
     with pytest.raises(InvalidParameterError, match="one of categories"):
-        nhood_enrichment(coords, _planted_labels(coords, 0), categories=["tumour", "immune"])
+        nhood_enrichment(coords, planted_labels(coords, 0), categories=["tumour", "immune"])
 
 
 def _result(z: list[list[float]]) -> NhoodResult:
@@ -120,7 +99,7 @@ def test_pool_cohort_by_hand() -> None:
 def test_pool_cohort_mean_equals_average_of_real_samples(coords: np.ndarray) -> None:
     cats = ["immune", "stroma", "tumour", "vessel"]
     results = [
-        nhood_enrichment(coords, _planted_labels(coords, s), n_perms=50, seed=s, categories=cats)
+        nhood_enrichment(coords, planted_labels(coords, s), n_perms=50, seed=s, categories=cats)
         for s in range(2)
     ]
     pooled = pool_cohort(results)

@@ -84,7 +84,7 @@ def nhood_enrichment(
         )
     if n_perms < 1:
         raise InvalidParameterError(f"n_perms must be >= 1; found {n_perms}.")
-    cats = _category_axis(labels_arr, categories)
+    cats = category_axis(labels_arr, categories)
     present = [c for c in cats if np.any(labels_arr == c)]
     if len(present) < 2:
         raise InvalidParameterError(
@@ -135,7 +135,7 @@ def pool_cohort(results: Sequence[NhoodResult]) -> CohortNhood:
     )
 
 
-def _category_axis(labels: np.ndarray, categories: Sequence[str] | None) -> tuple[str, ...]:
+def category_axis(labels: np.ndarray, categories: Sequence[str] | None) -> tuple[str, ...]:
     if categories is None:
         return tuple(sorted(set(labels.tolist())))
     cats = tuple(str(c) for c in categories)
