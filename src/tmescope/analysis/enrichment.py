@@ -136,6 +136,7 @@ def pool_cohort(results: Sequence[NhoodResult]) -> CohortNhood:
 
 
 def category_axis(labels: np.ndarray, categories: Sequence[str] | None) -> tuple[str, ...]:
+    """The category axis of a result: ``categories`` as given (checked), else the sorted labels."""
     if categories is None:
         return tuple(sorted(set(labels.tolist())))
     cats = tuple(str(c) for c in categories)
