@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tmescope.analysis.enrichment import category_axis
+from tmescope.analysis.labels import labelled_spots
 from tmescope.errors import InvalidParameterError
 
 _LABEL_KEY = "label"
@@ -54,30 +54,16 @@ def co_occurrence(
     category axis so that arrays of different samples align; default: this sample's sorted labels.
     Cost is O(n²) in time: fine for a Visium slide (≤ 5,000 spots).
     """
-    coords = np.asarray(coords_um, dtype=np.float64)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise InvalidParameterError(
-            f"coords_um must be (n_spots, 2); found shape {coords.shape}. Pass x, y in micrometres."
-        )
-    labels_arr = np.asarray([str(label) for label in labels], dtype=object)
-    if labels_arr.shape[0] != coords.shape[0]:
-        raise InvalidParameterError(
-            f"labels must have one entry per spot ({coords.shape[0]}); found {labels_arr.shape[0]}. "
-            "Pass the labels in the order of coords_um."
-        )
     edges = _check_edges(DEFAULT_EDGES_UM if distances_um is None else distances_um)
-    cats = category_axis(labels_arr, categories)
-    present = [c for c in cats if np.any(labels_arr == c)]
-    if len(present) < 2:
-        raise InvalidParameterError(
-            f"co-occurrence needs at least 2 populations present; found {len(present)} "
-            f"({present}) in sample {sample_id!r}. Skip this sample or label more populations."
-        )
+    spots = labelled_spots(
+        coords_um, labels, categories=categories, sample_id=sample_id, what="co-occurrence needs"
+    )
+    coords, labels_arr, cats, present = spots.coords, spots.labels, spots.categories, spots.present
     occ = _squidpy_cooccurrence(coords, labels_arr, present, edges)  # (p, p, d)
     # squidpy writes 0 where a category has no neighbour within d; that is undefined, not depleted.
     has_pairs = _has_neighbours(coords, labels_arr, present, edges[1:])  # (p, d)
     occ[~has_pairs[:, None, :] | ~has_pairs[None, :, :]] = np.nan
-    idx = np.asarray([cats.index(c) for c in present])
+    idx = spots.positions()
     ratio = np.full((len(cats), len(cats), len(edges) - 1), np.nan)
     ratio[np.ix_(idx, idx)] = occ
     return CooccurrenceResult(
@@ -134,7 +120,7 @@ def _check_edges(distances_um: Sequence[float]) -> np.ndarray:
 
 
 def _has_neighbours(
-    coords: np.ndarray, labels: np.ndarray, present: list[str], radii: np.ndarray
+    coords: np.ndarray, labels: np.ndarray, present: Sequence[str], radii: np.ndarray
 ) -> np.ndarray:
     """``(p, d)`` whether some spot of each category has another spot within each radius."""
     from scipy.spatial import cKDTree
@@ -150,7 +136,7 @@ def _has_neighbours(
 
 
 def _squidpy_cooccurrence(
-    coords: np.ndarray, labels: np.ndarray, present: list[str], edges: np.ndarray
+    coords: np.ndarray, labels: np.ndarray, present: Sequence[str], edges: np.ndarray
 ) -> np.ndarray:
     """squidpy on the present categories; returns ``(p, p, d)`` as ``ratio[i, j]`` (i centre)."""
     import anndata as ad

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from tmescope.analysis.labels import labelled_spots
 from tmescope.errors import InvalidParameterError
 
 logger = logging.getLogger(__name__)
@@ -70,27 +71,13 @@ def nhood_enrichment(
     ``categories`` fixes the category axis so that matrices of different samples align; it
     defaults to the sorted labels of this sample.
     """
-    coords = np.asarray(coords_um, dtype=np.float64)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise InvalidParameterError(
-            f"coords_um must be (n_spots, 2); found shape {coords.shape}. Pass x, y in micrometres."
-        )
-    labels_arr = np.asarray([str(label) for label in labels], dtype=object)
-    n = coords.shape[0]
-    if labels_arr.shape[0] != n:
-        raise InvalidParameterError(
-            f"labels must have one entry per spot ({n}); found {labels_arr.shape[0]}. "
-            "Pass the labels in the order of coords_um."
-        )
     if n_perms < 1:
         raise InvalidParameterError(f"n_perms must be >= 1; found {n_perms}.")
-    cats = category_axis(labels_arr, categories)
-    present = [c for c in cats if np.any(labels_arr == c)]
-    if len(present) < 2:
-        raise InvalidParameterError(
-            f"interactions need at least 2 populations present; found {len(present)} "
-            f"({present}) in sample {sample_id!r}. Skip this sample or label more populations."
-        )
+    spots = labelled_spots(
+        coords_um, labels, categories=categories, sample_id=sample_id, what="interactions need"
+    )
+    coords, labels_arr, cats, present = spots.coords, spots.labels, spots.categories, spots.present
+    n = coords.shape[0]
     if edge_index is not None:
         adjacency = _graph_from_edges(edge_index, n)
     else:
@@ -100,7 +87,7 @@ def nhood_enrichment(
         coords, labels_arr, present, adjacency, n_perms=n_perms, seed=seed
     )
     # Embed the present categories into the full axis: absent ones stay NaN (z) / 0 (count).
-    idx = np.asarray([cats.index(c) for c in present])
+    idx = spots.positions()
     zscore = np.full((len(cats), len(cats)), np.nan)
     count = np.zeros((len(cats), len(cats)))
     zscore[np.ix_(idx, idx)] = z_present
@@ -133,22 +120,6 @@ def pool_cohort(results: Sequence[NhoodResult]) -> CohortNhood:
     return CohortNhood(
         categories=cats, mean_z=mean_z, std_z=std_z, n_samples=n_samples, stouffer_z=stouffer
     )
-
-
-def category_axis(labels: np.ndarray, categories: Sequence[str] | None) -> tuple[str, ...]:
-    """The category axis of a result: ``categories`` as given (checked), else the sorted labels."""
-    if categories is None:
-        return tuple(sorted(set(labels.tolist())))
-    cats = tuple(str(c) for c in categories)
-    if len(set(cats)) != len(cats):
-        raise InvalidParameterError(f"categories must be unique; found {list(cats)}.")
-    unknown = sorted(set(labels.tolist()) - set(cats))
-    if unknown:
-        raise InvalidParameterError(
-            f"every label must be one of categories {list(cats)}; found also {unknown}. "
-            "Add them to categories or relabel those spots."
-        )
-    return cats
 
 
 def _radius_graph(coords: np.ndarray, *, radius_um: float) -> sp.csr_matrix:
@@ -189,7 +160,7 @@ def _graph_from_edges(edge_index: np.ndarray, n: int) -> sp.csr_matrix:
 def _squidpy_nhood(
     coords: np.ndarray,
     labels: np.ndarray,
-    present: list[str],
+    present: Sequence[str],
     adjacency: sp.csr_matrix,
     *,
     n_perms: int,
