@@ -16,6 +16,7 @@ import logging
 import os
 import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,126 @@ from tmescope.errors import ModelMismatchError, TmescopeError, TmescopeWarning
 if TYPE_CHECKING:
     import anndata as ad
 
-    from tmescope.fusion.cohort import SpotTable
     from tmescope.fusion.model_dir import FusionModel
+    from tmescope.store import CohortStore
 
 log = logging.getLogger(__name__)
 
 GRID_NEIGHBOURS = 6  # spots each grid tile listens to: its ring of Visium neighbours
+
+
+@dataclass(frozen=True)
+class SamplePrediction:
+    """A model's prediction for every spot (and grid tile) of one stored sample.
+
+    Rows are the sample's spots, then its tiles when predicted; ``store_rows`` maps each to
+    its row in the store's sample tables. ``expression``/``states`` are ensemble means,
+    ``*_std`` their spread; ``measured`` the measured target expression of spots (NaN for
+    tiles; ``None`` when the sample has no counts); ``fused`` the head's hidden representation
+    (``(n, hidden × members)``); ``attention`` one ``(edge_index, weight)`` per attention layer,
+    edge_index row 0 the neighbour attended to, row 1 the node attending, weight the mean over
+    heads.
+    """
+
+    sample_id: str
+    model_id: str
+    mpp: float
+    names: np.ndarray  # (n,) str: barcodes, then tile names
+    kinds: np.ndarray  # (n,) str: "spot" or "tile"
+    store_rows: np.ndarray  # (n,) int64
+    coords_px: np.ndarray  # (n, 2) float32 full-resolution pixels (x, y)
+    genes: tuple[str, ...]
+    state_names: tuple[str, ...]
+    expression: np.ndarray  # (n, genes) float32
+    expression_std: np.ndarray
+    states: np.ndarray  # (n, states) float32
+    states_std: np.ndarray
+    measured: np.ndarray | None  # (n, genes) float32
+    fused: np.ndarray  # (n, d) float32
+    attention: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def n(self) -> int:
+        return int(self.names.size)
+
+    @property
+    def is_spot(self) -> np.ndarray:
+        return self.kinds == "spot"
+
+    @property
+    def coords_um(self) -> np.ndarray:
+        return self.coords_px.astype(np.float64) * self.mpp
+
+
+def predict_rows(
+    store: CohortStore, model: FusionModel, sample: str, *, grid: bool = False
+) -> SamplePrediction:
+    """Predict ``sample``'s spots (and, with ``grid``, its tiles) with a loaded model.
+
+    Tiles listen to their :data:`GRID_NEIGHBOURS` nearest spots and send nothing back, so the
+    spots' predictions are the same with or without them. A :class:`ModelMismatchError` when
+    the model was trained on another encoder's embeddings.
+    """
+    from tmescope.fusion.cohort import read_spot_table, read_tile_table, standardise_by_spots
+    from tmescope.fusion.evaluation import spot_graph
+    from tmescope.fusion.graph import build_bipartite_graph
+    from tmescope.fusion.train import GraphSample
+    from tmescope.train_job import sample_platform
+
+    check_model_fits_store(model, store.fingerprint, where=str(store.path))
+    record = store.sample_record(sample) if sample in store.sample_ids() else None
+    spots = read_spot_table(store, sample, counts=bool(record and record.has_counts))
+    coords_um = spots.coords_um
+    graph = spot_graph(coords_um, platform=sample_platform(store, sample))
+    (x,) = standardise_by_spots(spots.embeddings)  # as in training
+    edges = graph.edge_index
+    names, coords, rows = spots.barcodes, spots.coords_px, spots.rows
+    kinds = np.full(spots.n, "spot", dtype=object)
+    if grid:
+        tiles = read_tile_table(store, sample)
+        x, tile_x = standardise_by_spots(spots.embeddings, tiles.embeddings)
+        tile_um = tiles.coords_px.astype(np.float64) * spots.mpp
+        bridge = build_bipartite_graph(coords_um, tile_um, k=min(GRID_NEIGHBOURS, spots.n))
+        x = np.concatenate([x, tile_x])
+        edges = np.concatenate([edges, bridge.edge_index], axis=1)
+        names = np.concatenate([names, tiles.names])
+        coords = np.concatenate([coords, tiles.coords_px])
+        rows = np.concatenate([rows, tiles.rows])
+        kinds = np.concatenate([kinds, np.full(tiles.n, "tile", dtype=object)])
+    is_spot = kinds == "spot"
+    output = model.ensemble.predict(
+        GraphSample(sample_id=sample, x=x, edge_index=edges, target_mask=is_spot)
+    )
+    spec = model.spec
+    g, n = spec.n_genes, len(names)
+    measured = None
+    if g and spots.counts is not None:
+        measured = np.full((n, g), np.nan, dtype=np.float32)
+        measured[: spots.n] = spec.compute(spots)[:, :g]
+    return SamplePrediction(
+        sample_id=sample,
+        model_id=model.model_id,
+        mpp=spots.mpp,
+        names=np.asarray(names).astype(str),
+        kinds=kinds.astype(str),
+        store_rows=np.asarray(rows, dtype=np.int64),
+        coords_px=np.asarray(coords, dtype=np.float32),
+        genes=tuple(spec.genes) if g else (),
+        state_names=tuple(spec.state_names),
+        expression=output.mean[:, :g].astype(np.float32),
+        expression_std=output.std[:, :g].astype(np.float32),
+        states=output.mean[:, g:].astype(np.float32),
+        states_std=output.std[:, g:].astype(np.float32),
+        measured=measured,
+        fused=output.fused.astype(np.float32),
+        attention=tuple(
+            (
+                np.asarray(layer.edge_index, dtype=np.int64),
+                np.asarray(layer.alpha, dtype=np.float32).mean(axis=1),
+            )
+            for layer in output.attention
+        ),
+    )
 
 
 def predict_sample(
@@ -48,40 +163,14 @@ def predict_sample(
     With ``grid``, the sample's dense tiles (from ``tmescope embed --grid``) are predicted too,
     each from its own embedding and the spots around it, giving a map between the spots.
     """
-    from tmescope.fusion.cohort import read_spot_table, read_tile_table, standardise_by_spots
-    from tmescope.fusion.evaluation import spot_graph
-    from tmescope.fusion.graph import build_bipartite_graph
     from tmescope.fusion.model_dir import load_model
-    from tmescope.fusion.train import GraphSample
     from tmescope.store import CohortStore
-    from tmescope.train_job import device_name, sample_platform
+    from tmescope.train_job import device_name
 
     opened = CohortStore.open(store, mode="r")
     model = load_model(model_dir, device=device_name(device))
-    check_model_fits_store(model, opened.fingerprint, where=str(opened.path))
-    record = opened.sample_record(sample) if sample in opened.sample_ids() else None
-    spots = read_spot_table(opened, sample, counts=bool(record and record.has_counts))
-    coords_um = spots.coords_um
-    graph = spot_graph(coords_um, platform=sample_platform(opened, sample))
-    (x,) = standardise_by_spots(spots.embeddings)  # as in training
-    edges = graph.edge_index
-    names, coords, kinds = spots.barcodes, spots.coords_px, ["spot"] * spots.n
-    if grid:
-        tiles = read_tile_table(opened, sample)
-        x, tile_x = standardise_by_spots(spots.embeddings, tiles.embeddings)
-        tile_um = tiles.coords_px.astype(np.float64) * spots.mpp
-        k = min(GRID_NEIGHBOURS, spots.n)
-        bridge = build_bipartite_graph(coords_um, tile_um, k=k)
-        x = np.concatenate([x, tile_x])
-        edges = np.concatenate([edges, bridge.edge_index], axis=1)
-        names = np.concatenate([names, tiles.names])
-        coords = np.concatenate([coords, tiles.coords_px])
-        kinds += ["tile"] * tiles.n
-    is_spot = np.asarray(kinds) == "spot"
-    output = model.ensemble.predict(
-        GraphSample(sample_id=sample, x=x, edge_index=edges, target_mask=is_spot)
-    )
-    adata = _as_anndata(model, spots, output, names=names, coords=coords, kinds=kinds, grid=grid)
+    prediction = predict_rows(opened, model, sample, grid=grid)
+    adata = _as_anndata(model, prediction, grid=grid)
     adata.uns["spatial"] = _spatial_uns(opened, sample)
     return _write_h5ad(adata, Path(out))
 
@@ -100,68 +189,53 @@ def check_model_fits_store(model: FusionModel, fingerprint: Any, *, where: str) 
         )
 
 
-def _as_anndata(
-    model: FusionModel,
-    spots: SpotTable,
-    output: Any,
-    *,
-    names: np.ndarray,
-    coords: np.ndarray,
-    kinds: list[str],
-    grid: bool,
-) -> ad.AnnData:
+def _as_anndata(model: FusionModel, prediction: SamplePrediction, *, grid: bool) -> ad.AnnData:
     import anndata as ad
     import pandas as pd
 
-    spec = model.spec
-    g = spec.n_genes
-    n = len(names)
+    p = prediction
     obs = pd.DataFrame(
-        {"kind": pd.Categorical(kinds, categories=["spot", "tile"]), "sample_id": spots.sample_id},
-        index=pd.Index(names.astype(str), name="barcode"),
+        {"kind": pd.Categorical(p.kinds, categories=["spot", "tile"]), "sample_id": p.sample_id},
+        index=pd.Index(p.names, name="barcode"),
     )
-    genes = list(spec.genes) if g else list(spec.state_names)
-    mean, std = output.mean, output.std
+    has_genes = bool(p.genes)
     adata = ad.AnnData(
-        X=(mean[:, :g] if g else mean).astype(np.float32),
+        X=p.expression if has_genes else p.states,
         obs=obs,
-        var=pd.DataFrame(index=pd.Index(genes, name="gene")),
+        var=pd.DataFrame(index=pd.Index(list(p.genes or p.state_names), name="gene")),
     )
-    adata.layers["std"] = (std[:, :g] if g else std).astype(np.float32)
-    if g and spots.counts is not None:
-        measured = np.full((n, g), np.nan, dtype=np.float32)
-        measured[: spots.n] = spec.compute(spots)[:, :g]
-        adata.layers["measured"] = measured
-    adata.obsm["spatial"] = coords.astype(np.float64)
-    if spec.state_names:
-        columns = list(spec.state_names)
-        adata.obsm["tme_states"] = pd.DataFrame(mean[:, g:], index=obs.index, columns=columns)
-        adata.obsm["tme_states_std"] = pd.DataFrame(std[:, g:], index=obs.index, columns=columns)
+    adata.layers["std"] = p.expression_std if has_genes else p.states_std
+    if p.measured is not None:
+        adata.layers["measured"] = p.measured
+    adata.obsm["spatial"] = p.coords_px.astype(np.float64)
+    if p.state_names:
+        columns = list(p.state_names)
+        adata.obsm["tme_states"] = pd.DataFrame(p.states, index=obs.index, columns=columns)
+        adata.obsm["tme_states_std"] = pd.DataFrame(p.states_std, index=obs.index, columns=columns)
         for j, name in enumerate(columns):
-            adata.obs[f"state_{name}"] = mean[:, g + j].astype(np.float32)
-    adata.obsm["fused"] = output.fused.astype(np.float32)
-    for layer, attention in enumerate(output.attention, start=1):
-        key = "attention" if layer == len(output.attention) else f"attention_layer{layer}"
-        adata.obsp[key] = _attention_matrix(attention, n)
+            adata.obs[f"state_{name}"] = p.states[:, j]
+    adata.obsm["fused"] = p.fused
+    for layer, (edge_index, weight) in enumerate(p.attention, start=1):
+        key = "attention" if layer == len(p.attention) else f"attention_layer{layer}"
+        adata.obsp[key] = _attention_matrix(edge_index, weight, p.n)
     adata.uns["tmescope"] = {
         "model_id": model.model_id,
         "model_dir": str(model.path),
-        "sample_id": spots.sample_id,
+        "sample_id": p.sample_id,
         "grid": grid,
-        "target": spec.kind,
-        "state_source": spec.state_source,
+        "target": model.spec.kind,
+        "state_source": model.spec.state_source,
         "n_members": len(model.ensemble.members),
         "attention": "obsp: row = node attending, column = neighbour, mean over heads",
     }
     return adata
 
 
-def _attention_matrix(attention: Any, n: int) -> Any:
+def _attention_matrix(edge_index: np.ndarray, weight: np.ndarray, n: int) -> Any:
     """``(n, n)`` CSR: entry [target, source] is the mean attention over heads."""
     import scipy.sparse as sp
 
-    source, target = attention.edge_index
-    weight = np.asarray(attention.alpha, dtype=np.float32).mean(axis=1)
+    source, target = edge_index
     return sp.csr_matrix((weight, (target, source)), shape=(n, n))
 
 

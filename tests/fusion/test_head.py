@@ -274,7 +274,7 @@ def test_ensemble_mean_std_fused_and_attention(cohort: list[GraphSample]) -> Non
     np.testing.assert_allclose(out.std, expected, rtol=1e-5, atol=1e-6)
     assert (out.std > means.std(axis=0)).all()
     np.testing.assert_allclose(
-        out.fused, np.mean([m.fused for m in members], axis=0), rtol=1e-5, atol=1e-6
+        out.fused, np.concatenate([m.fused for m in members], axis=1), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_array_equal(out.attention[1].alpha, members[0].attention[1].alpha)
 

@@ -71,8 +71,9 @@ class HeadOutput:
 class EnsembleOutput:
     """An ensemble's prediction: ``mean``/``std`` ``(n, t)``; ``std`` combines the members'
     spread (ddof 0) with the ensemble's residual noise measured on held-out training nodes,
-    ``fused`` ``(n, hidden)`` averaged over members, ``attention`` of member 0 only: heads of
-    different members are not aligned, so averaging them per head would mix unrelated heads.
+    ``fused`` ``(n, hidden × members)`` the members' representations side by side (members are
+    not aligned, so averaging them would mix unrelated axes; concatenated, a distance is the
+    sum of the members' distances), ``attention`` of member 0 only, for the same reason.
     """
 
     mean: np.ndarray
@@ -176,7 +177,7 @@ class Ensemble:
         return EnsembleOutput(
             mean=means.mean(axis=0),
             std=np.sqrt(variance),
-            fused=np.stack([o.fused for o in outputs]).mean(axis=0),  # (n, hidden)
+            fused=np.concatenate([o.fused for o in outputs], axis=1),  # (n, hidden × m)
             attention=outputs[0].attention,
         )
 
