@@ -80,6 +80,57 @@ class CoveredSample:
 
 
 @dataclass(frozen=True)
+class VectorSpace:
+    """Which vectors an index holds: the raw embeddings (``model_id=None``) or one trained
+    model's fused embeddings (``fused/<model_id>/``, see ``store/fused.py``)."""
+
+    model_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return "raw" if self.model_id is None else f"fused:{self.model_id}"
+
+    @property
+    def build_command(self) -> str:
+        if self.model_id is None:
+            return BUILD_COMMAND
+        return f"{BUILD_COMMAND} --space fused --model MODEL_DIR"
+
+    def directory(self, store: CohortStore) -> Path:
+        if self.model_id is None:
+            return store.path / INDEX
+        from tmescope.store.fused import FUSED_INDEX, model_directory
+
+        return model_directory(store, self.model_id) / FUSED_INDEX
+
+    def samples(self, store: CohortStore) -> dict[str, CoveredSample]:
+        """The samples this space can index now, in the store's order."""
+        if self.model_id is None:
+            return _complete_samples(store)
+        from tmescope.store.fused import fresh_samples
+
+        fresh = fresh_samples(store, self.model_id)
+        return {
+            sid: CoveredSample(sid, int(fresh[sid]["n"]), str(fresh[sid]["created"]))
+            for sid in store.sample_ids()
+            if sid in fresh
+        }
+
+    def vectors(self, store: CohortStore, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, store_rows)`` of one sample in this space."""
+        if self.model_id is None:
+            vectors = store.read_embeddings(sample_id)
+            return vectors, np.arange(vectors.shape[0], dtype=np.int64)
+        from tmescope.store.fused import read_fused_sample
+
+        data = read_fused_sample(store, self.model_id, sample_id)
+        return data.fused, data.rows
+
+
+RAW = VectorSpace()
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     """What an index holds and how it was built (the attributes of ``index/``)."""
 
@@ -92,6 +143,7 @@ class IndexInfo:
     built: str
     generation: str
     files: Mapping[str, str] = field(default_factory=dict)
+    space: str = "raw"
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -107,6 +159,7 @@ class IndexInfo:
             "built": self.built,
             "generation": self.generation,
             "files": dict(self.files),
+            "space": self.space,
         }
 
     @classmethod
@@ -125,6 +178,7 @@ class IndexInfo:
                 built=str(attrs["built"]),
                 generation=str(attrs["generation"]),
                 files={str(k): str(v) for k, v in attrs["files"].items()},
+                space=str(attrs.get("space", "raw")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise IndexMissingError(
@@ -241,15 +295,17 @@ def results_frame(results: Sequence[Sequence[SearchResult]]) -> pd.DataFrame:
 # --- building ---------------------------------------------------------------------------------
 
 
-def build_index(store: CohortStore, *, kind: IndexKind = "auto", seed: int = 0) -> IndexInfo:
+def build_index(
+    store: CohortStore, *, kind: IndexKind = "auto", seed: int = 0, space: VectorSpace = RAW
+) -> IndexInfo:
     """Build the index over every complete sample of ``store`` (opened with ``mode="a"``)."""
     _check_kind(kind)
     _check_writable(store)
-    with _index_lock(store):
-        return _build(store, kind, seed)
+    with _index_lock(store, space):
+        return _build(store, kind, seed, space)
 
 
-def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
+def refresh_index(store: CohortStore, *, seed: int = 0, space: VectorSpace = RAW) -> IndexInfo:
     """Bring the index up to date: add new samples to a flat index, else rebuild it.
 
     A missing index is built (``auto``); a fresh one is left alone. A flat index whose covered
@@ -258,14 +314,14 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
     it was chosen automatically) is rebuilt with the same kind choice.
     """
     _check_writable(store)
-    with _index_lock(store):
-        info = _read_info(store)
-        if info is None or not _files_present(store, info):
+    with _index_lock(store, space):
+        info = _read_info(store, space)
+        if info is None or not _files_present(store, info, space):
             requested_kind: IndexKind = (
                 "auto" if info is None else info.params.get("requested", info.kind)
             )
-            return _build(store, requested_kind, seed)
-        current = _complete_samples(store)
+            return _build(store, requested_kind, seed, space)
+        current = space.samples(store)
         if _is_fresh(store, info, current):
             return info
         requested: IndexKind = info.params.get("requested", info.kind)
@@ -275,8 +331,8 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
         n_after = info.n + sum(s.n for s in added)
         auto_flat = requested != "auto" or n_after <= FLAT_MAX_ROWS
         if info.kind != "flat" or not unchanged or not auto_flat or not _same_encoder(store, info):
-            return _build(store, requested, seed)
-        loaded = _load(store, info)
+            return _build(store, requested, seed, space)
+        loaded = _load(store, info, space)
         faiss = faiss_module()
 
         index = loaded._index
@@ -289,7 +345,7 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
         }
         samples = list(info.samples)
         for sample in added:
-            vectors, extra = _sample_rows(store, sample, len(samples))
+            vectors, extra = _sample_rows(store, sample, len(samples), space)
             faiss.normalize_L2(vectors)
             index.add(vectors)
             for key, value in extra.items():
@@ -305,26 +361,27 @@ def refresh_index(store: CohortStore, *, seed: int = 0) -> IndexInfo:
             fingerprint=store.fingerprint,
             built=now(),
             generation=uuid.uuid4().hex[:12],
+            space=space.name,
         )
         log.info("index of %s: added %d samples (%d rows)", store.path, len(added), new.n)
-        return _write(store, new, index, merged)
+        return _write(store, new, index, merged, space)
 
 
-def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
+def _build(store: CohortStore, kind: IndexKind, seed: int, space: VectorSpace) -> IndexInfo:
     faiss = faiss_module()
 
-    samples = list(_complete_samples(store).values())
+    samples = list(space.samples(store).values())
     if not samples:
-        raise StoreError(
-            f"{store.path} holds no complete sample: embed one before building the index"
-        )
+        what = "complete sample" if space.model_id is None else f"fused set of {space.name}"
+        raise StoreError(f"{store.path} holds no {what}: write one before building the index")
     rows: dict[str, list[np.ndarray]] = {k: [] for k in ("sample", "row", "barcode", "x", "y")}
     # One float32 array filled sample by sample: no second copy of the whole cohort.
-    dim = store.sample_record(samples[0].sample_id).dim
+    first, _ = space.vectors(store, samples[0].sample_id)
+    dim = int(first.shape[1])
     x = np.empty((sum(s.n for s in samples), dim), dtype=np.float32)
     filled = 0
     for position, sample in enumerate(samples):
-        vectors, extra = _sample_rows(store, sample, position)
+        vectors, extra = _sample_rows(store, sample, position, space)
         x[filled : filled + len(vectors)] = vectors
         filled += len(vectors)
         for key, value in extra.items():
@@ -347,16 +404,18 @@ def _build(store: CohortStore, kind: IndexKind, seed: int) -> IndexInfo:
         fingerprint=store.fingerprint,
         built=now(),
         generation=uuid.uuid4().hex[:12],
+        space=space.name,
     )
     log.info("built a %s index of %d rows over %d samples", chosen, n, len(samples))
-    return _write(store, info, index, merged)
+    return _write(store, info, index, merged, space)
 
 
 def _sample_rows(
-    store: CohortStore, sample: CoveredSample, position: int
+    store: CohortStore, sample: CoveredSample, position: int, space: VectorSpace
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    vectors = np.ascontiguousarray(store.read_embeddings(sample.sample_id), dtype=np.float32)
-    coords = store.read_coords(sample.sample_id)
+    raw, store_rows = space.vectors(store, sample.sample_id)
+    vectors = np.ascontiguousarray(raw, dtype=np.float32)
+    coords = store.read_coords(sample.sample_id)[store_rows]
     n = vectors.shape[0]
     if n != sample.n:
         raise StoreError(
@@ -365,20 +424,24 @@ def _sample_rows(
         )
     return vectors, {
         "sample": np.full(n, position, dtype=np.int32),
-        "row": np.arange(n, dtype=np.int64),
-        "barcode": store.read_barcodes(sample.sample_id),
+        "row": store_rows,
+        "barcode": store.read_barcodes(sample.sample_id)[store_rows],
         "x": np.asarray(coords[:, 0], dtype=np.float32),
         "y": np.asarray(coords[:, 1], dtype=np.float32),
     }
 
 
 def _write(
-    store: CohortStore, info: IndexInfo, index: Any, rows: Mapping[str, np.ndarray]
+    store: CohortStore,
+    info: IndexInfo,
+    index: Any,
+    rows: Mapping[str, np.ndarray],
+    space: VectorSpace,
 ) -> IndexInfo:
     faiss = faiss_module()
 
-    directory = store.path / INDEX
-    directory.mkdir(exist_ok=True)
+    directory = space.directory(store)
+    directory.mkdir(parents=True, exist_ok=True)
     names = {"faiss": f"faiss-{info.generation}.index", "rows": f"rows-{info.generation}.npz"}
     _replace(directory / names["faiss"], lambda tmp: faiss.write_index(index, str(tmp)))
     _replace(directory / names["rows"], lambda tmp: _save_rows(tmp, rows))
@@ -422,45 +485,50 @@ def _replace(target: Path, write: Any) -> None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read_index_info(store: CohortStore) -> IndexInfo | None:
+def read_index_info(store: CohortStore, space: VectorSpace = RAW) -> IndexInfo | None:
     """The index's description, or ``None`` when the store has no index."""
-    return _read_info(store)
+    return _read_info(store, space)
 
 
-def index_status(store: CohortStore) -> IndexState:
+def index_status(store: CohortStore, space: VectorSpace = RAW) -> IndexState:
     """``fresh`` when the index covers exactly the complete samples, ``stale``, or ``missing``."""
-    info = _read_info(store)
-    if info is None or not _files_present(store, info):
+    info = _read_info(store, space)
+    if info is None or not _files_present(store, info, space):
         return "missing"
-    return "fresh" if _is_fresh(store, info, _complete_samples(store)) else "stale"
+    return "fresh" if _is_fresh(store, info, space.samples(store)) else "stale"
 
 
-def load_index(store: CohortStore, *, warn_stale: bool = True) -> CohortIndex:
+def load_index(
+    store: CohortStore, *, warn_stale: bool = True, space: VectorSpace = RAW
+) -> CohortIndex:
     """Load the index; warns (:class:`StaleIndexWarning`) when it is out of date."""
-    info = _read_info(store)
+    info = _read_info(store, space)
+    command = space.build_command
     if info is None:
         raise IndexMissingError(
-            f"{store.path} has no similarity index; build it with `{BUILD_COMMAND}`"
+            f"{store.path} has no similarity index of the {space.name} space; build it with "
+            f"`{command}`"
         )
-    if warn_stale and not _is_fresh(store, info, _complete_samples(store)):
+    if warn_stale and not _is_fresh(store, info, space.samples(store)):
         warnings.warn(
-            f"the index of {store.path} does not cover the store's current complete samples "
-            f"(samples were added, removed or rewritten since it was built); run "
-            f"`{BUILD_COMMAND}` again to bring it up to date",
+            f"the {space.name} index of {store.path} does not cover the store's current "
+            f"samples (samples were added, removed or rewritten since it was built); run "
+            f"`{command}` again to bring it up to date",
             StaleIndexWarning,
             stacklevel=2,
         )
-    return _load(store, info)
+    return _load(store, info, space)
 
 
-def _load(store: CohortStore, info: IndexInfo) -> CohortIndex:
+def _load(store: CohortStore, info: IndexInfo, space: VectorSpace = RAW) -> CohortIndex:
     faiss = faiss_module()
 
-    if not _files_present(store, info):
+    if not _files_present(store, info, space):
         raise IndexMissingError(
-            f"the index files of {store.path} are missing; build it again with `{BUILD_COMMAND}`"
+            f"the index files of {store.path} are missing; build it again with "
+            f"`{space.build_command}`"
         )
-    directory = store.path / INDEX
+    directory = space.directory(store)
     index = faiss.read_index(str(directory / info.files["faiss"]))
     with np.load(directory / info.files["rows"], allow_pickle=False) as data:
         rows = {key: data[key] for key in ("sample", "row", "barcode", "x", "y")}
@@ -472,8 +540,8 @@ def _load(store: CohortStore, info: IndexInfo) -> CohortIndex:
     return CohortIndex(info, index, rows)
 
 
-def _read_info(store: CohortStore) -> IndexInfo | None:
-    path = store.path / INDEX / "zarr.json"
+def _read_info(store: CohortStore, space: VectorSpace = RAW) -> IndexInfo | None:
+    path = space.directory(store) / "zarr.json"
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -486,8 +554,8 @@ def _read_info(store: CohortStore) -> IndexInfo | None:
     return None if attrs is None else IndexInfo.from_attrs(attrs)
 
 
-def _files_present(store: CohortStore, info: IndexInfo) -> bool:
-    directory = store.path / INDEX
+def _files_present(store: CohortStore, info: IndexInfo, space: VectorSpace = RAW) -> bool:
+    directory = space.directory(store)
     return all((directory / info.files.get(k, "")).is_file() for k in ("faiss", "rows"))
 
 
@@ -522,9 +590,9 @@ def _check_writable(store: CohortStore) -> None:
         )
 
 
-def _index_lock(store: CohortStore) -> _Locked:
-    directory = store.path / INDEX
-    directory.mkdir(exist_ok=True)
+def _index_lock(store: CohortStore, space: VectorSpace = RAW) -> _Locked:
+    directory = space.directory(store)
+    directory.mkdir(parents=True, exist_ok=True)
     return _Locked(NameLock(directory / ".lock", what=f"the index of {store.path}"))
 
 

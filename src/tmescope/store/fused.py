@@ -1,0 +1,271 @@
+"""Fused embeddings in the store: a trained head's view of every spot and tile, kept per model.
+
+The head's hidden representation (image + neighbourhood) and its TME-state predictions are
+written back beside the raw embeddings, one set per model, so niches can be clustered and the
+fused space searched without running the model again::
+
+    fused/                          a Zarr v3 group
+      <model_id>/                   attrs["tmescope_fused"]: model_id, model_dir, dim, genes,
+                                    state_names, fingerprint (the store's encoder), created
+        <sample_id>/                attrs: n, sample_hash, sample_completed, grid, created
+          rows        (n,)    int64    the sample's store rows these rows are (spots, then tiles)
+          fused       (n, d)  float16  the head's hidden representation (members side by side)
+          states      (n, S)  float32  predicted TME states (ensemble mean)
+          states_std  (n, S)  float32  their uncertainty
+          expression  (n, G)  float16  predicted target genes (ensemble mean)
+        _index/                     the fused space's FAISS index (laid out as the store's
+                                    ``index/``; a sample id cannot start with ``_``)
+
+A sample's set is written into a hidden folder beside it and renamed into place, so a reader
+sees a whole set or none; two writers of the same set cannot mix (the second rename fails and
+its copy is dropped). A set is *fresh* while the sample's source hash and completion time match
+the ones recorded: re-embedding a sample makes its fused set stale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore
+
+from tmescope.errors import InvalidParameterError, StoreError
+from tmescope.store.durable import fsync, fsync_file, fsync_tree
+from tmescope.store.schema import now
+
+if TYPE_CHECKING:
+    from tmescope.store.feature_store import CohortStore
+
+FUSED = "fused"
+FUSED_ATTR = "tmescope_fused"
+FUSED_INDEX = "_index"
+ARRAYS = ("rows", "fused", "states", "states_std", "expression")
+
+
+@dataclass(frozen=True)
+class FusedModelInfo:
+    """What a fused set was made by: the model's id and directory, its outputs' names."""
+
+    model_id: str
+    model_dir: str
+    dim: int
+    genes: tuple[str, ...]
+    state_names: tuple[str, ...]
+    fingerprint: Mapping[str, Any]
+    created: str = ""
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "model_dir": self.model_dir,
+            "dim": self.dim,
+            "genes": list(self.genes),
+            "state_names": list(self.state_names),
+            "fingerprint": dict(self.fingerprint),
+            "created": self.created or now(),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> FusedModelInfo:
+        return cls(
+            model_id=str(attrs["model_id"]),
+            model_dir=str(attrs["model_dir"]),
+            dim=int(attrs["dim"]),
+            genes=tuple(attrs["genes"]),
+            state_names=tuple(attrs["state_names"]),
+            fingerprint=dict(attrs["fingerprint"]),
+            created=str(attrs.get("created", "")),
+        )
+
+
+@dataclass(frozen=True)
+class FusedSample:
+    """One sample's fused rows, read back (or about to be written)."""
+
+    rows: np.ndarray  # (n,) int64 store rows
+    fused: np.ndarray  # (n, d)
+    states: np.ndarray  # (n, S)
+    states_std: np.ndarray  # (n, S)
+    expression: np.ndarray  # (n, G)
+
+    @property
+    def n(self) -> int:
+        return int(self.rows.size)
+
+
+def model_directory(store: CohortStore, model_id: str) -> Path:
+    """``fused/<model_id>`` of ``store`` (which may not exist yet)."""
+    if not model_id or not all(c.isalnum() or c in "-_" for c in model_id):
+        raise InvalidParameterError(f"model id {model_id!r} is not a plain name")
+    return store.path / FUSED / model_id
+
+
+def sample_stamp(store: CohortStore, sample_id: str) -> dict[str, Any]:
+    """What must still hold for a fused set of ``sample_id`` to be fresh."""
+    record = store.sample_record(sample_id)
+    return {"sample_hash": record.meta.source_hash, "sample_completed": record.completed}
+
+
+def read_model_info(store: CohortStore, model_id: str) -> FusedModelInfo | None:
+    """The description of ``model_id``'s fused sets, or ``None`` when there are none."""
+    path = model_directory(store, model_id) / "zarr.json"
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        attrs = metadata["attributes"][FUSED_ATTR]
+        return FusedModelInfo.from_attrs(attrs)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StoreError(
+            f"{path} is unreadable ({error!r}); remove {path.parent} and run the command again"
+        ) from error
+
+
+def fused_models(store: CohortStore) -> list[FusedModelInfo]:
+    """Every model with fused sets in ``store``."""
+    root = store.path / FUSED
+    if not root.is_dir():
+        return []
+    infos = [read_model_info(store, p.name) for p in sorted(root.iterdir()) if _visible(p)]
+    return [info for info in infos if info is not None]
+
+
+def fresh_samples(store: CohortStore, model_id: str) -> dict[str, dict[str, Any]]:
+    """The samples whose fused set of ``model_id`` is whole and fresh → their attributes."""
+    directory = model_directory(store, model_id)
+    if not directory.is_dir():
+        return {}
+    complete = set(store.sample_ids())
+    fresh = {}
+    for path in sorted(directory.iterdir()):
+        if not _visible(path) or path.name not in complete:
+            continue
+        attrs = _group_attrs(path)
+        if attrs is not None and all(
+            attrs.get(k) == v for k, v in sample_stamp(store, path.name).items()
+        ):
+            fresh[path.name] = attrs
+    return fresh
+
+
+def write_model_info(store: CohortStore, info: FusedModelInfo) -> None:
+    """Write (or rewrite) ``fused/<model_id>/zarr.json``, atomically."""
+    _check_writable(store)
+    directory = model_directory(store, info.model_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    root_meta = store.path / FUSED / "zarr.json"
+    if not root_meta.exists():
+        _write_json(root_meta, {"zarr_format": 3, "node_type": "group", "attributes": {}})
+    metadata = {"zarr_format": 3, "node_type": "group", "attributes": {FUSED_ATTR: info.to_attrs()}}
+    _write_json(directory / "zarr.json", metadata)
+
+
+def write_fused_sample(
+    store: CohortStore, model_id: str, sample_id: str, data: FusedSample, *, grid: bool
+) -> None:
+    """Write one sample's fused set; a whole set replaces the old one in one rename."""
+    _check_writable(store)
+    _check_shapes(data)
+    directory = model_directory(store, model_id)
+    if read_model_info(store, model_id) is None:
+        raise StoreError(f"write the model's description (write_model_info) before {sample_id!r}")
+    partial = directory / f".{sample_id}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        group = zarr.open_group(LocalStore(partial), mode="w", zarr_format=3)
+        for name in ARRAYS:
+            value = getattr(data, name)
+            dtype = np.float16 if name in ("fused", "expression") else value.dtype
+            array = np.ascontiguousarray(value, dtype=dtype)
+            chunks = (min(max(array.shape[0], 1), 65536), *array.shape[1:])
+            group.create_array(name, data=array, chunks=chunks)
+        group.attrs.update(
+            {"n": data.n, "grid": grid, "created": now(), **sample_stamp(store, sample_id)}
+        )
+        fsync_tree(partial)
+        target = directory / sample_id
+        if target.exists():
+            stale = directory / f".{sample_id}.stale-{uuid.uuid4().hex[:8]}"
+            os.replace(target, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            if not target.exists():
+                raise
+            # Another writer put its (equal) set in place first: keep theirs.
+        fsync(directory)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def read_fused_sample(store: CohortStore, model_id: str, sample_id: str) -> FusedSample:
+    """One sample's fused set; a :class:`StoreError` when it is absent or damaged."""
+    path = model_directory(store, model_id) / sample_id
+    try:
+        group = zarr.open_group(LocalStore(path, read_only=True), mode="r")
+        arrays = {}
+        for name in ARRAYS:
+            node = group[name]
+            if not isinstance(node, zarr.Array):
+                raise KeyError(name)
+            arrays[name] = np.asarray(node[...])
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise StoreError(
+            f"sample {sample_id!r} has no readable fused set of model {model_id} in "
+            f"{store.path} ({error!r}); run `tmescope niches STORE MODEL_DIR` to write it"
+        ) from error
+    return FusedSample(
+        rows=arrays["rows"].astype(np.int64),
+        fused=arrays["fused"].astype(np.float32),
+        states=arrays["states"].astype(np.float32),
+        states_std=arrays["states_std"].astype(np.float32),
+        expression=arrays["expression"].astype(np.float32),
+    )
+
+
+def _check_shapes(data: FusedSample) -> None:
+    n = data.n
+    for name in ARRAYS[1:]:
+        value = getattr(data, name)
+        if value.ndim != 2 or value.shape[0] != n or not np.isfinite(value).all():
+            raise InvalidParameterError(
+                f"fused {name} must be a finite ({n}, k) array, got shape {value.shape}"
+            )
+
+
+def _group_attrs(path: Path) -> dict[str, Any] | None:
+    try:
+        metadata = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    attrs = metadata.get("attributes")
+    return dict(attrs) if isinstance(attrs, dict) else None
+
+
+def _visible(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(".")
+
+
+def _check_writable(store: CohortStore) -> None:
+    if not store.writable:
+        raise StoreError(f"{store.path} was opened read-only; open it with mode='a' to write")
+
+
+def _write_json(target: Path, payload: Mapping[str, Any]) -> None:
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        fsync(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_file(target)
