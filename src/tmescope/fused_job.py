@@ -1,0 +1,199 @@
+"""Fused embeddings written back into the store: run a trained model over every sample once.
+
+Niches, interactions, the fused similarity index and the viewer all read a model's view of
+each spot and tile — its hidden representation and its TME states — from ``fused/<model_id>/``
+of the store (``store/fused.py``). :func:`write_fused` fills in the samples that are missing
+or stale and reads the rest back, so a second command costs nothing; a run that is killed
+keeps every sample it finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tmescope.errors import StoreNotWritableError, TmescopeWarning
+
+if TYPE_CHECKING:
+    from tmescope.fusion.model_dir import FusionModel
+    from tmescope.store import CohortStore
+    from tmescope.store.fused import FusedModelInfo, FusedSample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FusedRows:
+    """One sample's fused set joined with its rows in the store: where each row is and what."""
+
+    sample_id: str
+    mpp: float  # µm per full-resolution pixel
+    names: np.ndarray  # (n,) str: barcodes and tile names
+    kinds: np.ndarray  # (n,) str: "spot" or "tile"
+    coords_px: np.ndarray  # (n, 2) float32 full-resolution pixels
+    data: FusedSample
+
+    @property
+    def n(self) -> int:
+        return self.data.n
+
+    @property
+    def is_spot(self) -> np.ndarray:
+        return self.kinds == "spot"
+
+    @property
+    def coords_um(self) -> np.ndarray:
+        return self.coords_px.astype(np.float64) * self.mpp
+
+
+@dataclass(frozen=True)
+class FusedCohort:
+    """A model's fused sets over the samples asked for, in the store's sample order."""
+
+    info: FusedModelInfo
+    samples: dict[str, FusedRows]
+    written: tuple[str, ...]  # the samples computed by this call (the rest were read back)
+
+    @property
+    def model_id(self) -> str:
+        return self.info.model_id
+
+
+def write_fused(
+    store: Path | str,
+    model_dir: Path | str,
+    *,
+    samples: Sequence[str] | None = None,
+    device: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> FusedCohort:
+    """Fused sets of ``model_dir``'s model for ``samples`` (default: every complete sample).
+
+    Samples with a fresh set in the store are read back; the others are predicted (spots, and
+    grid tiles where the sample has them) and written. A store the user may not write is
+    used read-only: the sets are computed and returned but not kept (with a warning).
+    ``progress(sample_id, done, total)`` is called after each sample.
+    """
+    from tmescope.fusion.cohort import check_samples
+    from tmescope.fusion.model_dir import load_model
+    from tmescope.predict_job import check_model_fits_store
+    from tmescope.store import CohortStore
+    from tmescope.train_job import device_name
+
+    try:
+        opened = CohortStore.open(store, mode="a")
+    except StoreNotWritableError as error:
+        warnings.warn(
+            f"{error}; fused embeddings are computed but not written back",
+            TmescopeWarning,
+            stacklevel=2,
+        )
+        opened = CohortStore.open(store, mode="r")
+    model = load_model(model_dir, device=device_name(device))
+    check_model_fits_store(model, opened.fingerprint, where=str(opened.path))
+    wanted = check_samples(opened, list(samples)) if samples else opened.sample_ids()
+    return fused_for(opened, model, wanted, progress=progress)
+
+
+def fused_for(
+    store: CohortStore,
+    model: FusionModel,
+    sample_ids: Sequence[str],
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> FusedCohort:
+    """:func:`write_fused` for an opened store and a loaded model."""
+    from tmescope.store.fused import fresh_samples, read_fused_sample
+
+    fresh = fresh_samples(store, model.model_id)
+    info = None
+    rows: dict[str, FusedRows] = {}
+    written = []
+    for done, sample_id in enumerate(sample_ids, start=1):
+        if sample_id in fresh:
+            data = read_fused_sample(store, model.model_id, sample_id)
+        else:
+            info, data = _compute(store, model, sample_id, info)
+            written.append(sample_id)
+        rows[sample_id] = _joined(store, sample_id, data)
+        if progress is not None:
+            progress(sample_id, done, len(sample_ids))
+    info = info or _model_info(store, model, rows)
+    return FusedCohort(info=info, samples=rows, written=tuple(written))
+
+
+def _compute(
+    store: CohortStore, model: FusionModel, sample_id: str, info: FusedModelInfo | None
+) -> tuple[FusedModelInfo, FusedSample]:
+    from tmescope.predict_job import predict_rows
+    from tmescope.store.fused import (
+        FusedModelInfo,
+        FusedSample,
+        read_model_info,
+        write_fused_sample,
+        write_model_info,
+    )
+
+    grid = store.sample_record(sample_id).n_tiles > 0
+    log.info("fused embeddings of %s (%s)", sample_id, "spots and tiles" if grid else "spots")
+    prediction = predict_rows(store, model, sample_id, grid=grid)
+    data = FusedSample(
+        rows=prediction.store_rows,
+        fused=prediction.fused,
+        states=prediction.states,
+        states_std=prediction.states_std,
+        expression=prediction.expression,
+    )
+    if info is None:
+        info = read_model_info(store, model.model_id) or FusedModelInfo(
+            model_id=model.model_id,
+            model_dir=str(model.path),
+            dim=int(prediction.fused.shape[1]),
+            genes=prediction.genes,
+            state_names=prediction.state_names,
+            fingerprint=store.fingerprint,
+        )
+        if store.writable:
+            write_model_info(store, info)
+    if store.writable:
+        write_fused_sample(store, model.model_id, sample_id, data, grid=grid)
+    return info, data
+
+
+def _model_info(
+    store: CohortStore, model: FusionModel, rows: dict[str, FusedRows]
+) -> FusedModelInfo:
+    from tmescope.store.fused import FusedModelInfo, read_model_info
+
+    known = read_model_info(store, model.model_id)
+    if known is not None:
+        return known
+    dim = next(iter(rows.values())).data.fused.shape[1] if rows else 0
+    return FusedModelInfo(
+        model_id=model.model_id,
+        model_dir=str(model.path),
+        dim=int(dim),
+        genes=tuple(model.spec.genes),
+        state_names=tuple(model.spec.state_names),
+        fingerprint=store.fingerprint,
+    )
+
+
+def _joined(store: CohortStore, sample_id: str, data: FusedSample) -> FusedRows:
+    from tmescope.store import RowKind
+
+    kind = store.read_kind(sample_id)[data.rows]
+    return FusedRows(
+        sample_id=sample_id,
+        mpp=float(store.sample_record(sample_id).meta.mpp),
+        names=store.read_barcodes(sample_id)[data.rows].astype(str),
+        kinds=np.where(kind == RowKind.SPOT, "spot", "tile"),
+        coords_px=np.asarray(store.read_coords(sample_id)[data.rows], dtype=np.float32),
+        data=data,
+    )

@@ -1,0 +1,254 @@
+"""Niches of a cohort (twin of ``tmescope niches``): cluster fused embeddings, name and count them.
+
+The fused embeddings come from the store (``fused_job.write_fused`` writes the missing ones).
+Niches are fitted on the spots of every sample at once, then each grid tile is placed in the
+nearest niche. Each niche is named by its mean TME-state profile and its top predicted genes,
+and each sample's composition (fraction of its spots per niche) is reported. Given
+annotations (a pathologist's regions, or a synthetic cohort's truth), the agreement of niches
+with them is measured by the adjusted Rand index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tmescope.errors import InputNotFoundError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from tmescope.analysis.niches import NicheModel
+    from tmescope.fused_job import FusedCohort
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NicheReport:
+    """Niches of a cohort: how they were found, what they are, where they lie."""
+
+    model_id: str
+    method: str
+    params: Mapping[str, Any]
+    names: tuple[str, ...]  # one per niche, "N<i> <state>+ ..."
+    profiles: pd.DataFrame  # niche × state, z-scored mean state
+    top_genes: Mapping[int, list[str]]
+    composition: pd.DataFrame  # sample × niche, fraction of spots
+    labels: Mapping[str, np.ndarray]  # sample → niche of each fused row (spots, then tiles)
+    is_spot: Mapping[str, np.ndarray]  # sample → which of those rows are spots
+    agreement: Mapping[str, float]  # "cohort" and each sample → ARI with the annotations
+    figures: tuple[Path, ...] = ()
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+    def to_json(self) -> dict[str, Any]:
+        sizes = np.zeros(self.k, dtype=np.int64)
+        for sample, labels in self.labels.items():
+            sizes += np.bincount(labels[self.is_spot[sample]], minlength=self.k)
+        return {
+            "model_id": self.model_id,
+            "method": self.method,
+            "params": dict(self.params),
+            "k": self.k,
+            "niches": [
+                {
+                    "niche": i,
+                    "name": self.names[i],
+                    "n_spots": int(sizes[i]),
+                    "states": {str(k): _finite(v) for k, v in self.profiles.loc[i].items()},
+                    "top_genes": list(self.top_genes.get(i, [])),
+                }
+                for i in range(self.k)
+            ],
+            "composition": {
+                str(sample): {self.names[j]: float(v) for j, v in enumerate(row)}
+                for sample, row in zip(
+                    self.composition.index, self.composition.to_numpy(), strict=True
+                )
+            },
+            "adjusted_rand_index": {k: _finite(v) for k, v in self.agreement.items()},
+            "figures": [str(p) for p in self.figures],
+        }
+
+
+def find_niches(
+    store: Path | str,
+    model_dir: Path | str,
+    *,
+    k: int | None = None,
+    resolution: float | None = None,
+    seed: int = 0,
+    annotations: Path | str | None = None,
+    annotation_key: str = "region",
+    out: Path | str | None = None,
+    device: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> NicheReport:
+    """Niches of every sample of ``store`` in the fused space of ``model_dir``'s model.
+
+    ``k`` fixes the number of k-means niches (default: chosen by silhouette); ``resolution``
+    asks for Leiden instead. ``annotations`` is a CSV with columns ``sample_id``, ``barcode``
+    and ``annotation_key``: the adjusted Rand index of niches against it is reported. With
+    ``out``, niche maps over each H&E thumbnail and the composition bars are drawn there.
+    """
+    from tmescope.fused_job import write_fused
+
+    truth = read_annotations(annotations, annotation_key) if annotations else None
+    cohort = write_fused(store, model_dir, device=device, progress=progress)
+    report = niches_of(cohort, k=k, resolution=resolution, seed=seed, truth=truth)
+    if out is not None:
+        figures = draw_niches(store, cohort, report, Path(out))
+        report = _with(report, figures=tuple(figures))
+    return report
+
+
+def niches_of(
+    cohort: FusedCohort,
+    *,
+    k: int | None = None,
+    resolution: float | None = None,
+    seed: int = 0,
+    truth: pd.DataFrame | None = None,
+) -> NicheReport:
+    """:func:`find_niches` on fused sets already read."""
+    from tmescope.analysis.niches import (
+        composition,
+        fit_niches,
+        niche_names,
+        niche_profiles,
+        top_genes,
+    )
+
+    spots = {sid: rows.is_spot for sid, rows in cohort.samples.items()}
+    fused = np.concatenate([r.data.fused[spots[s]] for s, r in cohort.samples.items()])
+    model = fit_niches(fused, k=k, resolution=resolution, seed=seed)
+    labels = _labels_by_sample(cohort, model, spots)
+    spot_labels = {s: labels[s][spots[s]] for s in labels}
+    states = np.concatenate([r.data.states[spots[s]] for s, r in cohort.samples.items()])
+    expression = np.concatenate([r.data.expression[spots[s]] for s, r in cohort.samples.items()])
+    profiles = niche_profiles(model.labels, states, cohort.info.state_names)
+    report = NicheReport(
+        model_id=cohort.model_id,
+        method=model.method,
+        params=dict(model.params),
+        names=tuple(niche_names(profiles)),
+        profiles=profiles,
+        top_genes=top_genes(model.labels, expression, cohort.info.genes),
+        composition=composition(spot_labels, model.k),
+        labels=labels,
+        is_spot=spots,
+        agreement=_agreement(cohort, spot_labels, truth) if truth is not None else {},
+    )
+    return report
+
+
+def read_annotations(path: Path | str, key: str) -> pd.DataFrame:
+    """A CSV of ``sample_id, barcode, <key>`` rows; one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(
+            f"no annotations file at {path}: give a CSV of sample_id, barcode, {key}"
+        )
+    try:
+        table = pd.read_csv(path, dtype=str)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidParameterError(f"{path} is not a readable CSV ({error})") from error
+    missing = [c for c in ("sample_id", "barcode", key) if c not in table.columns]
+    if missing:
+        raise InvalidParameterError(
+            f"{path} needs columns sample_id, barcode and {key}; it lacks {', '.join(missing)} "
+            f"(it has {', '.join(map(str, table.columns))})"
+        )
+    return table[["sample_id", "barcode", key]].rename(columns={key: "annotation"}).dropna()
+
+
+def draw_niches(
+    store: Path | str, cohort: FusedCohort, report: NicheReport, out: Path
+) -> list[Path]:
+    """Niche maps over each sample's H&E thumbnail, and the composition bars, as PNG."""
+    from tmescope.store import CohortStore
+    from tmescope.thumbnails import sample_thumbnail
+    from tmescope.viz.label_maps import plot_composition, plot_label_map
+
+    opened = CohortStore.open(store, mode="r")
+    names = list(report.names)
+    figures = []
+    for sample_id, rows in cohort.samples.items():
+        thumb, scale = sample_thumbnail(opened, sample_id)
+        spots = rows.is_spot  # the niches are the spots'; tiles would hide the H&E under them
+        labels = np.asarray(names, dtype=object)[report.labels[sample_id][spots]]
+        figures.append(
+            plot_label_map(
+                thumb, rows.coords_px[spots] * scale, labels, names,
+                out / f"niches_{sample_id}.png", title=f"{sample_id}: niches ({report.method})",
+            )
+        )  # fmt: skip
+    figures.append(
+        plot_composition(
+            report.composition.to_numpy(), list(map(str, report.composition.index)), names,
+            out / "niche_composition.png", title="niche composition per sample",
+        )
+    )  # fmt: skip
+    return figures
+
+
+def _labels_by_sample(
+    cohort: FusedCohort, model: NicheModel, spots: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    labels = {}
+    start = 0
+    for sample_id, rows in cohort.samples.items():
+        mask = spots[sample_id]
+        out = np.empty(rows.n, dtype=np.int64)
+        out[mask] = model.labels[start : start + int(mask.sum())]
+        start += int(mask.sum())
+        if (~mask).any():
+            out[~mask] = model.assign(rows.data.fused[~mask])
+        labels[sample_id] = out
+    return labels
+
+
+def _agreement(
+    cohort: FusedCohort, spot_labels: Mapping[str, np.ndarray], truth: pd.DataFrame
+) -> dict[str, float]:
+    """Adjusted Rand index of niches against annotations, per sample and over the cohort."""
+    from sklearn.metrics import adjusted_rand_score
+
+    found, given = [], []
+    scores: dict[str, float] = {}
+    for sample_id, rows in cohort.samples.items():
+        table = truth[truth["sample_id"] == sample_id].drop_duplicates("barcode")
+        annotation = table.set_index("barcode")["annotation"]
+        barcodes = rows.names[rows.is_spot]
+        known = np.isin(barcodes, annotation.index.to_numpy())
+        if known.sum() < 2:
+            continue
+        found.append(spot_labels[sample_id][known])
+        given.append(annotation.loc[barcodes[known]].to_numpy())
+        scores[sample_id] = float(adjusted_rand_score(given[-1], found[-1]))
+    if not scores:
+        raise InvalidParameterError(
+            "the annotations name no spot of the store's samples: check their sample_id and "
+            "barcode columns"
+        )
+    # Niche ids are shared by every sample, so the cohort's score pools the spots as they are.
+    pooled = float(adjusted_rand_score(np.concatenate(given), np.concatenate(found)))
+    return {"cohort": pooled, **scores}
+
+
+def _with(report: NicheReport, **changes: Any) -> NicheReport:
+    from dataclasses import replace
+
+    return replace(report, **changes)
+
+
+def _finite(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
