@@ -40,6 +40,10 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
 
     predicted = ad.read_h5ad(result.predictions)
     assert set(predicted.obs["kind"]) == {"spot", "tile"}
+    assert result.niches is not None and "cohort" in result.niches.agreement
+    assert (result.out_dir / "niches" / "niche_composition.png").exists()
+    assert result.interactions is not None and result.interactions.cohort is not None
+    assert (result.out_dir / "interactions" / "enrichment_cohort.png").exists()
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

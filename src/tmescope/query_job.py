@@ -94,6 +94,8 @@ def query_store(
     exclude_sample: bool = False,
     weights: Path | str | None = None,
     device: str = "auto",
+    space: str = "raw",
+    model_dir: Path | str | None = None,
 ) -> pd.DataFrame:
     """Regions of the cohort most like a spot, a region, a patch image or every spot of a sample.
 
@@ -102,6 +104,10 @@ def query_store(
     with the store's own encoder; ``weights`` names its weights file when they are not in the
     Hugging Face cache) or ``sample="SAMPLE"``. Returns one row per hit:
     ``query_sample, query, rank, sample_id, barcode, x, y, score``.
+
+    ``space="fused"`` searches the fused embeddings of ``model_dir``'s model (image and
+    neighbourhood: "places like this one" rather than "patches like this one"), indexed with
+    ``tmescope index --space fused``; spot and sample queries only.
     """
     from tmescope.store import CohortStore
     from tmescope.store.index import load_index, results_frame
@@ -109,8 +115,12 @@ def query_store(
 
     target = QueryTarget(spot, region, Path(image) if image else None, sample)
     opened = CohortStore.open(store, mode="r")
-    index = load_index(opened)
     sample_id = target.sample_id
+    if space != "raw":
+        return _query_fused(opened, target, k=k, exclude=exclude_sample, model_dir=model_dir)
+    if model_dir is not None:
+        raise InvalidParameterError("--model goes with --space fused only")
+    index = load_index(opened)
     if target.spot:
         barcode = target.barcode
         queries, labels = spot_vector(opened, str(sample_id), barcode)[None, :], [barcode]
@@ -132,6 +142,49 @@ def query_store(
     excluded = sample_id if exclude_sample and sample_id else None
     frame = results_frame(index.search(queries, k=k, exclude_sample=excluded))
     frame.insert(0, "query_sample", sample_id or "")
+    frame["query"] = [labels[q] for q in frame["query"]]
+    return frame
+
+
+def _query_fused(
+    store: CohortStore,
+    target: QueryTarget,
+    *,
+    k: int,
+    exclude: bool,
+    model_dir: Path | str | None,
+) -> pd.DataFrame:
+    """A spot or sample query in a model's fused space (its index and its stored fused sets)."""
+    from tmescope.fusion.model_dir import load_model
+    from tmescope.store.fused import read_fused_sample
+    from tmescope.store.index import VectorSpace, load_index, results_frame
+    from tmescope.store.search import spot_row
+
+    if model_dir is None:
+        raise InvalidParameterError("--space fused needs --model MODEL_DIR")
+    if target.region or target.image:
+        raise InvalidParameterError(
+            "the fused space holds spots and tiles only: query it with --spot or --sample "
+            "(or search --region / --image in the raw space)"
+        )
+    model_id = load_model(model_dir).model_id
+    index = load_index(store, space=VectorSpace(model_id))
+    sample_id = str(target.sample_id)
+    data = read_fused_sample(store, model_id, sample_id)
+    barcodes = store.read_barcodes(sample_id)
+    if target.spot:
+        row = spot_row(store, sample_id, target.barcode)
+        position = np.flatnonzero(data.rows == row)
+        if position.size == 0:
+            raise InvalidParameterError(
+                f"{target.spot} has no fused embedding (tiles are fused only for samples "
+                "embedded with --grid); query another spot"
+            )
+        queries, labels = data.fused[position], [target.barcode]
+    else:
+        queries, labels = data.fused, barcodes[data.rows].tolist()
+    frame = results_frame(index.search(queries, k=k, exclude_sample=sample_id if exclude else None))
+    frame.insert(0, "query_sample", sample_id)
     frame["query"] = [labels[q] for q in frame["query"]]
     return frame
 

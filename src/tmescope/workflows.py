@@ -20,7 +20,13 @@ from tmescope.embed_job import (
     embed_sample_into_store,
 )
 from tmescope.errors import InvalidParameterError, SampleNotFoundError
+from tmescope.fused_job import write_fused as write_fused
+from tmescope.interactions_job import InteractionReport as InteractionReport
+from tmescope.interactions_job import InteractionSettings as InteractionSettings
+from tmescope.interactions_job import run_interactions as run_interactions
 from tmescope.io import Sample, read_visium
+from tmescope.niche_job import NicheReport as NicheReport
+from tmescope.niche_job import find_niches as find_niches
 from tmescope.predict_job import predict_sample as predict_sample
 from tmescope.query_job import embed_query_image as embed_query_image
 from tmescope.query_job import query_store as query_store
@@ -31,7 +37,7 @@ from tmescope.train_job import train_model as train_model
 if TYPE_CHECKING:
     from tmescope.store import SampleSummary as StoreSampleSummary
     from tmescope.store import StoreInfo
-    from tmescope.store.index import IndexInfo
+    from tmescope.store.index import IndexInfo, VectorSpace
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +118,8 @@ class DemoResult:
     model_dir: Path | None = None
     training: dict[str, Any] = field(default_factory=dict)
     predictions: Path | None = None
+    niches: NicheReport | None = None
+    interactions: InteractionReport | None = None
 
 
 def run_demo(
@@ -130,7 +138,8 @@ def run_demo(
     draw an overview, embed every spot into ``out_dir/cohort.zarr``, index it for similarity
     search and write a gallery of the regions most like a lymphocyte-rich spot, then train the
     graph-attention head against its baselines and predict the first sample, spots and the grid
-    of tiles between them. Later stages (interactions, report) join here.
+    of tiles between them; find the cohort's niches (scored against the synthetic regions) and
+    where its TME populations meet.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -178,11 +187,35 @@ def run_demo(
         predictions = predict_sample(
             store, model_dir, sample=first, grid=True, out=out_dir / f"{first}_predictions.h5ad"
         )
+        niches, interactions = _demo_analysis(store, model_dir, sample_dirs, out_dir, progress)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
         samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
         gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
+        niches=niches, interactions=interactions,
     )  # fmt: skip
+
+
+def _demo_analysis(
+    store: Path,
+    model_dir: Path,
+    sample_dirs: Sequence[Path],
+    out_dir: Path,
+    progress: Callable[[str], None] | None,
+) -> tuple[NicheReport, InteractionReport]:
+    """Niches (scored against the synthetic regions) and the cohort's interactions."""
+    import pandas as pd
+
+    regions = out_dir / "regions.csv"
+    truth = [pd.read_csv(d / "ground_truth.csv").assign(sample_id=d.name) for d in sample_dirs]
+    pd.concat(truth)[["sample_id", "barcode", "region"]].to_csv(regions, index=False)
+    if progress is not None:
+        progress("finding niches in the fused embeddings (written back into the store)")
+    niches = find_niches(store, model_dir, annotations=regions, out=out_dir / "niches")
+    if progress is not None:
+        progress("measuring where TME populations meet (enrichment, co-occurrence)")
+    interactions = run_interactions(store, model_dir, out=out_dir / "interactions")
+    return niches, interactions
 
 
 def _demo_query_spot(store: Path, sample_dir: Path) -> str:
@@ -297,16 +330,46 @@ def verify_store(store: Path | str) -> list[str]:
     return CohortStore.open(store, mode="r").verify()
 
 
-def build_cohort_index(store: Path | str, *, kind: str = "auto") -> IndexInfo:
+def build_cohort_index(
+    store: Path | str,
+    *,
+    kind: str = "auto",
+    space: str = "raw",
+    model_dir: Path | str | None = None,
+    device: str = "auto",
+) -> IndexInfo:
     """Build (or refresh) the similarity index of a store (twin of ``tmescope index``).
 
     ``auto`` refreshes incrementally where the index type allows and rebuilds otherwise; an
-    explicit kind always rebuilds with that kind.
+    explicit kind always rebuilds with that kind. ``space="fused"`` indexes the fused
+    embeddings of ``model_dir``'s model instead (written into the store first where missing).
     """
     from tmescope.store import CohortStore
     from tmescope.store.index import build_index, refresh_index
 
+    vectors = _vector_space(store, space, model_dir, device=device)
     opened = CohortStore.open(store, mode="a")
     if kind == "auto":
-        return refresh_index(opened)
-    return build_index(opened, kind=kind)  # type: ignore[arg-type]
+        return refresh_index(opened, space=vectors)
+    return build_index(opened, kind=kind, space=vectors)  # type: ignore[arg-type]
+
+
+def _vector_space(
+    store: Path | str, space: str, model_dir: Path | str | None, *, device: str = "auto"
+) -> VectorSpace:
+    """The index space asked for; for ``fused``, the model's fused sets brought up to date."""
+    from tmescope.store.index import RAW, VectorSpace
+
+    if space == "raw":
+        if model_dir is not None:
+            raise InvalidParameterError("--model goes with --space fused only")
+        return RAW
+    if space != "fused":
+        raise InvalidParameterError(f"--space must be raw or fused, got {space!r}")
+    if model_dir is None:
+        raise InvalidParameterError(
+            "--space fused needs --model MODEL_DIR: the fused space is a trained model's"
+        )
+    from tmescope.fused_job import write_fused
+
+    return VectorSpace(write_fused(store, model_dir, device=device).model_id)

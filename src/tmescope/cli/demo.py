@@ -36,6 +36,15 @@ def demo(
         from tmescope.cli.fusion import comparison_table
 
         console.print(comparison_table(result.training))
+    if result.niches is not None:
+        from tmescope.cli.analysis import enrichment_table, niche_table
+
+        console.print(niche_table(result.niches))
+        agreement = result.niches.agreement.get("cohort")
+        if agreement is not None:
+            console.print(f"niches vs the synthetic regions: adjusted Rand index {agreement:.2f}")
+    if result.interactions is not None:
+        console.print(enrichment_table(result.interactions, limit=10))
     first = result.samples[0]
     lines = [
         f"[bold]cohort[/bold]    {result.cohort_dir}",
@@ -50,6 +59,13 @@ def demo(
             f"[bold]model[/bold]     {result.model_dir}",
             f"[bold]predicted[/bold] {result.predictions} (spots and the grid between them)",
         ]
+    if result.niches is not None:
+        lines.append(f"[bold]niches[/bold]    {result.out_dir / 'niches'} (maps and composition)")
+    if result.interactions is not None:
+        lines.append(
+            f"[bold]meetings[/bold]  {result.out_dir / 'interactions'} (enrichment heatmaps, "
+            "co-occurrence curves, label maps)"
+        )
     lines += [
         f"[bold]next[/bold]      tmescope store ls {result.store}",
         f"          tmescope query {result.store} --sample {first['sample_id']} -k 3 "

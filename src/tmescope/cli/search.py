@@ -11,6 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+_SPACE = typer.Option(
+    "--space", help="raw (the encoder's embeddings) or fused (a trained model's; needs --model)."
+)
+_MODEL = typer.Option("--model", help="With --space fused: the model folder (tmescope train).")
+
 
 def index(
     store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
@@ -24,17 +29,19 @@ def index(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the index description as JSON.")
     ] = False,
+    space: Annotated[str, _SPACE] = "raw",
+    model_dir: Annotated[Path | None, _MODEL] = None,
 ) -> None:
     """Build or refresh the FAISS index over every complete sample of the store."""
     from tmescope.workflows import build_cohort_index
 
-    info = build_cohort_index(store, kind=kind)
+    info = build_cohort_index(store, kind=kind, space=space, model_dir=model_dir)
     if as_json:
         typer.echo(json.dumps(json.loads(json.dumps(asdict(info), default=str)), indent=2))
         return
     params = ", ".join(f"{k}={v}" for k, v in info.params.items())
     typer.echo(
-        f"index of {store}: {info.kind} over {info.n:,} rows × {info.dim} from "
+        f"{info.space} index of {store}: {info.kind} over {info.n:,} rows × {info.dim} from "
         f"{len(info.samples)} sample(s) ({params})"
     )
 
@@ -80,13 +87,16 @@ def query(
             "--html", help="Also write a self-contained gallery (query + hits as thumbnails)."
         ),
     ] = None,
+    space: Annotated[str, _SPACE] = "raw",
+    model_dir: Annotated[Path | None, _MODEL] = None,
 ) -> None:
     """Find the regions of the cohort most similar to a spot, a region, an image or a sample."""
     from tmescope.workflows import query_store, write_query_gallery
 
     hits = query_store(
         store, spot=spot, region=region, image=image, sample=sample, k=k,
-        exclude_sample=exclude_sample, weights=weights, device=device,
+        exclude_sample=exclude_sample, weights=weights, device=device, space=space,
+        model_dir=model_dir,
     )  # fmt: skip
     if html_out is not None:
         page = write_query_gallery(store, hits, html_out, spot=spot, region=region, image=image)

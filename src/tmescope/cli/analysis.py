@@ -1,0 +1,209 @@
+"""``tmescope niches`` and ``tmescope interactions``: where TME populations sit and meet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from tmescope.interactions_job import InteractionReport
+    from tmescope.niche_job import NicheReport
+
+_STORE = Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")]
+_MODEL = Annotated[Path, typer.Argument(help="A model folder written by tmescope train.")]
+_DEVICE = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+
+
+def niches(
+    store: _STORE,
+    model_dir: _MODEL,
+    k: Annotated[
+        int | None,
+        typer.Option("--k", help="Number of k-means niches (default: chosen by silhouette)."),
+    ] = None,
+    resolution: Annotated[
+        float | None,
+        typer.Option("--resolution", help="Leiden resolution instead of k-means (needs igraph)."),
+    ] = None,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations", help="CSV of sample_id, barcode, region: report the agreement (ARI)."
+        ),
+    ] = None,
+    annotation_key: Annotated[
+        str, typer.Option("--annotation-key", help="The label column of --annotations.")
+    ] = "region",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for niche maps and composition (PNG).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the niches as JSON.")] = False,
+    device: _DEVICE = "auto",
+) -> None:
+    """Cluster the cohort's fused embeddings into niches; name them and count them per sample."""
+    from tmescope.niche_job import find_niches
+
+    report = find_niches(
+        store, model_dir, k=k, resolution=resolution, seed=seed, annotations=annotations,
+        annotation_key=annotation_key, out=out, device=device, progress=_progress(),
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    Console().print(niche_table(report))
+    if report.agreement:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in report.agreement.items())
+        typer.echo(f"adjusted Rand index with {annotation_key}: {scores}")
+    for path in report.figures:
+        typer.echo(f"wrote {path}")
+
+
+def interactions(
+    store: _STORE,
+    model_dir: _MODEL,
+    sample: Annotated[
+        list[str] | None,
+        typer.Option("--sample", help="A sample to analyse alone (repeat for several)."),
+    ] = None,
+    cohort: Annotated[
+        bool, typer.Option("--cohort", help="Every sample, and their pooled statistics (default).")
+    ] = False,
+    on: Annotated[
+        str, typer.Option("--on", help="states (dominant TME state) or niches.")
+    ] = "states",
+    grid: Annotated[
+        bool, typer.Option("--grid", help="Use the grid tiles between spots (embed --grid).")
+    ] = False,
+    perms: Annotated[
+        int, typer.Option("--perms", help="Permutations of the enrichment null.")
+    ] = 1000,
+    k: Annotated[int | None, typer.Option("--k", help="With --on niches: as niches --k.")] = None,
+    resolution: Annotated[
+        float | None, typer.Option("--resolution", help="With --on niches: Leiden resolution.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for heatmaps, co-occurrence curves and label maps."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print all statistics as JSON.")] = False,
+    device: _DEVICE = "auto",
+) -> None:
+    """Which TME populations (or niches) neighbour each other more or less than chance."""
+    from tmescope.errors import InvalidParameterError
+    from tmescope.interactions_job import InteractionSettings, run_interactions
+
+    if cohort and sample:
+        raise InvalidParameterError("give --sample or --cohort, not both")
+    settings = InteractionSettings(
+        on=on,  # type: ignore[arg-type]  # checked by InteractionSettings
+        grid=grid,
+        n_perms=perms,
+        seed=seed,
+        k=k,
+        resolution=resolution,
+    )
+    report = run_interactions(
+        store, model_dir, samples=sample or None, settings=settings, out=out, device=device,
+        progress=_progress(),
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    Console().print(enrichment_table(report))
+    for path in report.figures:
+        typer.echo(f"wrote {path}")
+
+
+def niche_table(report: NicheReport) -> Table:
+    """One row per niche: its size, share of the samples, defining states and top genes."""
+    shares = report.composition.to_numpy()
+    table = Table(
+        title=f"{report.k} niches ({report.method}, {_params(report.params)}) of model "
+        f"{report.model_id}",
+        title_justify="left",
+        caption="share: of each sample's spots, mean (min–max over samples); states: mean z "
+        "over the niche's spots; --json and --out give the composition of every sample",
+    )
+    table.add_column("niche")
+    table.add_column("spots", justify="right")
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("top states (z)")
+    table.add_column("top genes")
+    spots = report.to_json()["niches"]
+    for i, name in enumerate(report.names):
+        profile = report.profiles.loc[i].sort_values(ascending=False)
+        states = ", ".join(f"{s} {v:+.1f}" for s, v in list(profile.items())[:2])
+        column = shares[:, i]
+        share = f"{column.mean():.0%} ({column.min():.0%}–{column.max():.0%})"
+        genes = ", ".join(report.top_genes.get(i, [])[:3])
+        table.add_row(name, f"{spots[i]['n_spots']:,}", share, states, genes)
+    return table
+
+
+def enrichment_table(report: InteractionReport, *, limit: int | None = None) -> Table:
+    """Pairs of labels, most enriched or depleted first, with their spread over samples.
+
+    With ``limit``, only that many pairs of two different labels (the strongest).
+    """
+    pooled = report.cohort is not None
+    where = "grid tiles" if report.settings.grid else "spots"
+    n = len(report.samples)
+    table = Table(
+        title=f"neighbourhood enrichment of {report.settings.on} ({where}), "
+        + (f"{n} samples pooled" if pooled else report.samples[0].sample_id)
+        + (f", the {limit} strongest pairs" if limit is not None else ""),
+        title_justify="left",
+        caption=f"z: permutation z-score ({report.settings.n_perms} label shuffles per sample); "
+        "> 2 more neighbours than chance, < -2 fewer"
+        + ("; ± spread over samples, Stouffer z combines them" if pooled else ""),
+    )
+    table.add_column("population A")
+    table.add_column("population B")
+    table.add_column("z" if not pooled else "mean z ± sd", justify="right", no_wrap=True)
+    if pooled:
+        table.add_column("Stouffer z", justify="right")
+        table.add_column("samples", justify="right")
+    pairs = report.pairs()
+    if limit is not None:
+        pairs = [p for p in pairs if p["a"] != p["b"]][:limit]
+    for i, pair in enumerate(pairs):
+        cells = [str(pair["a"]), str(pair["b"])]
+        if pooled:
+            spread = "–" if pair["std_z"] is None else f"{pair['std_z']:.1f}"
+            cells += [
+                f"{_f(pair['mean_z'])} ± {spread}",
+                _f(pair["stouffer_z"]),
+                str(pair["n_samples"]),
+            ]
+        else:
+            cells.append(_f(pair["mean_z"]))
+        # A rule between pairs of two populations and each population with itself.
+        last_mixed = (
+            pair["a"] != pair["b"] and i + 1 < len(pairs) and pairs[i + 1]["a"] == pairs[i + 1]["b"]
+        )
+        table.add_row(*cells, end_section=last_mixed)
+    return table
+
+
+def _f(value: Any) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def _params(params: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in dict(params).items())
+
+
+def _progress() -> Any:
+    console = Console(stderr=True, highlight=False)
+
+    def report(sample_id: str, done: int, total: int) -> None:
+        console.print(f"[dim]fused embeddings: {sample_id} ({done}/{total})[/dim]")
+
+    return report

@@ -1,0 +1,448 @@
+"""Where TME populations meet (twin of ``tmescope interactions``), per sample and pooled.
+
+Each spot (or, with ``grid``, each grid tile between the spots) gets a label — its dominant
+predicted TME state, or its niche — and three statistics are computed per sample:
+
+* neighbourhood enrichment (squidpy): for each pair of labels, how many more neighbour pairs
+  than under random relabelling, as a permutation z-score;
+* co-occurrence (squidpy): ``P(B within d | A) / P(B)`` as a function of distance ``d`` in µm;
+* cross-correlation of the continuous state scores (bivariate Moran's I, ours), with
+  permutation p-values.
+
+Across the cohort, z-scores are pooled as their mean ± spread over samples and a Stouffer z,
+co-occurrence ratios and Moran's I as mean ± spread. Labels come from cohort-wide statistics,
+so a label means the same in every sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from tmescope.errors import InvalidParameterError, TrainingDataError
+
+if TYPE_CHECKING:
+    from tmescope.analysis.cooccurrence import CooccurrenceResult
+    from tmescope.analysis.crosscorr import CrossCorrResult
+    from tmescope.analysis.enrichment import CohortNhood, NhoodResult
+    from tmescope.fused_job import FusedCohort, FusedRows
+
+log = logging.getLogger(__name__)
+
+LabelSource = Literal["states", "niches"]
+NEIGHBOUR_REACH = 1.5  # neighbours lie within this many nearest-neighbour spacings
+
+
+@dataclass(frozen=True)
+class InteractionSettings:
+    """What to label, at which resolution, and the permutation nulls' size and seed."""
+
+    on: LabelSource = "states"
+    grid: bool = False
+    n_perms: int = 1000
+    crosscorr_perms: int = 199
+    seed: int = 0
+    k: int | None = None  # niches: as `tmescope niches`
+    resolution: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.on not in ("states", "niches"):
+            raise InvalidParameterError(f"--on must be states or niches, got {self.on!r}")
+        for name in ("n_perms", "crosscorr_perms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 100_000:
+                raise InvalidParameterError(
+                    f"{name} must be an int from 10 to 100000, got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
+class SampleInteractions:
+    """One sample's statistics."""
+
+    sample_id: str
+    n: int
+    counts: Mapping[str, int]  # label → rows
+    radius_um: float
+    enrichment: NhoodResult
+    cooccurrence: CooccurrenceResult
+    crosscorr: CrossCorrResult | None
+
+
+@dataclass(frozen=True)
+class InteractionReport:
+    """Per-sample statistics and, over two or more samples, their pooled form."""
+
+    model_id: str
+    settings: InteractionSettings
+    categories: tuple[str, ...]
+    samples: tuple[SampleInteractions, ...]
+    cohort: CohortNhood | None
+    cooccurrence_mean: np.ndarray | None  # (c, c, d) over samples
+    cooccurrence_std: np.ndarray | None
+    crosscorr_mean: np.ndarray | None  # (s, s) Moran's I over samples
+    crosscorr_std: np.ndarray | None
+    state_names: tuple[str, ...]
+    figures: tuple[Path, ...] = field(default=())
+
+    def pairs(self) -> list[dict[str, Any]]:
+        """Each unordered pair of labels with its enrichment: pairs of two different labels
+        strongest first, then each label with itself (how clustered it is)."""
+        rows = []
+        c = self.categories
+        for i in range(len(c)):
+            for j in range(i, len(c)):
+                if self.cohort is not None:
+                    mean, std = self.cohort.mean_z[i, j], self.cohort.std_z[i, j]
+                    stouffer, n = self.cohort.stouffer_z[i, j], int(self.cohort.n_samples[i, j])
+                else:
+                    z = self.samples[0].enrichment.zscore[i, j]
+                    mean, std, stouffer, n = z, np.nan, z, int(np.isfinite(z))
+                if n == 0:
+                    continue
+                rows.append(
+                    {"a": c[i], "b": c[j], "mean_z": _num(mean), "std_z": _num(std),
+                     "stouffer_z": _num(stouffer), "n_samples": n}
+                )  # fmt: skip
+        return sorted(rows, key=lambda r: (r["a"] == r["b"], -abs(r["stouffer_z"] or 0.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.settings
+        out: dict[str, Any] = {
+            "model_id": self.model_id,
+            "on": s.on,
+            "grid": s.grid,
+            "n_perms": s.n_perms,
+            "seed": s.seed,
+            "categories": list(self.categories),
+            "pairs": self.pairs(),
+            "samples": {r.sample_id: _sample_json(r) for r in self.samples},
+            "figures": [str(p) for p in self.figures],
+        }
+        if self.cohort is not None:
+            out["cohort"] = {
+                "n_samples": len(self.samples),
+                "enrichment": {
+                    "mean_z": _nested(self.cohort.mean_z),
+                    "std_z": _nested(self.cohort.std_z),
+                    "stouffer_z": _nested(self.cohort.stouffer_z),
+                    "n_samples": self.cohort.n_samples.astype(int).tolist(),
+                },
+                "cooccurrence": {
+                    "distances_um": self.samples[0].cooccurrence.distances_um.tolist(),
+                    "mean": _nested(self.cooccurrence_mean),
+                    "std": _nested(self.cooccurrence_std),
+                },
+                "crosscorr": None
+                if self.crosscorr_mean is None
+                else {
+                    "names": list(self.state_names),
+                    "mean_I": _nested(self.crosscorr_mean),
+                    "std_I": _nested(self.crosscorr_std),
+                },
+            }
+        return out
+
+
+def run_interactions(
+    store: Path | str,
+    model_dir: Path | str,
+    *,
+    samples: Sequence[str] | None = None,
+    settings: InteractionSettings | None = None,
+    out: Path | str | None = None,
+    device: str = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> InteractionReport:
+    """Interaction statistics of ``samples`` (default: the whole cohort, pooled).
+
+    Labels are fitted on every sample of the store, so a sample's labels do not depend on
+    which samples were asked for.
+    """
+    from tmescope.fused_job import write_fused
+    from tmescope.store import CohortStore
+
+    settings = settings or InteractionSettings()
+    opened = CohortStore.open(store, mode="r")
+    wanted = list(samples) if samples else opened.sample_ids()
+    _check_samples(opened, wanted, grid=settings.grid)
+    cohort = write_fused(store, model_dir, device=device, progress=progress)
+    report = interactions_of(cohort, wanted, settings)
+    if out is not None:
+        report = _draw(opened, cohort, report, Path(out))
+    return report
+
+
+def interactions_of(
+    cohort: FusedCohort, samples: Sequence[str], settings: InteractionSettings
+) -> InteractionReport:
+    """:func:`run_interactions` on fused sets already read."""
+    from tmescope.analysis.cooccurrence import co_occurrence, pool_cooccurrence
+    from tmescope.analysis.enrichment import nhood_enrichment, pool_cohort
+
+    labels = cohort_labels(cohort, settings)
+    categories = _categories(labels, samples, settings)
+    results = []
+    for sample_id in samples:
+        rows = cohort.samples[sample_id]
+        keep = _rows(rows, settings.grid)
+        coords = rows.coords_um[keep]
+        lab = labels[sample_id][keep]
+        present = sorted(set(lab.tolist()))
+        if len(present) < 2:
+            raise TrainingDataError(
+                f"sample {sample_id!r} has only one population ({present[0]}) among its "
+                f"{'tiles' if settings.grid else 'spots'}: interactions need at least 2; "
+                "try --on niches, or leave the sample out"
+            )
+        radius = neighbour_radius(coords)
+        log.info("interactions of %s: %d rows, radius %.0f µm", sample_id, len(lab), radius)
+        enrichment = nhood_enrichment(
+            coords, lab, radius_um=radius, n_perms=settings.n_perms, seed=settings.seed,
+            categories=categories, sample_id=sample_id,
+        )  # fmt: skip
+        cooc = co_occurrence(coords, lab, categories=categories, sample_id=sample_id)
+        results.append(
+            SampleInteractions(
+                sample_id=sample_id,
+                n=len(lab),
+                counts={c: int((lab == c).sum()) for c in categories},
+                radius_um=radius,
+                enrichment=enrichment,
+                cooccurrence=cooc,
+                crosscorr=_crosscorr(rows, keep, coords, radius, cohort.info.state_names, settings),
+            )
+        )
+    pooled = len(results) > 1
+    cooc_mean = cooc_std = cc_mean = cc_std = None
+    if pooled:
+        cooc_mean, cooc_std = pool_cooccurrence([r.cooccurrence for r in results])
+        moran = [r.crosscorr.I for r in results if r.crosscorr is not None]
+        if moran:
+            cc_mean, cc_std = np.mean(moran, axis=0), np.std(moran, axis=0)
+    return InteractionReport(
+        model_id=cohort.model_id,
+        settings=settings,
+        categories=categories,
+        samples=tuple(results),
+        cohort=pool_cohort([r.enrichment for r in results]) if pooled else None,
+        cooccurrence_mean=cooc_mean,
+        cooccurrence_std=cooc_std,
+        crosscorr_mean=cc_mean,
+        crosscorr_std=cc_std,
+        state_names=tuple(cohort.info.state_names),
+    )
+
+
+def cohort_labels(cohort: FusedCohort, settings: InteractionSettings) -> dict[str, np.ndarray]:
+    """Each sample's label per fused row: dominant state, or niche name."""
+    if settings.on == "niches":
+        from tmescope.niche_job import niches_of
+
+        niches = niches_of(cohort, k=settings.k, resolution=settings.resolution, seed=settings.seed)
+        names = np.asarray(niches.names, dtype=object)
+        return {s: names[niches.labels[s]] for s in cohort.samples}
+    return dominant_states(cohort)
+
+
+def dominant_states(cohort: FusedCohort) -> dict[str, np.ndarray]:
+    """The state each row stands out in most: argmax of the states z-scored over the cohort.
+
+    State scores are on different scales (a gene-set score is not a proportion), so the raw
+    argmax would favour whichever score runs highest; z-scored over every spot of the cohort,
+    the label says which population is most over-represented at that place.
+    """
+    names = np.asarray(cohort.info.state_names, dtype=object)
+    if names.size < 2:
+        raise TrainingDataError(
+            f"the model predicts {names.size} TME state(s): labelling by dominant state needs "
+            "at least 2; train with gene sets or a reference that cover several populations"
+        )
+    spots = np.concatenate([r.data.states[r.is_spot] for r in cohort.samples.values()])
+    mean = spots.mean(axis=0)
+    std = spots.std(axis=0)
+    std[std < 1e-12] = 1.0
+    return {
+        s: names[((r.data.states - mean) / std).argmax(axis=1)] for s, r in cohort.samples.items()
+    }
+
+
+def neighbour_radius(coords_um: np.ndarray) -> float:
+    """Neighbours of a lattice: within 1.5 × the median nearest-neighbour spacing.
+
+    On Visium's hexagonal lattice (100 µm) that is the ring of 6; on a square grid of tiles,
+    the 8 around each tile.
+    """
+    from scipy.spatial import cKDTree
+
+    distances, _ = cKDTree(coords_um).query(coords_um, k=2)
+    spacing = float(np.median(distances[:, 1]))
+    return NEIGHBOUR_REACH * spacing
+
+
+def _crosscorr(
+    rows: FusedRows,
+    keep: np.ndarray,
+    coords: np.ndarray,
+    radius: float,
+    names: Sequence[str],
+    settings: InteractionSettings,
+) -> CrossCorrResult | None:
+    """Bivariate Moran's I of every pair of state scores over row-standardised neighbours."""
+    import scipy.sparse as sp
+    from scipy.spatial import cKDTree
+
+    from tmescope.analysis.crosscorr import cross_correlation, row_standardise
+
+    if len(names) < 2:
+        return None
+    pairs = cKDTree(coords).query_pairs(radius, output_type="ndarray")
+    source, target = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
+    n = len(coords)
+    weights = sp.csr_matrix((np.ones(source.size), (source, target)), shape=(n, n))
+    return cross_correlation(
+        rows.data.states[keep], names, row_standardise(weights),
+        n_perms=settings.crosscorr_perms, seed=settings.seed,
+    )  # fmt: skip
+
+
+def _rows(rows: FusedRows, grid: bool) -> np.ndarray:
+    return ~rows.is_spot if grid else rows.is_spot
+
+
+def _categories(
+    labels: Mapping[str, np.ndarray], samples: Sequence[str], settings: InteractionSettings
+) -> tuple[str, ...]:
+    """Every label present in the samples asked for, in a fixed order."""
+    seen: set[str] = set()
+    for sample_id in samples:
+        seen.update(labels[sample_id].tolist())
+    if len(seen) < 2:
+        raise TrainingDataError(
+            f"only {len(seen)} population(s) ({', '.join(sorted(seen))}) present in "
+            f"{', '.join(samples)}: interactions need at least 2"
+        )
+    return tuple(sorted(seen))
+
+
+def _check_samples(store: Any, samples: Sequence[str], *, grid: bool) -> None:
+    from tmescope.fusion.cohort import check_samples
+
+    check_samples(store, list(samples))
+    if grid:
+        missing = [s for s in samples if store.sample_record(s).n_tiles == 0]
+        if missing:
+            raise TrainingDataError(
+                f"--grid needs grid tiles, but {', '.join(missing)} has none: embed with "
+                "`tmescope embed ... --grid 55` (a tile every 55 µm) or leave out --grid"
+            )
+
+
+def _draw(
+    store: Any, cohort: FusedCohort, report: InteractionReport, out: Path
+) -> InteractionReport:
+    from dataclasses import replace
+
+    from tmescope.thumbnails import sample_thumbnail
+    from tmescope.viz.interaction_plots import plot_cooccurrence_curves, plot_enrichment_heatmap
+    from tmescope.viz.label_maps import plot_label_map
+
+    cats = list(report.categories)
+    what = "niches" if report.settings.on == "niches" else "dominant TME state"
+    where = "grid tiles" if report.settings.grid else "spots"
+    labels = cohort_labels(cohort, report.settings)
+    figures = []
+    if report.cohort is not None:
+        figures.append(
+            plot_enrichment_heatmap(
+                report.cohort.mean_z, cats, out / "enrichment_cohort.png",
+                title=f"neighbourhood enrichment, {len(report.samples)} samples "
+                f"(mean z ± spread)", spread=report.cohort.std_z,
+            )
+        )  # fmt: skip
+        assert report.cooccurrence_mean is not None
+        figures.append(
+            plot_cooccurrence_curves(
+                report.cooccurrence_mean, report.samples[0].cooccurrence.distances_um, cats,
+                out / "cooccurrence_cohort.png", pairs=_top_pairs(report),
+                title=f"co-occurrence by distance, mean of {len(report.samples)} samples",
+            )
+        )  # fmt: skip
+    for result in report.samples:
+        sid = result.sample_id
+        figures.append(
+            plot_enrichment_heatmap(
+                result.enrichment.zscore, cats, out / f"enrichment_{sid}.png",
+                title=f"{sid}: neighbourhood enrichment (z), {what} of {where}",
+            )
+        )  # fmt: skip
+        figures.append(
+            plot_cooccurrence_curves(
+                result.cooccurrence.ratio, result.cooccurrence.distances_um, cats,
+                out / f"cooccurrence_{sid}.png", pairs=_top_pairs(report),
+                title=f"{sid}: co-occurrence by distance",
+            )
+        )  # fmt: skip
+        rows = cohort.samples[sid]
+        keep = _rows(rows, report.settings.grid)
+        thumb, scale = sample_thumbnail(store, sid)
+        figures.append(
+            plot_label_map(
+                thumb, rows.coords_px[keep] * scale, labels[sid][keep], cats,
+                out / f"labels_{sid}.png", title=f"{sid}: {what} of {where}",
+                marker_px=3.0 if report.settings.grid else 4.0,
+            )
+        )  # fmt: skip
+    return replace(report, figures=tuple(figures))
+
+
+def _top_pairs(report: InteractionReport, n: int = 6) -> list[tuple[str, str]]:
+    """The most enriched pairs of distinct labels: the curves worth drawing."""
+    pairs = [(p["a"], p["b"]) for p in report.pairs() if p["a"] != p["b"]]
+    return pairs[:n] or [(report.categories[0], report.categories[1])]
+
+
+def _sample_json(result: SampleInteractions) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "n": result.n,
+        "counts": dict(result.counts),
+        "radius_um": result.radius_um,
+        "enrichment": {
+            "z": _nested(result.enrichment.zscore),
+            "count": _nested(result.enrichment.count),
+        },
+        "cooccurrence": {
+            "distances_um": result.cooccurrence.distances_um.tolist(),
+            "ratio": _nested(result.cooccurrence.ratio),
+        },
+    }
+    if result.crosscorr is not None:
+        out["crosscorr"] = {
+            "I": _nested(result.crosscorr.I),
+            "pvalue": _nested(result.crosscorr.pvalue),
+            "n_perms": result.crosscorr.n_perms,
+        }
+    return out
+
+
+def _nested(values: np.ndarray | None) -> Any:
+    """A JSON-ready nested list with NaN as null."""
+    if values is None:
+        return None
+    return _nested_item(np.asarray(values, dtype=np.float64))
+
+
+def _nested_item(value: np.ndarray) -> Any:
+    if np.ndim(value):
+        return [_nested_item(v) for v in value]
+    return _num(value)
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else None
