@@ -16,7 +16,18 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from tmescope import __version__
-from tmescope.cli import analysis, demo, embed, encoders, fusion, info, search, store, synth
+from tmescope.cli import (
+    analysis,
+    demo,
+    embed,
+    encoders,
+    fusion,
+    info,
+    report,
+    search,
+    store,
+    synth,
+)
 from tmescope.errors import TmescopeError, TmescopeWarning
 
 EXIT_BAD_INPUT = 2
@@ -39,6 +50,7 @@ app.command("index")(search.index)
 app.command("query")(search.query)
 app.command("train")(fusion.train)
 app.command("predict")(fusion.predict)
+app.command("report")(report.report)
 app.command("niches")(analysis.niches)
 app.command("interactions")(analysis.interactions)
 app.add_typer(store.app, name="store")

@@ -1,0 +1,53 @@
+"""``tmescope report``: one self-contained HTML report of a cohort store (and its model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="A tmescope train folder: adds predictions and scores."),
+    ] = None,
+    samples: Annotated[
+        list[str] | None,
+        typer.Option("--samples", help="Samples to show (repeat or comma-separate); default all."),
+    ] = None,
+    genes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--genes", help="Genes to map (repeat or comma-separate); default the best 4."
+        ),
+    ] = None,
+    analysis: Annotated[
+        bool,
+        typer.Option(
+            "--analysis/--no-analysis",
+            help="With --model: add the cohort's niches and interactions (about a minute).",
+        ),
+    ] = True,
+) -> None:
+    """Write a report a biologist can open: H&E, measured and predicted maps, similar regions,
+    niches and where TME populations meet."""
+    from tmescope.report_job import write_report
+    from tmescope.report_sections import analysis_sections
+
+    sections = analysis_sections(store, model) if model is not None and analysis else []
+    path = write_report(
+        store, out, model_dir=model, samples=_split(samples), genes=_split(genes),
+        sections=sections,
+    )  # fmt: skip
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """``--genes A --genes B,C`` → ``[A, B, C]``."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]

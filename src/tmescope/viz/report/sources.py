@@ -1,0 +1,65 @@
+"""The slides behind a store's samples, read from the Space Ranger folders the store recorded.
+
+A store keeps embeddings, not images: the report goes back to each sample's folder for its
+H&E. Folders move and disks get cleaned, so a sample whose folder cannot be read is remembered
+with the reason, and the report says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from tmescope.errors import TmescopeError, TmescopeWarning
+from tmescope.io import Sample, read_visium
+
+if TYPE_CHECKING:
+    from tmescope.store import CohortStore
+
+log = logging.getLogger(__name__)
+
+PATCH_PX = 160  # side of a gallery patch
+
+
+class SlideSources:
+    """Each sample's Space Ranger output, opened once and closed with ``stack``."""
+
+    def __init__(self, store: CohortStore, stack: ExitStack) -> None:
+        self._store, self._stack = store, stack
+        self._opened: dict[str, Sample | None] = {}
+        self.problems: dict[str, str] = {}  # sample id → why its folder cannot be read
+
+    def get(self, sample_id: str) -> Sample | None:
+        """The sample as read from its folder; ``None`` (reason in :attr:`problems`) if unreadable."""
+        if sample_id not in self._opened:
+            self._opened[sample_id] = self._open(sample_id)
+        return self._opened[sample_id]
+
+    def patch(self, sample_id: str, x: float, y: float) -> np.ndarray | None:
+        """The patch the embedding at full-resolution pixel ``(x, y)`` saw; ``None`` if unreadable."""
+        sample = self.get(sample_id)
+        if sample is None:
+            return None
+        size_um = float(self._store.sample_record(sample_id).meta.patch_um)
+        return sample.read_patch(x, y, size_um=size_um, size_px=PATCH_PX)
+
+    def _open(self, sample_id: str) -> Sample | None:
+        try:
+            meta = self._store.sample_record(sample_id).meta
+            extra = dict(meta.extra)
+            # The full-resolution image given at embedding time, when there was one.
+            image = extra.get("image") if extra.get("image_kind") == "fullres" else None
+            # Warnings about an image's fitness for embedding were given when it was embedded.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TmescopeWarning)
+                sample = read_visium(meta.source_path, image=image)
+        except (TmescopeError, OSError) as error:
+            reason = " ".join(str(error).split())
+            self.problems[sample_id] = reason
+            log.warning("H&E of %s cannot be read: %s", sample_id, reason)
+            return None
+        return self._stack.enter_context(sample)
