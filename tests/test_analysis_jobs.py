@@ -167,3 +167,23 @@ def test_the_cli_prints_json_and_refuses_an_unknown_sample(cohort: tuple[Path, P
     table = run("interactions", store, model, "--cohort", "--perms", "50", "--device", "cpu")
     assert table.returncode == 0, table.stderr
     assert "neighbourhood enrichment of states (spots), 3 samples pooled" in table.stdout
+
+
+def test_report_sections_inline_the_figures(
+    cohort: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from tmescope.report_sections import interaction_section, niche_section
+
+    store, model, _ = cohort
+    niches = find_niches(store, model, k=4, out=tmp_path / "niches", device="cpu")
+    meetings = run_interactions(
+        store, model, settings=FAST_PERMS, out=tmp_path / "meet", device="cpu"
+    )
+    part = niche_section(niches)
+    assert part.title == "Niches" and part.html.count("<img") == 4  # 3 maps + composition
+    assert part.html.count("data:image/jpeg") == 3 and "http" not in part.html
+    assert all(name in part.html for name in niches.names)
+    part = interaction_section(meetings)
+    # The cohort heatmap and curves, and each sample's label map; per-sample charts stay in --out.
+    assert part.title == "Interactions" and part.html.count("<img") == 5
+    assert "fibroblasts" in part.html and "Stouffer z" in part.html

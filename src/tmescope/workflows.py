@@ -31,6 +31,8 @@ from tmescope.predict_job import predict_sample as predict_sample
 from tmescope.query_job import embed_query_image as embed_query_image
 from tmescope.query_job import query_store as query_store
 from tmescope.query_job import write_query_gallery as write_query_gallery
+from tmescope.report_job import write_report as write_report
+from tmescope.report_sections import interaction_section, niche_section
 from tmescope.train_job import TrainSettings as TrainSettings
 from tmescope.train_job import train_model as train_model
 
@@ -120,6 +122,7 @@ class DemoResult:
     predictions: Path | None = None
     niches: NicheReport | None = None
     interactions: InteractionReport | None = None
+    report: Path | None = None
 
 
 def run_demo(
@@ -176,6 +179,8 @@ def run_demo(
     hits = query_store(store, spot=spot, k=k, exclude_sample=others)
     gallery = write_query_gallery(store, hits, out_dir / "similar_regions.html", spot=spot)
     model_dir, training, predictions = None, {}, None
+    niches: NicheReport | None = None
+    interactions: InteractionReport | None = None
     if len(sample_dirs) > 1:  # cross-validation needs two samples
         if progress is not None:
             progress("training the graph-attention head against its baselines (cross-validated)")
@@ -188,11 +193,17 @@ def run_demo(
             store, model_dir, sample=first, grid=True, out=out_dir / f"{first}_predictions.h5ad"
         )
         niches, interactions = _demo_analysis(store, model_dir, sample_dirs, out_dir, progress)
+    if progress is not None:
+        progress("writing the report")
+    sections = []
+    if niches is not None and interactions is not None:
+        sections = [niche_section(niches), interaction_section(interactions)]
+    report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
         samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
         gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
-        niches=niches, interactions=interactions,
+        niches=niches, interactions=interactions, report=report,
     )  # fmt: skip
 
 

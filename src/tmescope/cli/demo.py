@@ -66,6 +66,13 @@ def demo(
             f"[bold]meetings[/bold]  {result.out_dir / 'interactions'} (enrichment heatmaps, "
             "co-occurrence curves, label maps)"
         )
+    if result.report is not None:
+        lines.append(f"[bold]report[/bold]    {result.report} (open it in a browser)")
+    if result.model_dir is not None:
+        lines.append(
+            f"[bold]viewer[/bold]    tmescope serve {result.store} --model {result.model_dir}"
+            "   (then open http://127.0.0.1:8765)"
+        )
     lines += [
         f"[bold]next[/bold]      tmescope store ls {result.store}",
         f"          tmescope query {result.store} --sample {first['sample_id']} -k 3 "

@@ -1,0 +1,144 @@
+"""The report's niche and interaction parts, built from their reports and figures.
+
+``write_report`` accepts extra :class:`~tmescope.viz.report.ReportSection` objects; these two
+turn a :class:`~tmescope.niche_job.NicheReport` and an
+:class:`~tmescope.interactions_job.InteractionReport` (each with its PNG figures drawn) into
+sections: a table, a sentence on how to read it, and the figures inline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tmescope.viz.report.page import ReportSection, escape, figure, note
+
+if TYPE_CHECKING:
+    from tmescope.interactions_job import InteractionReport
+    from tmescope.niche_job import NicheReport
+
+PAIRS_SHOWN = 12
+
+
+def niche_section(report: NicheReport) -> ReportSection:
+    """Niches: what each is, how much of each sample it covers, and where it lies."""
+    names = list(report.names)
+    counts = {n["niche"]: n["n_spots"] for n in report.to_json()["niches"]}
+    rows = []
+    for i, name in enumerate(names):
+        profile = report.profiles.loc[i].sort_values(ascending=False)
+        states = ", ".join(f"{s} {v:+.1f}" for s, v in list(profile.items())[:3])
+        shares = report.composition[i]
+        rows.append(
+            f"<tr><td>{escape(name)}</td><td class='num'>{counts[i]:,}</td>"
+            f"<td class='num'>{shares.mean():.0%} ({shares.min():.0%}–{shares.max():.0%})</td>"
+            f"<td>{escape(states)}</td>"
+            f"<td>{escape(', '.join(report.top_genes.get(i, [])[:5]))}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>niche</th><th>spots</th><th>share of a sample</th>"
+        "<th>top TME states (z)</th><th>top predicted genes</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    how = note(
+        f"{report.k} niches found by {report.method} ({_params(report.params)}) over the fused "
+        "embeddings of every spot of the cohort (the model's view of each spot's image and its "
+        "neighbours). A niche is named by the TME states that run highest there, in standard "
+        "deviations from the cohort mean; the share is of each sample's spots, mean (min–max)."
+    )
+    agreement = ""
+    if report.agreement:
+        scores = ", ".join(f"{escape(k)} {v:.2f}" for k, v in report.agreement.items())
+        agreement = note(
+            f"Agreement with the annotated regions (adjusted Rand index; 1 identical, 0 random): "
+            f"{scores}."
+        )
+    return ReportSection("Niches", how + agreement + table + _figures(report.figures))
+
+
+def interaction_section(report: InteractionReport) -> ReportSection:
+    """Where populations meet: the strongest pairs, the heatmaps and the distance curves."""
+    pooled = report.cohort is not None
+    pairs = [p for p in report.pairs() if p["a"] != p["b"]][:PAIRS_SHOWN]
+    head = "<th>mean z ± sd</th><th>Stouffer z</th><th>samples</th>" if pooled else "<th>z</th>"
+    rows = []
+    for p in pairs:
+        cells = f"<td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
+        if pooled:
+            spread = "–" if p["std_z"] is None else f"{p['std_z']:.1f}"
+            cells += (
+                f"<td class='num'>{_z(p['mean_z'])} ± {spread}</td>"
+                f"<td class='num'>{_z(p['stouffer_z'])}</td><td class='num'>{p['n_samples']}</td>"
+            )
+        else:
+            cells += f"<td class='num'>{_z(p['mean_z'])}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    table = (
+        f"<table><thead><tr><th>population A</th><th>population B</th>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    settings = report.settings
+    labels = "niche" if settings.on == "niches" else "dominant predicted TME state"
+    where = "grid tiles between the spots" if settings.grid else "spots"
+    how = note(
+        f"Each of the {where} is labelled by its {labels}. Neighbourhood enrichment compares how "
+        f"often two labels are neighbours with {settings.n_perms} random relabellings of the same "
+        "sample: z above 2, they meet more than chance; below −2, they avoid each other. Pooled "
+        "over samples: the mean z, its spread (sd) and a Stouffer z for consistency. With "
+        "thousands of spots modest effects reach large z: compare pairs with each other, and read "
+        "the co-occurrence ratio (how much likelier B is near A than anywhere; 1 = no relation) "
+        "as the effect size. The strongest pairs of two different labels:"
+    )
+    shown = report.figures
+    if pooled:  # the cohort's heatmap and curves, and each sample's labels; the rest via --out
+        shown = tuple(p for p in shown if "cohort" in p.name or p.name.startswith("labels_"))
+    return ReportSection("Interactions", how + table + _figures(shown))
+
+
+def analysis_sections(
+    store: Path | str, model_dir: Path | str, *, device: str = "auto"
+) -> list[ReportSection]:
+    """Niches and cohort interactions computed now, their figures drawn into a temporary folder."""
+    from tmescope.interactions_job import run_interactions
+    from tmescope.niche_job import find_niches
+
+    with tempfile.TemporaryDirectory(prefix="tmescope-report-") as folder:
+        niches = find_niches(store, model_dir, out=Path(folder) / "niches", device=device)
+        meetings = run_interactions(store, model_dir, out=Path(folder) / "meet", device=device)
+        return [niche_section(niches), interaction_section(meetings)]
+
+
+def _figures(paths: tuple[Path, ...]) -> str:
+    """Every figure inline, cohort-wide ones first, in a grid."""
+    ordered = sorted(paths, key=lambda p: ("cohort" not in p.name and "composition" not in p.name))
+    parts = []
+    for path in ordered:
+        if not path.is_file():
+            continue
+        data, mime = _inline(path)
+        caption = escape(path.stem.replace("_", " "))
+        parts.append(figure(data, mime=mime, alt=path.stem, caption=caption))
+    return f"<div class='figures'>{''.join(parts)}</div>" if parts else ""
+
+
+def _inline(path: Path) -> tuple[bytes, str]:
+    """Maps over the H&E photograph as JPEG (a fifth of the PNG), charts as PNG (sharp text)."""
+    if not path.name.startswith(("labels_", "niches_")):
+        return path.read_bytes(), "image/png"
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=82, optimize=True)
+    return buffer.getvalue(), "image/jpeg"
+
+
+def _z(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def _params(params: object) -> str:
+    return ", ".join(f"{k} {v}" for k, v in dict(params).items())  # type: ignore[call-overload]
