@@ -25,6 +25,7 @@ from tmescope.cli import (
     info,
     report,
     search,
+    serve,
     store,
     synth,
 )
@@ -52,6 +53,7 @@ app.command("train")(fusion.train)
 app.command("predict")(fusion.predict)
 app.command("report")(report.report)
 app.command("niches")(analysis.niches)
+app.command("serve")(serve.serve)
 app.command("interactions")(analysis.interactions)
 app.add_typer(store.app, name="store")
 app.command("demo")(demo.demo)

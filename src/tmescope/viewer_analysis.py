@@ -1,0 +1,142 @@
+"""Niches and interactions for the viewer (``viz.app.analysis.CohortAnalysis``), computed once.
+
+The first request that needs them reads the model's fused sets from the store (computing the
+missing ones in memory: the viewer opens the store read-only), fits the niches and runs the
+interaction statistics of every sample and of the cohort, with the same defaults as
+``tmescope niches`` and ``tmescope interactions``; later requests reuse them. Figures are drawn
+on demand into a temporary folder that lives as long as the viewer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tmescope.fused_job import FusedCohort
+    from tmescope.fusion.model_dir import FusionModel
+    from tmescope.interactions_job import InteractionReport
+    from tmescope.niche_job import NicheReport
+    from tmescope.store import CohortStore
+    from tmescope.viz.app.analysis import FigureKind
+
+PAIRS_SHOWN = 12
+
+
+class ViewerAnalysis:
+    """The cohort's niches and interactions, computed on first use under one lock."""
+
+    def __init__(self, store: CohortStore, model: FusionModel) -> None:
+        self._store = store
+        self._model = model
+        self._lock = threading.Lock()
+        self._fused: FusedCohort | None = None
+        self._niches: NicheReport | None = None
+        self._interactions: InteractionReport | None = None
+        self._folder = tempfile.TemporaryDirectory(prefix="tmescope-viewer-")
+        self._figures: dict[tuple[str, str], Path] = {}
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+    def niches(self, sample_id: str) -> tuple[list[str], np.ndarray]:
+        fused, niches = self._ready()[:2]
+        rows = fused.samples[sample_id]
+        labels = np.full(self._store.sample_record(sample_id).n, -1, dtype=np.int64)
+        labels[rows.data.rows] = niches.labels[sample_id]
+        return list(niches.names), labels
+
+    def interactions(self, sample_id: str | None) -> dict[str, Any]:
+        report = self._ready()[2]
+        settings = report.settings
+        out: dict[str, Any] = {
+            "sample_id": sample_id, "on": settings.on, "n_perms": settings.n_perms,
+            "categories": list(report.categories),
+        }  # fmt: skip
+        if sample_id is None:
+            _check_pooled(report)
+            pairs = [p for p in report.pairs() if p["a"] != p["b"]]
+            out.update(pooled=True, n_samples=len(report.samples))
+        else:
+            result = next(r for r in report.samples if r.sample_id == sample_id)
+            z = result.enrichment.zscore
+            index = {c: i for i, c in enumerate(report.categories)}
+            pairs = [
+                {"a": p["a"], "b": p["b"], "z": _num(z[index[p["a"]], index[p["b"]]])}
+                for p in report.pairs()
+                if p["a"] != p["b"] and np.isfinite(z[index[p["a"]], index[p["b"]]])
+            ]
+            pairs.sort(key=lambda p: -abs(p["z"] or 0.0))
+            out.update(pooled=False, counts=dict(result.counts))
+        out["pairs"] = pairs[:PAIRS_SHOWN]
+        return out
+
+    def figure(self, sample_id: str | None, kind: FigureKind) -> bytes:
+        from tmescope.viz.interaction_plots import plot_cooccurrence_curves, plot_enrichment_heatmap
+
+        report = self._ready()[2]
+        key = (sample_id or "", kind)
+        with self._lock:
+            path = self._figures.get(key)
+            if path is None:
+                cats = list(report.categories)
+                # The file name is ours (a counter), never built from the request.
+                path = Path(self._folder.name) / f"figure-{len(self._figures)}.png"
+                if sample_id is None:
+                    _check_pooled(report)
+                    assert report.cohort is not None and report.cooccurrence_mean is not None
+                    z, spread, ratio = (
+                        report.cohort.mean_z,
+                        report.cohort.std_z,
+                        report.cooccurrence_mean,
+                    )
+                    where = f"cohort of {len(report.samples)} samples"
+                else:
+                    result = next(r for r in report.samples if r.sample_id == sample_id)
+                    z, spread, ratio = result.enrichment.zscore, None, result.cooccurrence.ratio
+                    where = sample_id
+                if kind == "enrichment":
+                    plot_enrichment_heatmap(
+                        z, cats, path, title=f"neighbourhood enrichment (z), {where}",
+                        spread=spread,
+                    )  # fmt: skip
+                else:
+                    pairs = [(p["a"], p["b"]) for p in report.pairs() if p["a"] != p["b"]][:6]
+                    plot_cooccurrence_curves(
+                        ratio, report.samples[0].cooccurrence.distances_um, cats, path,
+                        pairs=pairs, title=f"co-occurrence by distance, {where}",
+                    )  # fmt: skip
+                self._figures[key] = path
+        return path.read_bytes()
+
+    def _ready(self) -> tuple[FusedCohort, NicheReport, InteractionReport]:
+        from tmescope.fused_job import fused_for
+        from tmescope.interactions_job import InteractionSettings, interactions_of
+        from tmescope.niche_job import niches_of
+
+        with self._lock:
+            if self._fused is None:
+                samples = self._store.sample_ids()
+                self._fused = fused_for(self._store, self._model, samples)
+                self._niches = niches_of(self._fused)
+                self._interactions = interactions_of(self._fused, samples, InteractionSettings())
+            assert self._niches is not None and self._interactions is not None
+            return self._fused, self._niches, self._interactions
+
+
+def _check_pooled(report: InteractionReport) -> None:
+    from tmescope.errors import TrainingDataError
+
+    if report.cohort is None:
+        raise TrainingDataError(
+            "the store holds one sample: pooled statistics need two or more; ask for the sample"
+        )
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return round(value, 3) if np.isfinite(value) else None

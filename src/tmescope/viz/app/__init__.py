@@ -1,0 +1,6 @@
+"""The local web viewer: a FastAPI app over a cohort store (and a model), and the page it serves.
+
+``data`` (what the API reads), ``slide_tiles`` (deep-zoom JPEG tiles cut lazily from the slides),
+``assets`` (where the page's third-party JavaScript lies), ``schemas`` (the JSON shapes) and
+``api`` (the routes). Built and served by :mod:`tmescope.serve_job`.
+"""

@@ -1,0 +1,349 @@
+"""What the viewer's API reads: a store's rows, measured values, predictions and similar regions.
+
+Everything is read lazily and kept: a sample's rows and measured expression on its first request,
+its :class:`~tmescope.predict_job.SamplePrediction` (when a model was given) on the first
+request that needs one. A lock per sample makes two concurrent first requests compute once.
+Rows are always in the store's order (spots and tiles as stored), so every per-row array the API
+returns lines up with :meth:`CohortData.rows`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from tmescope.errors import (
+    InvalidParameterError,
+    SampleNotFoundError,
+    SpotNotFoundError,
+    StoreError,
+)
+from tmescope.store import CohortStore
+from tmescope.store.schema import RowKind
+
+if TYPE_CHECKING:
+    from tmescope.fusion.model_dir import FusionModel
+    from tmescope.predict_job import SamplePrediction
+    from tmescope.store.index import CohortIndex, SearchResult
+
+Layer = Literal["measured", "predicted", "std"]
+LAYERS: tuple[Layer, ...] = ("measured", "predicted", "std")
+MAX_K = 50
+MEASURED_KEPT = 4  # samples whose measured tables stay in memory
+
+
+class PredictionsUnavailableError(StoreError):
+    """Predictions were asked of a viewer started without a model."""
+
+
+class FeatureNotFoundError(StoreError, LookupError):
+    """A gene or TME state the sample cannot be coloured by in the layer asked for."""
+
+
+@dataclass(frozen=True)
+class SampleRows:
+    """A sample's rows in store order: names, kinds and full-resolution positions."""
+
+    names: np.ndarray  # (n,) str: barcodes, then tile_<i>
+    kinds: np.ndarray  # (n,) str: "spot" or "tile"
+    coords: np.ndarray  # (n, 2) float32 (x, y)
+
+    def row_of(self, sample_id: str, name: str) -> int:
+        hits = np.flatnonzero(self.names == name)
+        if hits.size == 0:
+            raise SpotNotFoundError(f"no spot or tile {name!r} in sample {sample_id!r}")
+        return int(hits[0])
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One attention edge into a spot: the neighbour it attended to and the weight."""
+
+    barcode: str
+    kind: str
+    x: float
+    y: float
+    weight: float
+
+
+@dataclass(frozen=True)
+class FeatureValues:
+    """One feature at one row in each layer (NaN where the layer has none)."""
+
+    feature: str
+    measured: float
+    predicted: float
+    std: float
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """Measured values of one sample's spots: one column per feature, one row per spot.
+
+    ``table`` is dense for a model's few targets and sparse (CSC) for every gene of the counts,
+    which would not fit in memory densely for a large sample.
+    """
+
+    features: tuple[str, ...]
+    table: np.ndarray | sp.csc_matrix  # (n_spots, features)
+    spot_rows: np.ndarray  # (n_spots,) the store row of each table row
+    n_rows: int
+
+    def column(self, sample_id: str, feature: str) -> np.ndarray:
+        """``(n_rows,)`` float32, NaN for tiles."""
+        j = _column(self.features, feature, sample_id)
+        table = self.table
+        column = table[:, j] if isinstance(table, np.ndarray) else table[:, [j]].toarray().ravel()
+        out = np.full(self.n_rows, np.nan, dtype=np.float32)
+        out[self.spot_rows] = column
+        return out
+
+    def at(self, row: int) -> dict[str, float]:
+        """Every feature at one store row (empty for a tile: it has no counts)."""
+        position = int(np.searchsorted(self.spot_rows, row))
+        if position >= self.spot_rows.size or self.spot_rows[position] != row:
+            return {}
+        table = self.table
+        if isinstance(table, np.ndarray):
+            dense = table[position]
+        else:
+            dense = table[[position]].toarray().ravel()
+        return dict(zip(self.features, dense.astype(float).tolist(), strict=True))
+
+
+class CohortData:
+    """A read-only store (and, optionally, a model fitted to it) as the viewer sees it."""
+
+    def __init__(
+        self,
+        store: CohortStore,
+        model: FusionModel | None = None,
+        *,
+        predict: Callable[[str], SamplePrediction] | None = None,
+    ) -> None:
+        """``predict(sample_id)`` runs ``model`` over a sample (``predict_job.predict_rows``,
+        handed in by the caller: running a model joins rooms, which is the workflows' job)."""
+        self.store = store
+        self.model = model
+        self._predict = predict
+        self._sample_ids = tuple(store.sample_ids())
+        self._locks = {sid: threading.Lock() for sid in self._sample_ids}
+        self._rows: dict[str, SampleRows] = {}
+        # Without a model a measured table holds every gene: keep only the latest few samples.
+        self._measured: OrderedDict[str, _Measured] = OrderedDict()
+        self._measured_lock = threading.Lock()
+        self._gene_names: dict[str, tuple[str, ...]] = {}
+        self._predictions: dict[str, tuple[SamplePrediction, np.ndarray]] = {}
+        self._index: CohortIndex | None = None
+        self._index_generation: str | None = None
+        self._index_lock = threading.Lock()
+
+    @property
+    def sample_ids(self) -> tuple[str, ...]:
+        """The complete samples when the viewer started (the only ids any request may name)."""
+        return self._sample_ids
+
+    @property
+    def has_predictions(self) -> bool:
+        return self.model is not None
+
+    def check_sample(self, sample_id: str) -> str:
+        """``sample_id`` if the store holds it, else a :class:`SampleNotFoundError`."""
+        if sample_id not in self._locks:
+            raise SampleNotFoundError(
+                f"no sample {sample_id!r} in this store; it holds {', '.join(self._sample_ids)}"
+            )
+        return sample_id
+
+    def genes(self, sample_id: str) -> tuple[str, ...]:
+        """The genes a sample can be coloured by: the model's, else every measured gene."""
+        if self.model is not None:
+            return tuple(self.model.spec.genes)
+        if sample_id not in self._gene_names:
+            self._gene_names[sample_id] = self._measured_of(sample_id).features
+        return self._gene_names[sample_id]
+
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(self.model.spec.state_names) if self.model is not None else ()
+
+    def rows(self, sample_id: str) -> SampleRows:
+        self.check_sample(sample_id)
+        rows = self._rows.get(sample_id)
+        if rows is None:
+            kinds = np.where(self.store.read_kind(sample_id) == RowKind.TILE, "tile", "spot")
+            rows = SampleRows(
+                names=self.store.read_barcodes(sample_id),
+                kinds=kinds.astype(str),
+                coords=np.asarray(self.store.read_coords(sample_id), dtype=np.float32),
+            )
+            self._rows[sample_id] = rows
+        return rows
+
+    def values(self, sample_id: str, *, layer: str, feature: str) -> np.ndarray:
+        """``(n_rows,)`` float32 of one gene or TME state in one layer; NaN where undefined."""
+        self.check_sample(sample_id)
+        if layer not in LAYERS:
+            raise InvalidParameterError(f"layer must be one of {', '.join(LAYERS)}, got {layer!r}")
+        if layer == "measured":
+            return self._measured_of(sample_id).column(sample_id, feature)
+        prediction, order = self.prediction(sample_id)
+        genes, states = prediction.genes, prediction.state_names
+        if feature in genes:
+            table = prediction.expression if layer == "predicted" else prediction.expression_std
+            column = genes.index(feature)
+        else:
+            table = prediction.states if layer == "predicted" else prediction.states_std
+            column = _column(states, feature, sample_id)
+        out = np.full(order.size, np.nan, dtype=np.float32)
+        known = order >= 0
+        out[known] = table[order[known], column]
+        return out
+
+    def values_at(self, sample_id: str, name: str) -> list[FeatureValues]:
+        """Every feature's values at one spot or tile (states first, then genes)."""
+        row = self.rows(sample_id).row_of(sample_id, name)
+        measured = self._measured_of(sample_id).at(row)
+        predicted: dict[str, tuple[float, float]] = {}
+        if self.model is not None:
+            prediction, order = self.prediction(sample_id)
+            node = int(order[row])
+            if node >= 0:
+                for names, mean, std in (
+                    (prediction.genes, prediction.expression, prediction.expression_std),
+                    (prediction.state_names, prediction.states, prediction.states_std),
+                ):
+                    for j, feature in enumerate(names):
+                        predicted[feature] = (float(mean[node, j]), float(std[node, j]))
+        return [
+            FeatureValues(
+                feature, measured.get(feature, math.nan), *predicted.get(feature, (math.nan,) * 2)
+            )
+            for feature in (*self.state_names(), *self.genes(sample_id))
+        ]
+
+    def attention(self, sample_id: str, name: str) -> list[Edge]:
+        """The edges into a spot or tile in the model's last attention layer, heaviest first."""
+        rows = self.rows(sample_id)
+        row = rows.row_of(sample_id, name)
+        prediction, order = self.prediction(sample_id)
+        node = int(order[row])
+        if node < 0 or not prediction.attention:
+            return []
+        edge_index, weight = prediction.attention[-1]
+        into = np.flatnonzero(edge_index[1] == node)
+        into = into[np.argsort(-weight[into], kind="stable")]
+        return [
+            Edge(
+                barcode=str(prediction.names[source]),
+                kind=str(prediction.kinds[source]),
+                x=float(prediction.coords_px[source, 0]),
+                y=float(prediction.coords_px[source, 1]),
+                weight=float(weight[e]),
+            )
+            for e, source in zip(into.tolist(), edge_index[0, into].tolist(), strict=True)
+        ]
+
+    def similar(self, sample_id: str, name: str, *, k: int) -> list[SearchResult]:
+        """The ``k`` regions of the cohort most like a spot or tile, itself left out."""
+        from tmescope.store.search import spot_vector
+
+        if isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise InvalidParameterError(f"k must be 1 to {MAX_K}, got {k!r}")
+        self.rows(sample_id).row_of(sample_id, name)
+        vector = spot_vector(self.store, sample_id, name)
+        index = self._loaded_index()
+        k_fetch = min(k + 1, index.n)
+        with self._index_lock:
+            hits = index.search(vector[None, :], k=k_fetch)[0]
+        others = [h for h in hits if (h.sample_id, h.barcode) != (sample_id, name)][:k]
+        return [replace(h, rank=i) for i, h in enumerate(others, start=1)]
+
+    def prediction(self, sample_id: str) -> tuple[SamplePrediction, np.ndarray]:
+        """The sample's prediction and, per store row, its row in the prediction (-1: none)."""
+        self.check_sample(sample_id)
+        if self.model is None or self._predict is None:
+            raise PredictionsUnavailableError(
+                "no predictions: the viewer was started without a model; start it with "
+                "`tmescope serve STORE --model MODEL_DIR`"
+            )
+        cached = self._predictions.get(sample_id)
+        if cached is not None:
+            return cached
+        with self._locks[sample_id]:
+            if sample_id not in self._predictions:
+                record = self.store.sample_record(sample_id)
+                prediction = self._predict(sample_id)
+                order = np.full(record.n, -1, dtype=np.int64)
+                order[prediction.store_rows] = np.arange(prediction.n)
+                self._predictions[sample_id] = (prediction, order)
+            return self._predictions[sample_id]
+
+    def _measured_of(self, sample_id: str) -> _Measured:
+        self.check_sample(sample_id)
+        with self._locks[sample_id]:
+            with self._measured_lock:
+                measured = self._measured.get(sample_id)
+            if measured is None:
+                measured = self._read_measured(sample_id)
+            with self._measured_lock:
+                self._measured[sample_id] = measured
+                self._measured.move_to_end(sample_id)
+                while len(self._measured) > MEASURED_KEPT:
+                    self._measured.popitem(last=False)
+            return measured
+
+    def _read_measured(self, sample_id: str) -> _Measured:
+        """With a model, its own targets (genes, then states) computed as in training; without,
+        every gene as log1p of counts scaled to 10,000 a spot, genes by total count."""
+        n_rows = self.rows(sample_id).names.size
+        has_counts = self.store.sample_record(sample_id).has_counts
+        if not has_counts:
+            empty = np.empty((0, 0), dtype=np.float32)
+            return _Measured((), empty, np.empty(0, dtype=np.int64), n_rows)
+        if self.model is not None:
+            from tmescope.fusion.cohort import read_spot_table
+
+            spec = self.model.spec
+            table = read_spot_table(self.store, sample_id)
+            features = (*spec.genes, *spec.state_names)
+            return _Measured(features, spec.compute(table), table.rows, n_rows)
+        from tmescope.fusion.targets import normalise_log1p
+
+        counts = self.store.read_counts(sample_id)
+        if counts is None:  # removed since the record was read
+            raise SampleNotFoundError(f"sample {sample_id!r} no longer has counts")
+        matrix = sp.csr_matrix(counts.X, dtype=np.float32)
+        by_total = np.argsort(-np.asarray(matrix.sum(axis=0)).ravel(), kind="stable")
+        logged = sp.csc_matrix(normalise_log1p(matrix)[:, by_total])
+        # The count matrix's rows are the spot rows, in store order (checked by verify).
+        spot_rows = np.flatnonzero(self.rows(sample_id).kinds == "spot")
+        names = tuple(str(g) for g in np.asarray(counts.var_names)[by_total])
+        return _Measured(names, logged, spot_rows, n_rows)
+
+    def _loaded_index(self) -> CohortIndex:
+        """The store's raw similarity index, reloaded when it has been rebuilt since."""
+        from tmescope.store.index import load_index, read_index_info
+
+        info = read_index_info(self.store)
+        generation = info.generation if info is not None else None
+        with self._index_lock:
+            if self._index is None or generation != self._index_generation:
+                self._index = load_index(self.store, warn_stale=False)
+                self._index_generation = self._index.info.generation
+            return self._index
+
+
+def _column(features: tuple[str, ...], feature: str, sample_id: str) -> int:
+    if feature not in features:
+        shown = ", ".join(features[:8]) + (" …" if len(features) > 8 else "")
+        raise FeatureNotFoundError(
+            f"no feature {feature!r} for sample {sample_id!r}; it has {shown or 'none'}"
+        )
+    return features.index(feature)

@@ -1,0 +1,147 @@
+"""The JSON shapes of the viewer's API (they document it in its OpenAPI schema at ``/docs``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SampleInfo(BaseModel):
+    """One sample of the store and what it can be coloured by."""
+
+    id: str
+    n_spots: int
+    n_tiles: int
+    mpp: float = Field(description="µm per full-resolution pixel")
+    spot_diameter_um: float
+    width: int = Field(description="image width in full-resolution pixels")
+    height: int = Field(description="image height in full-resolution pixels")
+    slide_error: str | None = Field(description="why the slide cannot be shown, when it cannot")
+    has_counts: bool
+    has_predictions: bool = Field(description="a model was given: predicted and std layers")
+    genes: list[str] = Field(description="the model's genes, else every measured gene")
+    states: list[str] = Field(description="the model's TME states (none without a model)")
+
+
+class ViewerInfo(BaseModel):
+    """The store being viewed, the model (if any) and whether the page's libraries are here."""
+
+    store: str
+    model_id: str | None
+    samples: list[SampleInfo]
+    assets_missing: str | None = Field(description="why the page cannot draw, when it cannot")
+
+
+class SpotTable(BaseModel):
+    """A sample's rows in store order (spots, then grid tiles) and, on request, one value each."""
+
+    sample_id: str
+    n: int
+    barcode: list[str]
+    kind: list[str] = Field(description="spot or tile")
+    x: list[float] = Field(description="full-resolution pixels")
+    y: list[float]
+    layer: str | None = None
+    feature: str | None = None
+    values: list[float | None] | None = Field(
+        default=None, description="one per row; null where undefined (a tile's measured value)"
+    )
+
+
+class Values(BaseModel):
+    """One value per row of :class:`SpotTable`, for recolouring without reloading the rows."""
+
+    sample_id: str
+    layer: str
+    feature: str
+    values: list[float | None]
+    min: float | None
+    max: float | None
+
+
+class FeatureAt(BaseModel):
+    feature: str
+    measured: float | None
+    predicted: float | None
+    std: float | None
+
+
+class SpotValues(BaseModel):
+    """Every gene and TME state at one spot or tile, in each layer (null where none)."""
+
+    sample_id: str
+    barcode: str
+    kind: str
+    x: float
+    y: float
+    values: list[FeatureAt]
+
+
+class AttentionEdge(BaseModel):
+    barcode: str
+    kind: str
+    x: float
+    y: float
+    weight: float = Field(description="attention, mean over heads, of the last layer")
+
+
+class Attention(BaseModel):
+    """What a spot (or tile) attended to in the model's last attention layer."""
+
+    sample_id: str
+    barcode: str
+    x: float
+    y: float
+    edges: list[AttentionEdge]
+
+
+class SimilarRegion(BaseModel):
+    rank: int
+    sample: str
+    barcode: str
+    x: float
+    y: float
+    score: float = Field(description="cosine similarity of the embeddings")
+    thumb: str = Field(description="URL of a JPEG patch of the slide around the region")
+
+
+class Similar(BaseModel):
+    sample_id: str
+    barcode: str
+    k: int
+    hits: list[SimilarRegion]
+
+
+class DeepZoomInfo(BaseModel):
+    """The tile pyramid of a sample: level ``max_level`` is full resolution."""
+
+    width: int
+    height: int
+    tile_size: int
+    max_level: int
+    tile_url: str = Field(description="template with {level}, {col}, {row}")
+
+
+class Niches(BaseModel):
+    """The cohort's niches (names) and each row's niche, in the order of ``/spots``."""
+
+    sample_id: str
+    names: list[str]
+    labels: list[int | None]
+
+
+class Interactions(BaseModel):
+    """The strongest pairs of labels (dominant TME states) of a sample, or pooled over the cohort.
+
+    Pooled pairs carry ``mean_z``, ``std_z`` (spread over samples), ``stouffer_z`` and
+    ``n_samples``; a sample's carry ``z``. ``figures`` are the URLs of the heatmap and curves.
+    """
+
+    sample_id: str | None
+    on: str
+    n_perms: int
+    pooled: bool
+    categories: list[str]
+    pairs: list[dict[str, str | float | int | None]]
+    figures: dict[str, str]
+    n_samples: int | None = None
+    counts: dict[str, int] | None = None

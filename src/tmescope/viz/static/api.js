@@ -1,0 +1,25 @@
+// Requests to the viewer's JSON API; a failed one throws an Error carrying the server's detail.
+
+export async function getJSON(path, params = {}) {
+  const query = new URLSearchParams(params).toString();
+  const response = await fetch(query ? `${path}?${query}` : path);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new Error(body.detail || `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+export const api = {
+  info: () => getJSON("/api/info"),
+  spots: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/spots`),
+  values: (sample, layer, feature) =>
+    getJSON(`/api/samples/${encodeURIComponent(sample)}/values`, { layer, feature }),
+  dzi: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/dzi`),
+  spot: (sample, spot) => getJSON(`/api/samples/${encodeURIComponent(sample)}/spot`, { spot }),
+  attention: (sample, spot) =>
+    getJSON(`/api/samples/${encodeURIComponent(sample)}/attention`, { spot }),
+  similar: (sample, spot, k = 8) => getJSON("/api/query", { sample, spot, k }),
+  niches: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/niches`),
+  interactions: (sample) => getJSON("/api/interactions", sample ? { sample } : {}),
+};

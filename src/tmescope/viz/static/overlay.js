@@ -1,0 +1,168 @@
+// Spots, grid tiles and attention lines drawn on a canvas laid over the OpenSeadragon viewer.
+// Positions are full-resolution pixels, the frame of the deep-zoom image; every redraw maps
+// them to screen pixels through the viewer's own viewport conversion.
+
+import { categoryColour, colourAt } from "./colours.js";
+
+export class SpotOverlay {
+  constructor(viewer) {
+    this.viewer = viewer;
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "spot-overlay";
+    Object.assign(this.canvas.style, {
+      position: "absolute", left: "0", top: "0", pointerEvents: "none",
+    });
+    viewer.canvas.appendChild(this.canvas);
+    this.rows = null; // {barcode, kind, x, y}
+    this.values = null;
+    this.range = null;
+    this.opacity = 0.75;
+    this.show = { spot: true, tile: false };
+    this.radius = { spot: 55, tile: 55 }; // full-resolution pixels
+    this.selected = -1;
+    this.edges = [];
+    this.drawn = 0;
+    for (const event of ["animation", "update-viewport", "resize", "open"]) {
+      viewer.addHandler(event, () => this.draw());
+    }
+  }
+
+  setRows(rows, spotRadius) {
+    this.rows = rows;
+    this.values = null;
+    this.selected = -1;
+    this.edges = [];
+    this.radius = { spot: spotRadius, tile: tileHalfStep(rows) ?? spotRadius };
+    this.draw();
+  }
+
+  // range null and categorical true: values are category indices (niches), not a scale.
+  setValues(values, range, categorical = false) {
+    this.values = values;
+    this.range = range;
+    this.categorical = categorical;
+    this.draw();
+  }
+
+  select(index, edges) {
+    this.selected = index;
+    this.edges = edges;
+    this.draw();
+  }
+
+  // Screen position (relative to the viewer element) of a full-resolution point.
+  toScreen(x, y) {
+    const p = this.viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+    return [p.x, p.y];
+  }
+
+  // The row under an element-relative point, spots before tiles; -1 when none.
+  rowAt(px, py) {
+    if (!this.rows) return -1;
+    const [ox, oy] = this.toScreen(0, 0);
+    const [ux] = this.toScreen(1, 0);
+    const scale = ux - ox;
+    let best = -1;
+    let bestScore = Infinity;
+    const n = this.rows.x.length;
+    for (let i = 0; i < n; i++) {
+      const kind = this.rows.kind[i];
+      if (!this.show[kind]) continue;
+      const dx = ox + this.rows.x[i] * scale - px;
+      const dy = oy + this.rows.y[i] * scale - py;
+      const reach = Math.max(4, this.radius[kind] * scale);
+      const d = Math.hypot(dx, dy);
+      const score = d / reach + (kind === "tile" ? 0.5 : 0); // a spot wins a tie
+      if (d <= reach && score < bestScore) {
+        best = i;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  draw() {
+    const box = this.viewer.container.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    const canvas = this.canvas;
+    if (canvas.width !== Math.round(box.width * ratio)) canvas.width = Math.round(box.width * ratio);
+    if (canvas.height !== Math.round(box.height * ratio)) canvas.height = Math.round(box.height * ratio);
+    canvas.style.width = `${box.width}px`;
+    canvas.style.height = `${box.height}px`;
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, box.width, box.height);
+    this.drawn = 0;
+    if (!this.rows || this.viewer.world.getItemCount() === 0) return;
+    // The image → screen map is a scale and a shift: two conversions give it for every row.
+    const [ox, oy] = this.toScreen(0, 0);
+    const [ux] = this.toScreen(1, 0);
+    const scale = ux - ox;
+    ctx.globalAlpha = this.opacity;
+    const { x, y, kind } = this.rows;
+    for (const layer of ["tile", "spot"]) { // spots on top of the denser tile map
+      if (!this.show[layer]) continue;
+      const r = Math.max(1.5, this.radius[layer] * scale);
+      for (let i = 0; i < x.length; i++) {
+        if (kind[i] !== layer) continue;
+        const sx = ox + x[i] * scale;
+        const sy = oy + y[i] * scale;
+        if (sx < -r || sy < -r || sx > box.width + r || sy > box.height + r) continue;
+        const v = this.values ? this.values[i] : null;
+        if (this.values && (v === null || !Number.isFinite(v))) {
+          if (layer === "tile") continue; // a tile has no measured value: nothing to show
+          ctx.strokeStyle = "#888";
+          ctx.lineWidth = 1;
+          ctx.beginPath();
+          ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+          ctx.stroke();
+        } else {
+          const t = this.range && v !== null ? (v - this.range[0]) / (this.range[1] - this.range[0]) : 0.5;
+          const [cr, cg, cb] = !this.values ? [233, 30, 99] : this.categorical ? categoryColour(v) : colourAt(t);
+          ctx.fillStyle = `rgb(${cr},${cg},${cb})`;
+          ctx.beginPath();
+          if (layer === "tile") ctx.rect(sx - r, sy - r, 2 * r, 2 * r);
+          else ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+          ctx.fill();
+        }
+        this.drawn += 1;
+      }
+    }
+    ctx.globalAlpha = 1;
+    this.drawSelection(ctx, ox, oy, scale);
+  }
+
+  drawSelection(ctx, ox, oy, scale) {
+    if (this.selected < 0) return;
+    const cx = ox + this.rows.x[this.selected] * scale;
+    const cy = oy + this.rows.y[this.selected] * scale;
+    const heaviest = Math.max(1e-9, ...this.edges.map((e) => e.weight));
+    ctx.strokeStyle = "#ff6f00";
+    for (const edge of this.edges) {
+      const w = edge.weight / heaviest;
+      ctx.globalAlpha = 0.25 + 0.75 * w;
+      ctx.lineWidth = 1 + 7 * w;
+      ctx.beginPath();
+      ctx.moveTo(cx, cy);
+      ctx.lineTo(ox + edge.x * scale, oy + edge.y * scale);
+      ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = "#000";
+    ctx.beginPath();
+    ctx.arc(cx, cy, Math.max(6, this.radius.spot * scale + 3), 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+}
+
+// Half the step of the tile grid (the smallest gap between two tile centres on a row).
+function tileHalfStep(rows) {
+  const xs = [];
+  for (let i = 0; i < rows.x.length; i++) if (rows.kind[i] === "tile") xs.push(rows.x[i]);
+  if (xs.length < 2) return null;
+  const unique = [...new Set(xs)].sort((a, b) => a - b);
+  let step = Infinity;
+  for (let i = 1; i < unique.length; i++) step = Math.min(step, unique[i] - unique[i - 1]);
+  return Number.isFinite(step) ? step / 2 : null;
+}

@@ -1,0 +1,32 @@
+"""The viewer's store, shared by the API and browser tests: built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Three small synthetic samples with a 55 µm grid, their index, and a quick model."""
+    from tmescope.datasets import write_synthetic_cohort
+    from tmescope.embed_job import EmbedSettings, SampleInput
+    from tmescope.train_job import TrainSettings, train_model
+    from tmescope.workflows import build_cohort_index, embed_samples
+
+    root = tmp_path_factory.mktemp("viewer")
+    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=4)
+    store = root / "cohort.zarr"
+    embed_samples(
+        [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs], store=store,
+        encoder="test-vit-tiny", device="cpu", settings=EmbedSettings(grid_um=55.0),
+    )  # fmt: skip
+    build_cohort_index(store)
+    folds = root / "folds.csv"  # one fold: a model in seconds, still cross-validated
+    folds.write_text("sample_id,fold\nsynth_00,0\n")
+    settings = TrainSettings(
+        n_genes=12, n_members=1, models=("gat",), folds=str(folds), device="cpu"
+    )
+    train_model(store, root / "model", settings=settings)
+    return store, root / "model"

@@ -1,0 +1,229 @@
+"""The viewer's JSON API over a real store and model (FastAPI's TestClient, no server)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tmescope.errors import ModelMismatchError, StoreNotFoundError
+from tmescope.serve_job import make_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_store(viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
+    return viewer_store
+
+
+@pytest.fixture(scope="module")
+def client(trained_store: tuple[Path, Path]) -> Iterator[TestClient]:
+    store, model = trained_store
+    with TestClient(make_app(store, model)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def bare_client(trained_store: tuple[Path, Path]) -> Iterator[TestClient]:
+    """The viewer without a model: measured values and similar regions only."""
+    with TestClient(make_app(trained_store[0])) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def spots(client: TestClient) -> dict:
+    return client.get("/api/samples/synth_01/spots").json()
+
+
+def _a_spot(spots: dict) -> tuple[str, int]:
+    i = spots["kind"].index("spot")
+    return spots["barcode"][i], i
+
+
+def test_samples_list_the_store_with_its_model(client: TestClient) -> None:
+    samples = client.get("/api/samples").json()
+    assert [s["id"] for s in samples] == ["synth_00", "synth_01", "synth_02"]
+    first = samples[0]
+    assert first["n_spots"] == 90 and first["n_tiles"] > 0 and first["has_predictions"]
+    assert first["mpp"] > 0 and first["width"] > 1000 and first["height"] > 1000
+    assert len(first["genes"]) == 12 and "tumour" in first["states"]
+
+
+def test_spots_and_values_line_up_row_for_row(client: TestClient, spots: dict) -> None:
+    n = spots["n"]
+    assert len(spots["barcode"]) == len(spots["x"]) == len(spots["kind"]) == n
+    assert spots["kind"].count("spot") == 90 and set(spots["kind"]) == {"spot", "tile"}
+    gene = client.get("/api/samples").json()[1]["genes"][0]
+    measured = client.get(
+        "/api/samples/synth_01/values", params={"layer": "measured", "feature": gene}
+    ).json()["values"]
+    predicted = client.get(
+        "/api/samples/synth_01/spots", params={"layer": "predicted", "feature": gene}
+    ).json()["values"]
+    assert len(measured) == len(predicted) == n
+    is_tile = np.array(spots["kind"]) == "tile"
+    assert all(v is None for v in np.array(measured, dtype=object)[is_tile])  # tiles: no counts
+    assert all(v is not None for v in predicted)  # predicted everywhere, tiles included
+    values = np.array([v for v, t in zip(measured, is_tile, strict=True) if not t], dtype=float)
+    assert (values >= 0).all() and values.max() > 0  # log1p of normalised counts
+
+
+def test_a_spot_shows_every_layer(client: TestClient, spots: dict) -> None:
+    barcode, _ = _a_spot(spots)
+    sample = client.get("/api/samples").json()[1]
+    body = client.get("/api/samples/synth_01/spot", params={"spot": barcode}).json()
+    assert body["kind"] == "spot"
+    assert [v["feature"] for v in body["values"]] == sample["states"] + sample["genes"]
+    for v in body["values"]:
+        assert None not in (v["measured"], v["predicted"], v["std"]) and v["std"] >= 0
+    tile = spots["barcode"][spots["kind"].index("tile")]
+    at_tile = client.get("/api/samples/synth_01/spot", params={"spot": tile}).json()["values"]
+    assert all(v["measured"] is None and v["predicted"] is not None for v in at_tile)
+
+
+def test_attention_edges_point_at_neighbours(client: TestClient, spots: dict) -> None:
+    barcode, i = _a_spot(spots)
+    body = client.get("/api/samples/synth_01/attention", params={"spot": barcode}).json()
+    assert (body["x"], body["y"]) == (spots["x"][i], spots["y"][i])
+    weights = [e["weight"] for e in body["edges"]]
+    assert len(weights) >= 3 and weights == sorted(weights, reverse=True)
+    assert all(0 <= w <= 1 for w in weights)
+    assert all(e["barcode"] in spots["barcode"] for e in body["edges"])
+
+
+def test_similar_regions_leave_the_query_out_and_have_thumbnails(
+    client: TestClient, spots: dict
+) -> None:
+    barcode, _ = _a_spot(spots)
+    body = client.get("/api/query", params={"sample": "synth_01", "spot": barcode, "k": 5}).json()
+    hits = body["hits"]
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert ("synth_01", barcode) not in {(h["sample"], h["barcode"]) for h in hits}
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    thumb = client.get(hits[0]["thumb"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content[:2] == b"\xff\xd8"
+
+
+def test_deep_zoom_tiles_cover_the_image(client: TestClient) -> None:
+
+
+    dz = client.get("/api/samples/synth_00/dzi").json()
+    assert 2 ** (dz["max_level"] - 1) < max(dz["width"], dz["height"]) <= 2 ** dz["max_level"]
+    top = client.get("/api/samples/synth_00/tiles/0/0_0.jpg")
+    assert Image.open(io.BytesIO(top.content)).size == (1, 1)
+    level = dz["max_level"]
+    last_col = (dz["width"] - 1) // dz["tile_size"]
+    edge = client.get(f"/api/samples/synth_00/tiles/{level}/{last_col}_0.jpg")
+    expected_w = dz["width"] - last_col * dz["tile_size"]
+    assert Image.open(io.BytesIO(edge.content)).size == (expected_w, dz["tile_size"])
+    whole = client.get("/api/samples/synth_00/thumbnail.jpg")
+    assert max(Image.open(io.BytesIO(whole.content)).size) <= 1024
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("/api/samples/nope/spots", 404, "no sample 'nope'"),
+        ("/api/samples/..%2F..%2Fetc%2Fpasswd/dzi", 404, ""),
+        ("/api/samples/../../etc/passwd/spots", 404, ""),
+        ("/api/samples/%2e%2e/dzi", 404, ""),
+        ("/api/samples/..%5C..%5Cwindows/thumbnail.jpg", 404, "no sample"),
+        ("/api/query?sample=synth_00&spot=x&k=0", 422, "k"),
+        ("/api/query?sample=synth_00&spot=x&k=51", 422, "less than or equal to 50"),
+        ("/api/query?sample=/etc/passwd&spot=x", 404, "no sample"),
+        ("/api/samples/synth_00/attention?spot=NOPE", 404, "no spot or tile 'NOPE'"),
+        ("/api/samples/synth_00/values?layer=raw&feature=tumour", 422, "layer must be one of"),
+        ("/api/samples/synth_00/values?layer=measured&feature=NOPE", 404, "no feature 'NOPE'"),
+        ("/api/samples/synth_00/spots?layer=measured", 422, "together"),
+        ("/api/samples/synth_00/tiles/41/0_0.jpg", 422, "level"),
+        ("/api/samples/synth_00/tiles/0/1_0.jpg", 422, "tiles 0–0 × 0–0"),
+        ("/api/samples/synth_00/tiles/3/-1_0.jpg", 422, "greater than or equal to 0"),
+        ("/api/samples/synth_00/thumb?x=10&y=10&size=4096", 422, "size"),
+        ("/api/samples/synth_00/thumb?x=-1e9&y=10", 422, "outside"),
+        ("/api/samples/synth_00/thumb?x=nan&y=10", 422, "finite"),
+        ("/api/samples/nope/niches", 404, "no sample 'nope'"),
+        ("/api/interactions?sample=../../etc", 404, "no sample"),
+        ("/api/interactions/figure.png?kind=../x", 422, "kind must be one of"),
+    ],
+)
+def test_bad_requests_get_a_clear_json_error(
+    client: TestClient, url: str, status: int, words: str
+) -> None:
+    response = client.get(url)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and words in detail
+
+
+def test_niches_label_every_row_and_interactions_pool_the_samples(
+    client: TestClient, spots: dict
+) -> None:
+    niches = client.get("/api/samples/synth_01/niches").json()
+    assert len(niches["labels"]) == spots["n"] and len(niches["names"]) >= 2
+    used = {v for v in niches["labels"] if v is not None}
+    assert used <= set(range(len(niches["names"])))
+    cohort = client.get("/api/interactions").json()
+    assert cohort["pooled"] and cohort["n_samples"] == 3 and cohort["on"] == "states"
+    assert all(p["a"] != p["b"] for p in cohort["pairs"]) and "std_z" in cohort["pairs"][0]
+    own = client.get("/api/interactions", params={"sample": "synth_02"}).json()
+    assert not own["pooled"] and sum(own["counts"].values()) == 90
+    zs = [abs(p["z"]) for p in own["pairs"]]
+    assert zs == sorted(zs, reverse=True)
+    for url in (*cohort["figures"].values(), *own["figures"].values()):
+        figure = client.get(url)
+        assert figure.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(figure.content)).size[0] > 300
+
+
+def test_without_a_model_measured_values_and_search_still_work(
+    bare_client: TestClient, spots: dict
+) -> None:
+    sample = bare_client.get("/api/samples").json()[1]
+    assert not sample["has_predictions"] and sample["states"] == []
+    assert len(sample["genes"]) > 12  # every measured gene, most expressed first
+    values = bare_client.get(
+        "/api/samples/synth_01/values", params={"layer": "measured", "feature": sample["genes"][0]}
+    ).json()
+    assert values["max"] > 0
+    barcode, _ = _a_spot(spots)
+    hits = bare_client.get("/api/query", params={"sample": "synth_01", "spot": barcode}).json()
+    assert len(hits["hits"]) == 8
+    refused = bare_client.get("/api/samples/synth_01/attention", params={"spot": barcode})
+    assert refused.status_code == 409 and "--model" in refused.json()["detail"]
+    for url in ("/api/samples/synth_01/niches", "/api/interactions"):
+        refused = bare_client.get(url)
+        assert refused.status_code == 409 and "--model" in refused.json()["detail"]
+
+
+def test_the_page_and_openapi_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and '<section id="interactions" hidden>' in page.text
+    assert client.get("/static/viewer.js").headers["content-type"].startswith("text/javascript")
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/samples", "/api/query", "/api/samples/{sample_id}/dzi"} <= set(paths)
+
+
+def test_a_missing_store_or_a_foreign_model_is_refused(
+    trained_store: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    store, model = trained_store
+    with pytest.raises(StoreNotFoundError):
+        make_app(tmp_path / "absent.zarr")
+    foreign = tmp_path / "foreign"
+    shutil.copytree(model, foreign)
+    header = json.loads((foreign / "model.json").read_text())
+    header["fingerprint"]["model"] = "another-encoder"
+    (foreign / "model.json").write_text(json.dumps(header))
+    with pytest.raises(ModelMismatchError, match="another-encoder"):
+        make_app(store, foreign)

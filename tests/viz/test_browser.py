@@ -1,0 +1,184 @@
+"""The viewer page in a real headless Chromium: slide and spots drawn, recolouring, a clicked
+spot's attention and similar regions. ``tmescope serve`` runs as a subprocess, as a user runs it.
+
+Skipped, with the reason, only when no Chromium or Playwright can be had or the page's npm
+libraries are not installed (``make viewer-assets``).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tmescope.viz.app.assets import openseadragon_dir
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def trained_store(viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The shared viewer store, once the browser and the page's libraries are known present."""
+    if openseadragon_dir() is None:
+        pytest.skip("the viewer's npm libraries are absent: run `make viewer-assets`")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (the test extra) is absent")
+    return viewer_store
+
+
+@pytest.fixture(scope="module")
+def server(trained_store: tuple[Path, Path]) -> Iterator[str]:
+    store, model = trained_store
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tmescope", "serve", str(store), "--model", str(model),
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_for(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_the_page_draws_the_slide_recolours_and_explains_a_clicked_spot(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(server)
+            page.wait_for_selector("body[data-slide='loaded'][data-coloured-by]", timeout=20_000)
+            page.wait_for_timeout(1000)  # tiles fade in
+            drawn = page.evaluate("window.tmescopeViewer.state.overlay.drawn")
+            assert drawn == 90, "every spot of synth_00 is on screen at the home zoom"
+            with_spots = page.locator("#slide").screenshot()
+            page.locator("#opacity").fill("0")  # the slider hides the spots: H&E alone
+            slide_alone = page.locator("#slide").screenshot()
+            assert _stained_fraction(slide_alone) > 0.1 and slide_alone != with_spots
+            page.locator("#opacity").fill("0.75")
+            assert page.locator("#legend-title").inner_text().startswith("t_cells")
+
+            page.select_option("#layer", "predicted")
+            gene = page.evaluate("window.tmescopeViewer.state.sample.genes[0]")
+            page.select_option("#feature", gene)
+            page.wait_for_selector(f"body[data-coloured-by='predicted:{gene}']", timeout=60_000)
+            values = page.evaluate("window.tmescopeViewer.state.overlay.values")
+            assert len(values) == 90 + 285 and all(v is not None for v in values)
+
+            barcode = page.evaluate(
+                "window.tmescopeViewer.state.rows.barcode"
+                ".find((b, i) => window.tmescopeViewer.state.rows.kind[i] === 'spot')"
+            )
+            where = page.evaluate(f"window.tmescopeViewer.pagePositionOf({barcode!r})")
+            page.mouse.click(where["x"], where["y"])
+            page.wait_for_selector(f"body[data-selected={barcode!r}]", timeout=10_000)
+            page.wait_for_selector("#similar-list img", timeout=20_000)
+            page.wait_for_function(
+                "[...document.querySelectorAll('#similar-list img')]"
+                ".every(img => img.complete && img.naturalWidth > 0)",
+                timeout=20_000,
+            )
+            assert page.locator("#similar-list figure").count() == 8
+            assert page.locator("#attention-list li").count() >= 3
+            assert page.locator("#spot-title").inner_text().endswith(f"{barcode} (spot)")
+            page.wait_for_timeout(500)  # let the last tiles fade in before the picture
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+
+            # Niches colour the spots by category; the panel shows who meets whom.
+            page.select_option("#layer", "niches")
+            page.wait_for_selector("body[data-coloured-by='niches']", timeout=60_000)
+            assert page.locator("#legend-categories li").count() >= 2
+            labels = page.evaluate("window.tmescopeViewer.state.overlay.values")
+            assert len(labels) == 90 + 285 and len({v for v in labels if v is not None}) >= 2
+            page.wait_for_selector("body[data-interactions]", timeout=60_000)
+            assert page.locator("#interactions-pairs tr").count() >= 2
+            page.wait_for_function(
+                "['interactions-heatmap', 'interactions-curves'].every(id => "
+                "document.getElementById(id).complete && "
+                "document.getElementById(id).naturalWidth > 0)",
+                timeout=30_000,
+            )
+            page.screenshot(path=str(ARTIFACTS / "viewer-niches.png"))
+
+            # A similar region opens its own sample, centred on it.
+            hit = page.locator("#similar-list figcaption").first.inner_text()
+            other = hit.split(" ")[1]
+            page.locator("#similar-list figure").first.click()
+            page.wait_for_function(
+                f"window.tmescopeViewer.state.sample.id === {other!r}", timeout=20_000
+            )
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_serve_refuses_a_port_in_use(trained_store: tuple[Path, Path]) -> None:
+    store, _ = trained_store
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tmescope", "serve", str(store), "--port", str(port)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+    assert done.stderr.count("error:") == 1
+
+
+def _stained_fraction(png: bytes) -> float:
+    """The share of pixels that look like H&E (pink or purple), not glass or the page."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return float(((r - g > 30) & (b - g > 10)).mean())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"tmescope serve exited with {process.returncode}: {output}")
+        try:
+            with urllib.request.urlopen(url + "api/info", timeout=5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"tmescope serve did not answer at {url} within {timeout:.0f} s")
