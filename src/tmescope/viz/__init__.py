@@ -1,1 +1,2 @@
-"""Pictures of the cohort: overview plots now; the web viewer and report later."""
+"""Pictures of the cohort: overview and label maps, interaction plots, the similar-region gallery,
+the static report (``viz.report``) and the local web viewer (``viz.app`` and ``viz/static``)."""
