@@ -44,6 +44,8 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert (result.out_dir / "niches" / "niche_composition.png").exists()
     assert result.interactions is not None and result.interactions.cohort is not None
     assert (result.out_dir / "interactions" / "enrichment_cohort.png").exists()
+    page = result.report.read_text() if result.report else ""
+    assert all(f"<h2>{part}</h2>" in page for part in ("Cross-validation", "Niches", "Interactions"))
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:
