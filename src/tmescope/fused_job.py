@@ -145,10 +145,12 @@ def _compute(
     prediction = predict_rows(store, model, sample_id, grid=grid)
     data = FusedSample(
         rows=prediction.store_rows,
-        fused=prediction.fused,
+        # As the store keeps them (float16), so that a set just computed and one read back give
+        # the same niches to the last digit.
+        fused=prediction.fused.astype(np.float16).astype(np.float32),
         states=prediction.states,
         states_std=prediction.states_std,
-        expression=prediction.expression,
+        expression=prediction.expression.astype(np.float16).astype(np.float32),
     )
     if info is None:
         info = read_model_info(store, model.model_id) or FusedModelInfo(
