@@ -56,8 +56,9 @@ class InteractionSettings:
         for name in ("n_perms", "crosscorr_perms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 10 <= value <= 100_000:
+                flag = "--perms" if name == "n_perms" else name
                 raise InvalidParameterError(
-                    f"{name} must be an int from 10 to 100000, got {value!r}"
+                    f"{flag} must be an int from 10 to 100000, got {value!r}"
                 )
 
 
