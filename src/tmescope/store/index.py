@@ -15,6 +15,10 @@ rows, IVF above. On disk, inside the store::
                                 into the covered samples), row (int64), barcode (str), x, y (float32)
       .lock                     held while an index is being written
 
+A :class:`VectorSpace` says which vectors an index holds: the raw embeddings (``index/``, the
+default) or one trained model's fused embeddings (``fused/<model_id>/_index/``, same layout,
+``space: "fused:<model_id>"`` in its attributes).
+
 A build writes its two data files (each through a temporary file and ``os.replace``) under a
 fresh generation name, then commits by replacing ``zarr.json`` the same way, then deletes the
 files of older generations: a reader sees the old index or the new one, never a mix, and an
