@@ -64,12 +64,40 @@ def test_a_written_set_reads_back_and_is_fresh(two: CohortStore) -> None:
     assert not [p for p in (two.path / "fused" / MODEL).iterdir() if p.name.startswith(".")]
 
 
-def test_rewriting_a_sample_makes_its_set_stale(two: CohortStore) -> None:
+def test_embedding_a_sample_again_makes_its_set_stale(two: CohortStore) -> None:
+    write_model_info(two, _info(two))
+    write_fused_sample(two, MODEL, "S1", _fused(make_sample(seed=0)), grid=False)
+    again = make_sample(seed=0, source_hash="other")
+    writer = two.begin_sample(
+        "S1", rows=again.rows, meta=again.meta, dim=8, chunk_rows=16, overwrite=True
+    )
+    assert writer is not None
+    with writer:
+        for i in writer.pending_chunks():
+            writer.write_chunk(i, again.embeddings[writer.rows(i)])
+        writer.finish(again.counts)
+    assert (two.path / "fused" / MODEL / "S1").is_dir() and fresh_samples(two, MODEL) == {}
+
+
+def test_removing_a_sample_removes_its_sets(two: CohortStore) -> None:
     write_model_info(two, _info(two))
     write_fused_sample(two, MODEL, "S1", _fused(make_sample(seed=0)), grid=False)
     two.remove_sample("S1")
-    write_sample(two, "S1", make_sample(seed=0, source_hash="other"))
-    assert fresh_samples(two, MODEL) == {}
+    assert not (two.path / "fused" / MODEL / "S1").exists() and two.verify() == []
+
+
+def test_verify_names_damaged_sets_and_leftovers(two: CohortStore) -> None:
+    import shutil
+
+    write_model_info(two, _info(two))
+    write_fused_sample(two, MODEL, "S1", _fused(make_sample(seed=0)), grid=False)
+    assert two.verify() == []
+    (two.path / "fused" / MODEL / ".S2.partial-0000").mkdir()
+    shutil.rmtree(two.path / "fused" / MODEL / "S1" / "states")
+    problems = two.verify()
+    assert len(problems) == 2
+    assert any(".S2.partial-0000: left by an interrupted write" in p for p in problems)
+    assert any(f"fused/{MODEL}/S1: damaged" in p for p in problems)
 
 
 def test_a_second_write_replaces_the_set_whole(two: CohortStore) -> None:

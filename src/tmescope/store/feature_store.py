@@ -249,6 +249,11 @@ class CohortStore:
         lock.acquire()
         try:
             self._discard(sample_id)
+            # A model's fused set of a removed sample would only mislead a later sample of
+            # the same id; it goes with the sample.
+            from tmescope.store.fused import remove_fused_sets
+
+            remove_fused_sets(self, sample_id)
         finally:
             lock.release()
         log.info("removed sample %s from %s", sample_id, self._path)

@@ -232,6 +232,72 @@ def read_fused_sample(store: CohortStore, model_id: str, sample_id: str) -> Fuse
     )
 
 
+def remove_fused_sets(store: CohortStore, sample_id: str) -> int:
+    """Delete every model's fused set of ``sample_id`` (renamed away first); how many."""
+    root = store.path / FUSED
+    removed = 0
+    for model in sorted(root.iterdir()) if root.is_dir() else []:
+        target = model / sample_id
+        if _visible(model) and target.is_dir():
+            doomed = model / f".{sample_id}.stale-{uuid.uuid4().hex[:8]}"
+            os.replace(target, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def verify_fused(store: CohortStore) -> list[str]:
+    """Problems of the fused sets, one line each: unreadable descriptions, damaged sets,
+    leftovers of interrupted writes. A stale set (its sample embedded again) is no problem:
+    the next command that needs it writes it again."""
+    root = store.path / FUSED
+    if not root.is_dir():
+        return []
+    problems = []
+    complete = set(store.sample_ids(include_incomplete=True))
+    for model in sorted(p for p in root.iterdir() if p.is_dir()):
+        where = f"{FUSED}/{model.name}"
+        try:
+            info = read_model_info(store, model.name)
+        except (StoreError, InvalidParameterError) as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if info is None:
+            problems.append(f"{where}: no description (zarr.json); remove the folder")
+            continue
+        for entry in sorted(model.iterdir()):
+            if not entry.is_dir() or entry.name == FUSED_INDEX:
+                continue
+            if entry.name.startswith("."):
+                problems.append(f"{where}/{entry.name}: left by an interrupted write; delete it")
+            elif entry.name not in complete:
+                problems.append(
+                    f"{where}/{entry.name}: a set of a sample the store no longer holds; delete it"
+                )
+            else:
+                problems.extend(_verify_set(store, info, entry.name, f"{where}/{entry.name}"))
+    return problems
+
+
+def _verify_set(store: CohortStore, info: FusedModelInfo, sample_id: str, where: str) -> list[str]:
+    try:
+        data = read_fused_sample(store, info.model_id, sample_id)
+    except StoreError:
+        return [f"{where}: damaged (arrays missing or unreadable); delete it, the next command "
+                "writes it again"]  # fmt: skip
+    n = store.sample_record(sample_id).n
+    shapes = {
+        "fused": (data.n, info.dim), "states": (data.n, len(info.state_names)),
+        "states_std": (data.n, len(info.state_names)), "expression": (data.n, len(info.genes)),
+    }  # fmt: skip
+    wrong = [k for k, shape in shapes.items() if getattr(data, k).shape != shape]
+    if wrong or data.n == 0 or data.rows.min() < 0 or data.rows.max() >= n:
+        what = ", ".join(wrong) or "rows"
+        return [f"{where}: {what} do not fit the sample's {n} rows; delete it, the next command "
+                "writes it again"]  # fmt: skip
+    return []
+
+
 def _check_shapes(data: FusedSample) -> None:
     n = data.n
     for name in ARRAYS[1:]:
