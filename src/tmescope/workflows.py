@@ -223,6 +223,7 @@ def _demo_analysis(
     if progress is not None:
         progress("finding niches in the fused embeddings (written back into the store)")
     niches = find_niches(store, model_dir, annotations=regions, out=out_dir / "niches")
+    build_cohort_index(store, space="fused", model_dir=model_dir)  # the viewer's "in context"
     if progress is not None:
         progress("measuring where TME populations meet (enrichment, co-occurrence)")
     interactions = run_interactions(store, model_dir, out=out_dir / "interactions")

@@ -9,7 +9,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Three small synthetic samples with a 55 µm grid, their index, and a quick model."""
+    """Three small synthetic samples with a 55 µm grid, a quick model, and both indexes (raw
+    and the model's fused space)."""
     from tmescope.datasets import write_synthetic_cohort
     from tmescope.embed_job import EmbedSettings, SampleInput
     from tmescope.train_job import TrainSettings, train_model
@@ -29,4 +30,5 @@ def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         n_genes=12, n_members=1, models=("gat",), folds=str(folds), device="cpu"
     )
     train_model(store, root / "model", settings=settings)
+    build_cohort_index(store, space="fused", model_dir=root / "model")  # writes the fused sets
     return store, root / "model"

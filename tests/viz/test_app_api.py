@@ -163,6 +163,17 @@ def test_bad_requests_get_a_clear_json_error(
     assert isinstance(detail, str) and words in detail
 
 
+def test_similar_regions_in_the_fused_space(client: TestClient, spots: dict) -> None:
+    barcode, _ = _a_spot(spots)
+    params = {"sample": "synth_01", "spot": barcode, "k": 5}
+    raw = client.get("/api/query", params=params).json()["hits"]
+    fused = client.get("/api/query", params={**params, "space": "fused"}).json()["hits"]
+    assert len(fused) == 5 and all((h["sample"], h["barcode"]) != ("synth_01", barcode) for h in fused)
+    assert [h["barcode"] for h in fused] != [h["barcode"] for h in raw]
+    refused = client.get("/api/query", params={**params, "space": "other"})
+    assert refused.status_code == 422 and "space must be one of" in refused.json()["detail"]
+
+
 def test_niches_label_every_row_and_interactions_pool_the_samples(
     client: TestClient, spots: dict
 ) -> None:
@@ -198,6 +209,10 @@ def test_without_a_model_measured_values_and_search_still_work(
     assert len(hits["hits"]) == 8
     refused = bare_client.get("/api/samples/synth_01/attention", params={"spot": barcode})
     assert refused.status_code == 409 and "--model" in refused.json()["detail"]
+    fused = bare_client.get(
+        "/api/query", params={"sample": "synth_01", "spot": barcode, "space": "fused"}
+    )
+    assert fused.status_code == 409 and "--model" in fused.json()["detail"]
     for url in ("/api/samples/synth_01/niches", "/api/interactions"):
         refused = bare_client.get(url)
         assert refused.status_code == 409 and "--model" in refused.json()["detail"]

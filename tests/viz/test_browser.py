@@ -103,6 +103,9 @@ def test_the_page_draws_the_slide_recolours_and_explains_a_clicked_spot(server: 
                 timeout=20_000,
             )
             assert page.locator("#similar-list figure").count() == 8
+            page.wait_for_selector("body[data-similar='raw:8']", timeout=20_000)
+            page.select_option("#similar-space", "fused")  # alike in image and surroundings
+            page.wait_for_selector("body[data-similar='fused:8']", timeout=20_000)
             assert page.locator("#attention-list li").count() >= 3
             assert page.locator("#spot-title").inner_text().endswith(f"{barcode} (spot)")
             page.wait_for_timeout(500)  # let the last tiles fade in before the picture

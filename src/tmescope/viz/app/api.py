@@ -180,9 +180,12 @@ def create_app(
         sample: Annotated[str, Query(max_length=128, description="the query's sample id")],
         spot: Barcode,
         k: Annotated[int, Query(ge=1, le=MAX_K, description="how many regions")] = 8,
+        space: Annotated[
+            str, Query(max_length=8, description="raw (the image) or fused (image + neighbours)")
+        ] = "raw",
     ) -> Similar:
         """The ``k`` regions of the cohort most like a spot (itself left out), by embedding."""
-        hits = data.similar(data.check_sample(sample), spot, k=k)
+        hits = data.similar(data.check_sample(sample), spot, k=k, space=space)
         return Similar(
             sample_id=sample, barcode=spot, k=k,
             hits=[

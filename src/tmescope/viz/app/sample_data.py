@@ -31,10 +31,11 @@ from tmescope.store.schema import RowKind
 if TYPE_CHECKING:
     from tmescope.fusion.model_dir import FusionModel
     from tmescope.predict_job import SamplePrediction
-    from tmescope.store.index import CohortIndex, SearchResult
+    from tmescope.store.index import CohortIndex, SearchResult, VectorSpace
 
 Layer = Literal["measured", "predicted", "std"]
 LAYERS: tuple[Layer, ...] = ("measured", "predicted", "std")
+SPACES = ("raw", "fused")  # where similar regions are searched
 MAX_K = 50
 MEASURED_KEPT = 4  # samples whose measured tables stay in memory
 
@@ -141,8 +142,7 @@ class CohortData:
         self._measured_lock = threading.Lock()
         self._gene_names: dict[str, tuple[str, ...]] = {}
         self._predictions: dict[str, tuple[SamplePrediction, np.ndarray]] = {}
-        self._index: CohortIndex | None = None
-        self._index_generation: str | None = None
+        self._indexes: dict[str, CohortIndex] = {}  # "raw" and "fused", loaded when first asked
         self._index_lock = threading.Lock()
 
     @property
@@ -250,20 +250,50 @@ class CohortData:
             for e, source in zip(into.tolist(), edge_index[0, into].tolist(), strict=True)
         ]
 
-    def similar(self, sample_id: str, name: str, *, k: int) -> list[SearchResult]:
-        """The ``k`` regions of the cohort most like a spot or tile, itself left out."""
-        from tmescope.store.search import spot_vector
+    def similar(
+        self, sample_id: str, name: str, *, k: int, space: str = "raw"
+    ) -> list[SearchResult]:
+        """The ``k`` regions of the cohort most like a spot or tile, itself left out.
 
+        ``space="raw"`` compares the encoder's embeddings (patches that look alike);
+        ``"fused"`` the model's fused embeddings (alike in image and surroundings), through the
+        index ``tmescope index STORE --space fused --model MODEL_DIR`` built.
+        """
         if isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidParameterError(f"k must be 1 to {MAX_K}, got {k!r}")
-        self.rows(sample_id).row_of(sample_id, name)
-        vector = spot_vector(self.store, sample_id, name)
-        index = self._loaded_index()
+        if space not in SPACES:
+            raise InvalidParameterError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        row = self.rows(sample_id).row_of(sample_id, name)
+        vector = self._query_vector(sample_id, name, row, space)
+        index = self._loaded_index(space)
         k_fetch = min(k + 1, index.n)
         with self._index_lock:
             hits = index.search(vector[None, :], k=k_fetch)[0]
         others = [h for h in hits if (h.sample_id, h.barcode) != (sample_id, name)][:k]
         return [replace(h, rank=i) for i, h in enumerate(others, start=1)]
+
+    def _query_vector(self, sample_id: str, name: str, row: int, space: str) -> np.ndarray:
+        from tmescope.store.search import spot_vector
+
+        if space == "raw":
+            return spot_vector(self.store, sample_id, name)
+        from tmescope.store.fused import read_fused_sample
+
+        data = read_fused_sample(self.store, self._fused_space().model_id or "", sample_id)
+        position = np.flatnonzero(data.rows == row)
+        if position.size == 0:
+            raise SpotNotFoundError(f"{name!r} of {sample_id!r} has no fused embedding")
+        return np.asarray(data.fused[int(position[0])], dtype=np.float32)
+
+    def _fused_space(self) -> VectorSpace:
+        from tmescope.store.index import VectorSpace
+
+        if self.model is None:
+            raise PredictionsUnavailableError(
+                "no fused space: the viewer was started without a model; start it with "
+                "`tmescope serve STORE --model MODEL_DIR`"
+            )
+        return VectorSpace(self.model.model_id)
 
     def prediction(self, sample_id: str) -> tuple[SamplePrediction, np.ndarray]:
         """The sample's prediction and, per store row, its row in the prediction (-1: none)."""
@@ -327,17 +357,19 @@ class CohortData:
         names = tuple(str(g) for g in np.asarray(counts.var_names)[by_total])
         return _Measured(names, logged, spot_rows, n_rows)
 
-    def _loaded_index(self) -> CohortIndex:
-        """The store's raw similarity index, reloaded when it has been rebuilt since."""
-        from tmescope.store.index import load_index, read_index_info
+    def _loaded_index(self, space: str = "raw") -> CohortIndex:
+        """The store's index of ``space``, reloaded when it has been rebuilt since."""
+        from tmescope.store.index import RAW, load_index, read_index_info
 
-        info = read_index_info(self.store)
+        vectors = RAW if space == "raw" else self._fused_space()
+        info = read_index_info(self.store, vectors)
         generation = info.generation if info is not None else None
         with self._index_lock:
-            if self._index is None or generation != self._index_generation:
-                self._index = load_index(self.store, warn_stale=False)
-                self._index_generation = self._index.info.generation
-            return self._index
+            cached = self._indexes.get(space)
+            if cached is None or generation != cached.info.generation:
+                cached = load_index(self.store, warn_stale=False, space=vectors)
+                self._indexes[space] = cached
+            return cached
 
 
 def _column(features: tuple[str, ...], feature: str, sample_id: str) -> int:

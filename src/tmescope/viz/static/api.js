@@ -19,7 +19,7 @@ export const api = {
   spot: (sample, spot) => getJSON(`/api/samples/${encodeURIComponent(sample)}/spot`, { spot }),
   attention: (sample, spot) =>
     getJSON(`/api/samples/${encodeURIComponent(sample)}/attention`, { spot }),
-  similar: (sample, spot, k = 8) => getJSON("/api/query", { sample, spot, k }),
+  similar: (sample, spot, k = 8, space = "raw") => getJSON("/api/query", { sample, spot, k, space }),
   niches: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/niches`),
   interactions: (sample) => getJSON("/api/interactions", sample ? { sample } : {}),
 };

@@ -57,6 +57,10 @@ async function main() {
   $("layer").addEventListener("change", () => { fillFeatures(); recolour().catch(fail); });
   $("feature").addEventListener("change", () => recolour().catch(fail));
   $("interactions-scope").addEventListener("change", () => showInteractions().catch(fail));
+  $("similar-space").addEventListener("change", () => {
+    const barcode = document.body.dataset.selected;
+    if (barcode) showSimilarOf(state.sample.id, barcode);
+  });
   $("opacity").addEventListener("input", (e) => { state.overlay.opacity = Number(e.target.value); state.overlay.draw(); });
   $("show-spots").addEventListener("change", (e) => { state.overlay.show.spot = e.target.checked; state.overlay.draw(); });
   $("show-tiles").addEventListener("change", (e) => { state.overlay.show.tile = e.target.checked; state.overlay.draw(); });
@@ -81,6 +85,8 @@ async function openSample(sampleId, focus = null) {
   }
   if (!sample.has_predictions) $("layer").value = "measured";
   $("show-tiles").disabled = sample.n_tiles === 0;
+  $("similar-space").options[1].disabled = !sample.has_predictions;
+  if (!sample.has_predictions) $("similar-space").value = "raw";
   fillFeatures();
   const [dzi, rows] = await Promise.all([api.dzi(sampleId), api.spots(sampleId)]);
   state.rows = rows;
@@ -230,10 +236,17 @@ async function selectRow(index) {
   } else {
     showAttention([], "start the viewer with --model to see the model's attention");
   }
-  api.similar(sample.id, barcode, 8)
+  showSimilarOf(sample.id, barcode);
+}
+
+// Similar regions of the selected row, in the space the panel's selector names.
+function showSimilarOf(sampleId, barcode) {
+  const space = $("similar-space").value;
+  delete document.body.dataset.similar;
+  api.similar(sampleId, barcode, 8, space)
     .then((body) => {
       showSimilar(body.hits, null, (hit) => openSample(hit.sample, hit).catch(fail));
-      document.body.dataset.similar = String(body.hits.length);
+      document.body.dataset.similar = `${space}:${body.hits.length}`;
     })
     .catch((error) => showSimilar([], error.message));
 }
