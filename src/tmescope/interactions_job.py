@@ -90,6 +90,7 @@ class InteractionReport:
     crosscorr_std: np.ndarray | None
     state_names: tuple[str, ...]
     figures: tuple[Path, ...] = field(default=())
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)  # sample → label per fused row
 
     def pairs(self) -> list[dict[str, Any]]:
         """Each unordered pair of labels with its enrichment: pairs of two different labels
@@ -237,6 +238,7 @@ def interactions_of(
         crosscorr_mean=cc_mean,
         crosscorr_std=cc_std,
         state_names=tuple(cohort.info.state_names),
+        labels={s: labels[s] for s in samples},
     )
 
 
@@ -356,7 +358,7 @@ def _draw(
     cats = list(report.categories)
     what = "niches" if report.settings.on == "niches" else "dominant TME state"
     where = "grid tiles" if report.settings.grid else "spots"
-    labels = cohort_labels(cohort, report.settings)
+    labels = report.labels
     figures = []
     if report.cohort is not None:
         figures.append(
