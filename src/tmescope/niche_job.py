@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +107,7 @@ def find_niches(
     report = niches_of(cohort, k=k, resolution=resolution, seed=seed, truth=truth)
     if out is not None:
         figures = draw_niches(store, cohort, report, Path(out))
-        report = _with(report, figures=tuple(figures))
+        report = replace(report, figures=tuple(figures))
     return report
 
 
@@ -243,12 +243,6 @@ def _agreement(
     # Niche ids are shared by every sample, so the cohort's score pools the spots as they are.
     pooled = float(adjusted_rand_score(np.concatenate(given), np.concatenate(found)))
     return {"cohort": pooled, **scores}
-
-
-def _with(report: NicheReport, **changes: Any) -> NicheReport:
-    from dataclasses import replace
-
-    return replace(report, **changes)
 
 
 def _finite(value: Any) -> float | None:

@@ -37,11 +37,9 @@ class ViewerAnalysis:
         self._fused: FusedCohort | None = None
         self._niches: NicheReport | None = None
         self._interactions: InteractionReport | None = None
+        # Removed by its finalizer when the viewer's process ends: nothing to close by hand.
         self._folder = tempfile.TemporaryDirectory(prefix="tmescope-viewer-")
         self._figures: dict[tuple[str, str], Path] = {}
-
-    def close(self) -> None:
-        self._folder.cleanup()
 
     def niches(self, sample_id: str) -> tuple[list[str], np.ndarray]:
         fused, niches = self._ready()[:2]
