@@ -2,7 +2,16 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# A stamp per install flavour, redone when pyproject.toml changes.
+# Installs come from the locks in requirements/ (every transitive pin, with hashes): the same
+# commit installs the same packages every day. `make lock` refreshes them (docs/development.md).
+BASE_LOCK := requirements/base.lock.txt
+TEST_LOCK := requirements/test.lock.txt
+# pip-compile, in a venv of its own so that its dependencies never enter .venv.
+LOCK_VENV  := .venv-lock
+LOCK_TOOLS := pip-tools==7.7.0
+PIP_COMPILE = $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+# A stamp per install flavour, redone when its lock or pyproject.toml changes.
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo_output
@@ -10,7 +19,7 @@ PYTEST_ARGS ?=
 # The viewer's JavaScript libraries (OpenSeadragon), from the npm registry into an ignored folder.
 VIEWER_STAMP := viewer/node_modules/.installed
 
-.PHONY: demo test lint typecheck bench clean viewer-assets chromium
+.PHONY: demo test lint typecheck bench clean lock viewer-assets chromium
 
 demo: $(BASE_STAMP) viewer-assets
 	$(BIN)/tmescope demo --out $(DEMO_OUT)
@@ -32,13 +41,33 @@ bench: $(BASE_STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(BASE_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# The lock first (hashes checked, nothing resolved), then tmescope itself without its
+# dependencies and without build isolation (its build tools are in the lock too), then a check
+# that what is installed is consistent.
+define install_locked
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(1)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+endef
+
+$(BASE_STAMP): pyproject.toml $(BASE_LOCK) | $(BIN)/python
+	$(call install_locked,$(BASE_LOCK))
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+# The test lock holds the base lock's versions plus the test extra: both flavours are installed.
+$(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(BIN)/python
+	$(call install_locked,$(TEST_LOCK))
 	touch $(BASE_STAMP) $@
+
+# Refresh both locks from pyproject.toml and requirements/*.in (the newest releases allowed);
+# run it after changing dependencies, then `make test` and commit the locks with the change.
+lock: | $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) -o $(BASE_LOCK) pyproject.toml requirements/pins.in
+	$(PIP_COMPILE) --extra test -o $(TEST_LOCK) pyproject.toml requirements/pins.in requirements/test.in
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet "$(LOCK_TOOLS)"
 
 viewer-assets:
 	@if command -v npm >/dev/null 2>&1; then \
@@ -64,4 +93,4 @@ chromium:
 	fi
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache .hypothesis viewer/node_modules
+	rm -rf $(VENV) $(LOCK_VENV) $(DEMO_OUT) .pytest_cache .ruff_cache .mypy_cache .hypothesis viewer/node_modules
