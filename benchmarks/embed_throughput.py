@@ -35,8 +35,8 @@ from tmescope.datasets import write_synthetic_cohort
 from tmescope.embed.patches import SPOT, TILE, plan_patches
 from tmescope.embed.pipeline import BatchReader, Embedder, plan_batches
 from tmescope.embed.registry import create_encoder
-from tmescope.embed_job import EmbedSettings, SampleInput, embed_sample_into_store
 from tmescope.io import read_visium
+from tmescope.jobs.embed import EmbedSettings, SampleInput, embed_sample_into_store
 
 SPOTS_PER_16K_SLIDE = 3600  # the synthetic lattice at 0.5 µm/px gives ~16,000 px sides
 SPOTS_PER_40K_SLIDE = 28000  # and ~40,000 px sides

@@ -52,11 +52,11 @@ def say(message: str) -> None:
 def quality(work: Path, *, samples: int, spots: int, members: int) -> dict[str, Any]:
     """Cross-validated quality on an embedded synthetic cohort."""
     from tmescope.datasets import write_synthetic_cohort
-    from tmescope.embed_job import SampleInput
     from tmescope.fusion.cohort import read_spot_table
     from tmescope.fusion.evaluation import MODEL_NAMES, cross_validate, prepare_fold, spot_graph
     from tmescope.fusion.folds import leave_one_sample_out
     from tmescope.fusion.genesets import load_gene_sets
+    from tmescope.jobs.embed import SampleInput
     from tmescope.store import CohortStore
     from tmescope.workflows import embed_samples
 

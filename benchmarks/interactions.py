@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from tmescope.fused_job import write_fused
-    from tmescope.interactions_job import InteractionSettings, run_interactions
-    from tmescope.niche_job import find_niches
+    from tmescope.jobs.fused import write_fused
+    from tmescope.jobs.interactions import InteractionSettings, run_interactions
+    from tmescope.jobs.niches import find_niches
     from tmescope.store import CohortStore
 
     results: dict[str, Any] = {}

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from tmescope.embed_job import EmbedSettings, SampleInput
+from tmescope.jobs.embed import EmbedSettings, SampleInput
 from tmescope.workflows import embed_samples, fullres_image_of
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmescope.embed_job import SampleInput
+from tmescope.jobs.embed import SampleInput
 from tmescope.store import CohortStore, SampleStatus
 from tmescope.workflows import embed_samples, fullres_image_of
 

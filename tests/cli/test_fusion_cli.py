@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tmescope.embed_job import SampleInput
+from tmescope.jobs.embed import SampleInput
 from tmescope.workflows import embed_samples
 
 

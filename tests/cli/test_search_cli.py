@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmescope.embed_job import SampleInput
+from tmescope.jobs.embed import SampleInput
 from tmescope.store import CohortStore
 from tmescope.workflows import build_cohort_index, embed_samples, query_store
 
@@ -152,7 +152,7 @@ def _cut_patch(store_path: Path, sample_id: str, row: int, out: Path) -> str:
 
     from PIL import Image
 
-    from tmescope.query_job import _PatchCutter
+    from tmescope.jobs.query import _PatchCutter
 
     store = CohortStore.open(store_path)
     x, y = store.read_coords(sample_id)[row]

@@ -198,32 +198,67 @@ def test_stops_after_patience_steps_without_progress(cohort: list[GraphSample]) 
     assert history.steps[-1] < config.max_steps
 
 
-def test_same_seed_same_model_and_member_zero_equals_fit_head(
-    cohort: list[GraphSample], head: TrainedHead
+def test_same_seed_same_start_and_member_zero_equals_fit_head(
+    cohort: list[GraphSample],
 ) -> None:
+    """The seed fixes the initial weights, dropout and sample order; member 0 is fit_head's.
+
+    Two trainings are compared after two steps, not eighty: float rounding (which differs with
+    the BLAS kernel and thread schedule) would be amplified by a long run into differences that
+    say nothing about seeding, while different seeds start from different weights altogether.
+    """
+    config = HeadConfig(**{**SMALL.to_dict(), "max_steps": 2, "dropout": 0.2})
     rng_before = torch.get_rng_state()
-    again = fit_ensemble(cohort[:2], cohort[2:3], n_members=2, config=SMALL, seed=3)
+    single = fit_head(cohort[:2], cohort[2:3], config=config, seed=3)
+    again = fit_ensemble(cohort[:2], cohort[2:3], n_members=2, config=config, seed=3)
     assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is left alone
     first = again.members[0].module.state_dict()
-    for name, tensor in head.module.state_dict().items():
-        torch.testing.assert_close(first[name], tensor, rtol=0, atol=0)
+    for name, tensor in single.module.state_dict().items():
+        torch.testing.assert_close(first[name], tensor, rtol=1e-4, atol=1e-5)
     second = again.members[1].module.state_dict()
-    assert any(not torch.equal(second[k], v) for k, v in first.items())
+    assert max(float((second[k] - v).abs().max()) for k, v in first.items()) > 0.05
 
 
 def test_targets_are_standardised_on_train_so_units_do_not_matter(
-    cohort: list[GraphSample],
+    cohort: list[GraphSample], head: TrainedHead
 ) -> None:
+    """Targets in other units reach the loss as the same standardised numbers, and predictions
+    come back in the caller's units; the statistics come from the training samples only."""
+
     def rescaled(s: GraphSample) -> GraphSample:
         return GraphSample(s.sample_id, s.x, s.edge_index, s.y * 1000.0 - 7.0, s.target_mask)  # type: ignore[operator]
 
-    base = fit_head(cohort[:1], cohort[1:2], config=SMALL, seed=1).predict(cohort[3]).mean
-    scaled = fit_head([rescaled(cohort[0])], [rescaled(cohort[1])], config=SMALL, seed=1)
+    train, other = cohort[:2], cohort[2]
+    base = fit_transform(train, pca_dim=None, seed=0)
+    scaled = fit_transform([rescaled(s) for s in train], pca_dim=None, seed=0)
+    pooled = np.concatenate([s.y for s in train])  # type: ignore[misc]
+    np.testing.assert_allclose(scaled.y_mean, pooled.mean(axis=0) * 1000.0 - 7.0, rtol=1e-5)
+    np.testing.assert_allclose(scaled.y_std, pooled.std(axis=0) * 1000.0, rtol=1e-5)
+    # What the loss sees (standardised targets) is the same whatever the units ...
     np.testing.assert_allclose(
-        scaled.predict(cohort[3]).mean, base * 1000.0 - 7.0, rtol=1e-3, atol=0.5
+        scaled.scale_targets(rescaled(other).y),  # type: ignore[arg-type]
+        base.scale_targets(other.y),  # type: ignore[arg-type]
+        rtol=1e-4,
+        atol=1e-4,
     )
-    stats = fit_transform([rescaled(cohort[0])], pca_dim=None, seed=0)
-    np.testing.assert_allclose(stats.y_mean, rescaled(cohort[0]).y.mean(axis=0), rtol=1e-5)  # type: ignore[union-attr]
+    # ... so the same network gives the same predictions, in the units of its targets.
+    network_in_other_units = TrainedHead(
+        head.module, scaled, config=head.config, history=head.history, seed=head.seed
+    )
+    in_head_units = TrainedHead(
+        head.module, base, config=head.config, history=head.history, seed=head.seed
+    )
+    np.testing.assert_allclose(
+        network_in_other_units.predict(cohort[3]).mean,
+        in_head_units.predict(cohort[3]).mean * 1000.0 - 7.0,
+        rtol=1e-4,
+        atol=0.05,
+    )
+    # A fitted head's statistics are its training samples', not its validation sample's.
+    fitted = fit_head([rescaled(train[0])], [rescaled(other)], config=SMALL, seed=1)
+    np.testing.assert_allclose(
+        fitted.transform.y_mean, rescaled(train[0]).y.mean(axis=0), rtol=1e-5  # type: ignore[union-attr]
+    )
 
 
 def test_transform_is_fitted_on_train_only_with_pca(cohort: list[GraphSample]) -> None:

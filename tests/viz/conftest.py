@@ -12,8 +12,8 @@ def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Three small synthetic samples with a 55 µm grid, a quick model, and both indexes (raw
     and the model's fused space)."""
     from tmescope.datasets import write_synthetic_cohort
-    from tmescope.embed_job import EmbedSettings, SampleInput
-    from tmescope.train_job import TrainSettings, train_model
+    from tmescope.jobs.embed import EmbedSettings, SampleInput
+    from tmescope.jobs.train import TrainSettings, train_model
     from tmescope.workflows import build_cohort_index, embed_samples
 
     root = tmp_path_factory.mktemp("viewer")

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tmescope.errors import ModelMismatchError, StoreNotFoundError
-from tmescope.serve_job import make_app
+from tmescope.jobs.serve import make_app
 
 pytestmark = pytest.mark.slow
 

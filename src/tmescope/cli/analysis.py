@@ -11,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from tmescope.interactions_job import InteractionReport
-    from tmescope.niche_job import NicheReport
+    from tmescope.workflows import InteractionReport, NicheReport
 
 _STORE = Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")]
 _MODEL = Annotated[Path, typer.Argument(help="A model folder written by tmescope train.")]
@@ -47,7 +46,7 @@ def niches(
     device: _DEVICE = "auto",
 ) -> None:
     """Cluster the cohort's fused embeddings into niches; name them and count them per sample."""
-    from tmescope.niche_job import find_niches
+    from tmescope.workflows import find_niches
 
     report = find_niches(
         store, model_dir, k=k, resolution=resolution, seed=seed, annotations=annotations,
@@ -97,7 +96,7 @@ def interactions(
 ) -> None:
     """Which TME populations (or niches) neighbour each other more or less than chance."""
     from tmescope.errors import InvalidParameterError
-    from tmescope.interactions_job import InteractionSettings, run_interactions
+    from tmescope.workflows import InteractionSettings, run_interactions
 
     if cohort and sample:
         raise InvalidParameterError("give --sample or --cohort, not both")

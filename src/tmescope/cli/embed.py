@@ -107,8 +107,7 @@ def embed(
     ] = False,
 ) -> None:
     """Embed the tissue under every spot (and, with --grid, between spots) into a Zarr store."""
-    from tmescope.embed_job import EmbedSettings, SampleInput
-    from tmescope.workflows import embed_samples
+    from tmescope.workflows import EmbedSettings, SampleInput, embed_samples
 
     images = image or []
     if images and len(images) != len(samples):

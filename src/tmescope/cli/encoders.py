@@ -14,7 +14,7 @@ def encoders(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """List the encoders: dimension, input size, µm/px, pooling, licence, weights found."""
-    from tmescope.embed.registry import describe_encoders
+    from tmescope.workflows import describe_encoders
 
     rows = describe_encoders()
     if as_json:

@@ -60,7 +60,7 @@ def train(
     ] = False,
 ) -> None:
     """Cross-validate the head against its baselines on the same folds; save the final head."""
-    from tmescope.train_job import TrainSettings, parse_models, train_model
+    from tmescope.workflows import TrainSettings, parse_models, train_model
 
     settings = TrainSettings(
         target=target, n_genes=genes, models=parse_models(model), folds=folds, groups=groups,
@@ -93,7 +93,7 @@ def predict(
     """Predict expression, TME states and attention for one sample; write AnnData."""
     import anndata as ad
 
-    from tmescope.predict_job import predict_sample
+    from tmescope.workflows import predict_sample
 
     path = predict_sample(store, model_dir, sample=sample, out=out, grid=grid, device=device)
     written = ad.read_h5ad(path, backed="r")

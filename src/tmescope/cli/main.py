@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from tmescope import __version__
+from tmescope._version import __version__
 from tmescope.cli import (
     analysis,
     demo,

@@ -35,8 +35,7 @@ def report(
 ) -> None:
     """Write a report a biologist can open: H&E, measured and predicted maps, similar regions,
     niches and where TME populations meet."""
-    from tmescope.report_job import write_report
-    from tmescope.report_sections import analysis_sections
+    from tmescope.workflows import analysis_sections, write_report
 
     sections = analysis_sections(store, model) if model is not None and analysis else []
     path = write_report(

@@ -25,7 +25,7 @@ def serve(
     ] = "cpu",
 ) -> None:
     """Browse the slides with measured and predicted maps, attention and similar regions."""
-    from tmescope.serve_job import serve as serve_viewer
+    from tmescope.workflows import serve as serve_viewer
 
     console = Console(stderr=True, highlight=False)
     serve_viewer(

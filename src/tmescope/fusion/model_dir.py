@@ -61,7 +61,7 @@ def save_model(
     info: Mapping[str, Any],
 ) -> Path:
     """Write a model to ``directory``, replacing any model there only once the new one is whole."""
-    from tmescope import __version__
+    from tmescope._version import __version__
 
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,7 @@ class SampleRecord:
 
 def root_attrs(fingerprint: Mapping[str, Any]) -> dict[str, Any]:
     """The attributes of a new store's root group."""
-    from tmescope import __version__
+    from tmescope._version import __version__
 
     return {
         ROOT_ATTR: {

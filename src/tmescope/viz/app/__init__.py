@@ -2,5 +2,5 @@
 
 ``data`` (what the API reads), ``slide_tiles`` (deep-zoom JPEG tiles cut lazily from the slides),
 ``assets`` (where the page's third-party JavaScript lies), ``schemas`` (the JSON shapes) and
-``api`` (the routes). Built and served by :mod:`tmescope.serve_job`.
+``api`` (the routes). Built and served by :mod:`tmescope.jobs.serve`.
 """

@@ -1,8 +1,8 @@
 """What the viewer asks of a cohort's niches and interactions, whoever computes them.
 
 The viewer (this room) draws; computing niches and interaction statistics joins the store, the
-model and ``analysis/``, which is the workflows' job (``tmescope.viewer_analysis``). The app gets
-an object with these three methods, or ``None`` when it was started without a model. A
+model and ``analysis/``, which is the job layer's work (``tmescope.jobs.serve_analysis``). The
+app gets an object with these three methods, or ``None`` when it was started without a model. A
 ``sample_id`` of ``None`` means the cohort: the statistics pooled over every sample.
 """
 

@@ -1,10 +1,14 @@
 """What the viewer's API reads: a store's rows, measured values, predictions and similar regions.
 
 Everything is read lazily and kept: a sample's rows and measured expression on its first request,
-its :class:`~tmescope.predict_job.SamplePrediction` (when a model was given) on the first
+its :class:`~tmescope.fusion.prediction.SamplePrediction` (when a model was given) on the first
 request that needs one. A lock per sample makes two concurrent first requests compute once.
 Rows are always in the store's order (spots and tiles as stored), so every per-row array the API
 returns lines up with :meth:`CohortData.rows`.
+
+Running a model and computing its targets join rooms, which is the job layer's work: the app is
+handed a :class:`ModelSource` and a reader of measured values (``tmescope.jobs.serve`` builds
+both) and never runs ``fusion`` itself.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +33,7 @@ from tmescope.store import CohortStore
 from tmescope.store.schema import RowKind
 
 if TYPE_CHECKING:
-    from tmescope.fusion.model_dir import FusionModel
-    from tmescope.predict_job import SamplePrediction
+    from tmescope.fusion.prediction import SamplePrediction
     from tmescope.store.index import CohortIndex, SearchResult, VectorSpace
 
 Layer = Literal["measured", "predicted", "std"]
@@ -85,16 +88,50 @@ class FeatureValues:
 
 
 @dataclass(frozen=True)
-class _Measured:
+class MeasuredTable:
     """Measured values of one sample's spots: one column per feature, one row per spot.
 
     ``table`` is dense for a model's few targets and sparse (CSC) for every gene of the counts,
-    which would not fit in memory densely for a large sample.
+    which would not fit in memory densely for a large sample. Empty for a sample without counts.
     """
 
     features: tuple[str, ...]
     table: np.ndarray | sp.csc_matrix  # (n_spots, features)
     spot_rows: np.ndarray  # (n_spots,) the store row of each table row
+
+    @classmethod
+    def empty(cls) -> MeasuredTable:
+        return cls((), np.empty((0, 0), dtype=np.float32), np.empty(0, dtype=np.int64))
+
+
+class ModelSource(Protocol):
+    """A trained model as the viewer sees it, served by the job layer."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def genes(self) -> tuple[str, ...]: ...
+
+    @property
+    def state_names(self) -> tuple[str, ...]: ...
+
+    def predict(self, sample_id: str) -> SamplePrediction:
+        """The model's prediction for every spot (and tile) of a stored sample."""
+        ...
+
+    def measured(self, sample_id: str) -> MeasuredTable:
+        """The sample's measured values of the model's targets (genes, then states)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A :class:`MeasuredTable` placed among the sample's ``n_rows`` store rows."""
+
+    features: tuple[str, ...]
+    table: np.ndarray | sp.csc_matrix  # (n_spots, features)
+    spot_rows: np.ndarray  # (n_spots,)
     n_rows: int
 
     def column(self, sample_id: str, feature: str) -> np.ndarray:
@@ -125,15 +162,15 @@ class CohortData:
     def __init__(
         self,
         store: CohortStore,
-        model: FusionModel | None = None,
         *,
-        predict: Callable[[str], SamplePrediction] | None = None,
+        measured: Callable[[str], MeasuredTable],
+        model: ModelSource | None = None,
     ) -> None:
-        """``predict(sample_id)`` runs ``model`` over a sample (``predict_job.predict_rows``,
-        handed in by the caller: running a model joins rooms, which is the workflows' job)."""
+        """``measured(sample_id)`` reads a sample's measured expression (every gene) for a viewer
+        without a model; with one, ``model`` predicts and gives its own measured targets."""
         self.store = store
         self.model = model
-        self._predict = predict
+        self._read_expression = measured
         self._sample_ids = tuple(store.sample_ids())
         self._locks = {sid: threading.Lock() for sid in self._sample_ids}
         self._rows: dict[str, SampleRows] = {}
@@ -165,13 +202,13 @@ class CohortData:
     def genes(self, sample_id: str) -> tuple[str, ...]:
         """The genes a sample can be coloured by: the model's, else every measured gene."""
         if self.model is not None:
-            return tuple(self.model.spec.genes)
+            return tuple(self.model.genes)
         if sample_id not in self._gene_names:
             self._gene_names[sample_id] = self._measured_of(sample_id).features
         return self._gene_names[sample_id]
 
     def state_names(self) -> tuple[str, ...]:
-        return tuple(self.model.spec.state_names) if self.model is not None else ()
+        return tuple(self.model.state_names) if self.model is not None else ()
 
     def rows(self, sample_id: str) -> SampleRows:
         self.check_sample(sample_id)
@@ -298,7 +335,7 @@ class CohortData:
     def prediction(self, sample_id: str) -> tuple[SamplePrediction, np.ndarray]:
         """The sample's prediction and, per store row, its row in the prediction (-1: none)."""
         self.check_sample(sample_id)
-        if self.model is None or self._predict is None:
+        if self.model is None:
             raise PredictionsUnavailableError(
                 "no predictions: the viewer was started without a model; start it with "
                 "`tmescope serve STORE --model MODEL_DIR`"
@@ -309,7 +346,7 @@ class CohortData:
         with self._locks[sample_id]:
             if sample_id not in self._predictions:
                 record = self.store.sample_record(sample_id)
-                prediction = self._predict(sample_id)
+                prediction = self.model.predict(sample_id)
                 order = np.full(record.n, -1, dtype=np.int64)
                 order[prediction.store_rows] = np.arange(prediction.n)
                 self._predictions[sample_id] = (prediction, order)
@@ -331,31 +368,15 @@ class CohortData:
 
     def _read_measured(self, sample_id: str) -> _Measured:
         """With a model, its own targets (genes, then states) computed as in training; without,
-        every gene as log1p of counts scaled to 10,000 a spot, genes by total count."""
+        every gene as the reader handed in gives it."""
         n_rows = self.rows(sample_id).names.size
-        has_counts = self.store.sample_record(sample_id).has_counts
-        if not has_counts:
-            empty = np.empty((0, 0), dtype=np.float32)
-            return _Measured((), empty, np.empty(0, dtype=np.int64), n_rows)
-        if self.model is not None:
-            from tmescope.fusion.cohort import read_spot_table
-
-            spec = self.model.spec
-            table = read_spot_table(self.store, sample_id)
-            features = (*spec.genes, *spec.state_names)
-            return _Measured(features, spec.compute(table), table.rows, n_rows)
-        from tmescope.fusion.targets import normalise_log1p
-
-        counts = self.store.read_counts(sample_id)
-        if counts is None:  # removed since the record was read
-            raise SampleNotFoundError(f"sample {sample_id!r} no longer has counts")
-        matrix = sp.csr_matrix(counts.X, dtype=np.float32)
-        by_total = np.argsort(-np.asarray(matrix.sum(axis=0)).ravel(), kind="stable")
-        logged = sp.csc_matrix(normalise_log1p(matrix)[:, by_total])
-        # The count matrix's rows are the spot rows, in store order (checked by verify).
-        spot_rows = np.flatnonzero(self.rows(sample_id).kinds == "spot")
-        names = tuple(str(g) for g in np.asarray(counts.var_names)[by_total])
-        return _Measured(names, logged, spot_rows, n_rows)
+        if not self.store.sample_record(sample_id).has_counts:
+            table = MeasuredTable.empty()
+        elif self.model is not None:
+            table = self.model.measured(sample_id)
+        else:
+            table = self._read_expression(sample_id)
+        return _Measured(table.features, table.table, table.spot_rows, n_rows)
 
     def _loaded_index(self, space: str = "raw") -> CohortIndex:
         """The store's index of ``space``, reloaded when it has been rebuilt since."""

@@ -15,15 +15,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tmescope.embed_job import EmbedSettings, SampleInput
 from tmescope.errors import (
     InvalidParameterError,
     ModelMismatchError,
     SampleNotFoundError,
     StoreNotFoundError,
 )
-from tmescope.report_job import write_report
-from tmescope.train_job import TrainSettings, train_model
+from tmescope.jobs.embed import EmbedSettings, SampleInput
+from tmescope.jobs.report import write_report
+from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.viz.report import ReportSection
 from tmescope.workflows import build_cohort_index, embed_samples
 

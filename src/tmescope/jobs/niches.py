@@ -1,6 +1,6 @@
 """Niches of a cohort (twin of ``tmescope niches``): cluster fused embeddings, name and count them.
 
-The fused embeddings come from the store (``fused_job.write_fused`` writes the missing ones).
+The fused embeddings come from the store (``jobs.fused.write_fused`` writes the missing ones).
 Niches are fitted on the spots of every sample at once, then each grid tile is placed in the
 nearest niche. Each niche is named by its mean TME-state profile and its top predicted genes,
 and each sample's composition (fraction of its spots per niche) is reported. Given
@@ -23,7 +23,7 @@ from tmescope.errors import InputNotFoundError, InvalidParameterError
 
 if TYPE_CHECKING:
     from tmescope.analysis.niches import NicheModel
-    from tmescope.fused_job import FusedCohort
+    from tmescope.jobs.fused import FusedCohort
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def find_niches(
     and ``annotation_key``: the adjusted Rand index of niches against it is reported. With
     ``out``, niche maps over each H&E thumbnail and the composition bars are drawn there.
     """
-    from tmescope.fused_job import write_fused
+    from tmescope.jobs.fused import write_fused
 
     if k is not None and resolution is not None:  # before any work: refused input costs nothing
         raise InvalidParameterError("give either --k or --resolution, not both")
@@ -176,8 +176,8 @@ def draw_niches(
 ) -> list[Path]:
     """Niche maps over each sample's H&E thumbnail, and the composition bars, as PNG."""
     from tmescope.store import CohortStore
-    from tmescope.thumbnails import sample_thumbnail
     from tmescope.viz.label_maps import plot_composition, plot_label_map
+    from tmescope.viz.thumbnails import sample_thumbnail
 
     opened = CohortStore.open(store, mode="r")
     names = list(report.names)

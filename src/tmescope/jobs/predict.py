@@ -16,13 +16,13 @@ import logging
 import os
 import uuid
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tmescope.errors import ModelMismatchError, TmescopeError, TmescopeWarning
+from tmescope.fusion.prediction import SamplePrediction
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -33,49 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRID_NEIGHBOURS = 6  # spots each grid tile listens to: its ring of Visium neighbours
-
-
-@dataclass(frozen=True)
-class SamplePrediction:
-    """A model's prediction for every spot (and grid tile) of one stored sample.
-
-    Rows are the sample's spots, then its tiles when predicted; ``store_rows`` maps each to
-    its row in the store's sample tables. ``expression``/``states`` are ensemble means,
-    ``*_std`` their spread; ``measured`` the measured target expression of spots (NaN for
-    tiles; ``None`` when the sample has no counts); ``fused`` the head's hidden representation
-    (``(n, hidden × members)``); ``attention`` one ``(edge_index, weight)`` per attention layer,
-    edge_index row 0 the neighbour attended to, row 1 the node attending, weight the mean over
-    heads.
-    """
-
-    sample_id: str
-    model_id: str
-    mpp: float
-    names: np.ndarray  # (n,) str: barcodes, then tile names
-    kinds: np.ndarray  # (n,) str: "spot" or "tile"
-    store_rows: np.ndarray  # (n,) int64
-    coords_px: np.ndarray  # (n, 2) float32 full-resolution pixels (x, y)
-    genes: tuple[str, ...]
-    state_names: tuple[str, ...]
-    expression: np.ndarray  # (n, genes) float32
-    expression_std: np.ndarray
-    states: np.ndarray  # (n, states) float32
-    states_std: np.ndarray
-    measured: np.ndarray | None  # (n, genes) float32
-    fused: np.ndarray  # (n, d) float32
-    attention: tuple[tuple[np.ndarray, np.ndarray], ...]
-
-    @property
-    def n(self) -> int:
-        return int(self.names.size)
-
-    @property
-    def is_spot(self) -> np.ndarray:
-        return self.kinds == "spot"
-
-    @property
-    def coords_um(self) -> np.ndarray:
-        return self.coords_px.astype(np.float64) * self.mpp
 
 
 def predict_rows(
@@ -91,7 +48,7 @@ def predict_rows(
     from tmescope.fusion.evaluation import spot_graph
     from tmescope.fusion.graph import build_bipartite_graph
     from tmescope.fusion.train import GraphSample
-    from tmescope.train_job import sample_platform
+    from tmescope.jobs.train import sample_platform
 
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
     record = store.sample_record(sample) if sample in store.sample_ids() else None
@@ -164,8 +121,8 @@ def predict_sample(
     each from its own embedding and the spots around it, giving a map between the spots.
     """
     from tmescope.fusion.model_dir import load_model
+    from tmescope.jobs.train import device_name
     from tmescope.store import CohortStore
-    from tmescope.train_job import device_name
 
     opened = CohortStore.open(store, mode="r")
     model = load_model(model_dir, device=device_name(device))

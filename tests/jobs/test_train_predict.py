@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmescope.embed_job import EmbedSettings, SampleInput
 from tmescope.errors import (
     InvalidParameterError,
     ModelMismatchError,
     SampleNotFoundError,
     TrainingDataError,
 )
-from tmescope.predict_job import predict_sample
-from tmescope.train_job import TrainSettings, train_model
+from tmescope.jobs.embed import EmbedSettings, SampleInput
+from tmescope.jobs.predict import predict_sample
+from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.workflows import embed_samples
 
 FAST = TrainSettings(n_genes=12, n_members=2, device="cpu")

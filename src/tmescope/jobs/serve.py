@@ -22,7 +22,10 @@ from tmescope.viz.app.assets import MISSING_MESSAGE, openseadragon_dir
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from tmescope.predict_job import SamplePrediction
+    from tmescope.fusion.model_dir import FusionModel
+    from tmescope.fusion.prediction import SamplePrediction
+    from tmescope.store import CohortStore
+    from tmescope.viz.app.sample_data import MeasuredTable
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +48,84 @@ def make_app(
     from tmescope.viz.app.slide_tiles import SlideTiles
 
     opened = CohortStore.open(store, mode="r")
+
+    def measured(sample_id: str) -> MeasuredTable:
+        return measured_expression(opened, sample_id)
+
     if model_dir is None:
-        data, analysis = CohortData(opened), None
+        data, analysis = CohortData(opened, measured=measured), None
     else:
         from tmescope.fusion.model_dir import load_model
-        from tmescope.predict_job import check_model_fits_store, predict_rows
-        from tmescope.viewer_analysis import ViewerAnalysis
+        from tmescope.jobs.predict import check_model_fits_store
+        from tmescope.jobs.serve_analysis import ViewerAnalysis
 
         model = load_model(model_dir, device=device)
         check_model_fits_store(model, opened.fingerprint, where=f"the store {opened.path}")
-
-        def predict(sample_id: str) -> SamplePrediction:
-            grid = opened.sample_record(sample_id).n_tiles > 0
-            return predict_rows(opened, model, sample_id, grid=grid)
-
-        data, analysis = CohortData(opened, model, predict=predict), ViewerAnalysis(opened, model)
+        data = CohortData(opened, measured=measured, model=ModelPredictions(opened, model))
+        analysis = ViewerAnalysis(opened, model)
     assets = openseadragon_dir()
     if assets is None:
         warnings.warn(MISSING_MESSAGE, TmescopeWarning, stacklevel=2)
     return create_app(data, SlideTiles(opened), assets=assets, analysis=analysis)
+
+
+class ModelPredictions:
+    """A loaded model over a store, as the viewer asks for it (its ``ModelSource``)."""
+
+    def __init__(self, store: CohortStore, model: FusionModel) -> None:
+        self._store = store
+        self._model = model
+
+    @property
+    def model_id(self) -> str:
+        return self._model.model_id
+
+    @property
+    def genes(self) -> tuple[str, ...]:
+        return tuple(self._model.spec.genes)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(self._model.spec.state_names)
+
+    def predict(self, sample_id: str) -> SamplePrediction:
+        """Spots, and the grid of tiles where the sample has one."""
+        from tmescope.jobs.predict import predict_rows
+
+        grid = self._store.sample_record(sample_id).n_tiles > 0
+        return predict_rows(self._store, self._model, sample_id, grid=grid)
+
+    def measured(self, sample_id: str) -> MeasuredTable:
+        """The model's targets (genes, then states) at the sample's spots, computed as in training."""
+        from tmescope.fusion.cohort import read_spot_table
+        from tmescope.viz.app.sample_data import MeasuredTable
+
+        spec = self._model.spec
+        table = read_spot_table(self._store, sample_id)
+        return MeasuredTable((*spec.genes, *spec.state_names), spec.compute(table), table.rows)
+
+
+def measured_expression(store: CohortStore, sample_id: str) -> MeasuredTable:
+    """Every gene of a sample's spots as log1p of counts scaled to 10,000 a spot, genes by total
+    count (the measured layer of a viewer without a model)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from tmescope.errors import SampleNotFoundError
+    from tmescope.fusion.targets import normalise_log1p
+    from tmescope.store.schema import RowKind
+    from tmescope.viz.app.sample_data import MeasuredTable
+
+    counts = store.read_counts(sample_id)
+    if counts is None:  # removed since the record was read
+        raise SampleNotFoundError(f"sample {sample_id!r} no longer has counts")
+    matrix = sp.csr_matrix(counts.X, dtype=np.float32)
+    by_total = np.argsort(-np.asarray(matrix.sum(axis=0)).ravel(), kind="stable")
+    logged = sp.csc_matrix(normalise_log1p(matrix)[:, by_total])
+    # The count matrix's rows are the spot rows, in store order (checked by verify).
+    spot_rows = np.flatnonzero(store.read_kind(sample_id) == RowKind.SPOT)
+    names = tuple(str(g) for g in np.asarray(counts.var_names)[by_total])
+    return MeasuredTable(names, logged, spot_rows)
 
 
 def serve(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tmescope import __version__
+from tmescope._version import __version__
 from tmescope.errors import InvalidParameterError
 from tmescope.viz.report.gallery import GalleryQuery, similar_regions
 from tmescope.viz.report.genes import (
@@ -133,7 +133,7 @@ def _choose_samples(store: CohortStore, samples: Sequence[str] | None) -> list[s
 
 def _load_model(model_dir: Path, store: CohortStore) -> FusionModel:
     from tmescope.fusion.model_dir import load_model
-    from tmescope.predict_job import check_model_fits_store
+    from tmescope.jobs.predict import check_model_fits_store
 
     model = load_model(model_dir, device="cpu")  # a light head: a report needs no GPU
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
@@ -235,7 +235,7 @@ def _predicted_figures(
     cv: Mapping[str, Any],
 ) -> tuple[Backdrop, list[tuple[bytes, str]], list[GalleryQuery]]:
     """With a model: gene maps (measured, predicted, uncertainty), TME states, state peaks."""
-    from tmescope.predict_job import predict_rows
+    from tmescope.jobs.predict import predict_rows
     from tmescope.viz.report.maps import SpotLayout, read_backdrop
     from tmescope.viz.report.sample import Predicted, gene_figure, state_figure
     from tmescope.viz.report.tables import per_target

@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmescope.embed_job import EmbedSettings, SampleInput
 from tmescope.errors import ModelMismatchError, SampleNotFoundError, TrainingDataError
-from tmescope.fused_job import write_fused
-from tmescope.interactions_job import InteractionSettings, run_interactions
-from tmescope.niche_job import find_niches
+from tmescope.jobs.embed import EmbedSettings, SampleInput
+from tmescope.jobs.fused import write_fused
+from tmescope.jobs.interactions import InteractionSettings, run_interactions
+from tmescope.jobs.niches import find_niches
+from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore
-from tmescope.train_job import TrainSettings, train_model
 from tmescope.workflows import build_cohort_index, embed_samples, query_store
 
 FAST_PERMS = InteractionSettings(n_perms=100, crosscorr_perms=19)
@@ -172,7 +172,7 @@ def test_the_cli_prints_json_and_refuses_an_unknown_sample(cohort: tuple[Path, P
 def test_report_sections_inline_the_figures(
     cohort: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    from tmescope.report_sections import interaction_section, niche_section
+    from tmescope.jobs.report_sections import interaction_section, niche_section
 
     store, model, _ = cohort
     niches = find_niches(store, model, k=4, out=tmp_path / "niches", device="cpu")

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from tmescope.fused_job import FusedCohort
     from tmescope.fusion.model_dir import FusionModel
-    from tmescope.interactions_job import InteractionReport
-    from tmescope.niche_job import NicheReport
+    from tmescope.jobs.fused import FusedCohort
+    from tmescope.jobs.interactions import InteractionReport
+    from tmescope.jobs.niches import NicheReport
     from tmescope.store import CohortStore
     from tmescope.viz.app.analysis import FigureKind
 
@@ -112,9 +112,9 @@ class ViewerAnalysis:
         return path.read_bytes()
 
     def _ready(self) -> tuple[FusedCohort, NicheReport, InteractionReport]:
-        from tmescope.fused_job import fused_for
-        from tmescope.interactions_job import InteractionSettings, interactions_of
-        from tmescope.niche_job import niches_of
+        from tmescope.jobs.fused import fused_for
+        from tmescope.jobs.interactions import InteractionSettings, interactions_of
+        from tmescope.jobs.niches import niches_of
 
         with self._lock:
             if self._fused is None:

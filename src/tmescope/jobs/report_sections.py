@@ -1,8 +1,8 @@
 """The report's niche and interaction parts, built from their reports and figures.
 
 ``write_report`` accepts extra :class:`~tmescope.viz.report.ReportSection` objects; these two
-turn a :class:`~tmescope.niche_job.NicheReport` and an
-:class:`~tmescope.interactions_job.InteractionReport` (each with its PNG figures drawn) into
+turn a :class:`~tmescope.jobs.niches.NicheReport` and an
+:class:`~tmescope.jobs.interactions.InteractionReport` (each with its PNG figures drawn) into
 sections: a table, a sentence on how to read it, and the figures inline.
 """
 
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from tmescope.viz.report.page import ReportSection, escape, figure, note
 
 if TYPE_CHECKING:
-    from tmescope.interactions_job import InteractionReport
-    from tmescope.niche_job import NicheReport
+    from tmescope.jobs.interactions import InteractionReport
+    from tmescope.jobs.niches import NicheReport
 
 PAIRS_SHOWN = 12
 
@@ -100,8 +100,8 @@ def analysis_sections(
     store: Path | str, model_dir: Path | str, *, device: str = "auto"
 ) -> list[ReportSection]:
     """Niches and cohort interactions computed now, their figures drawn into a temporary folder."""
-    from tmescope.interactions_job import run_interactions
-    from tmescope.niche_job import find_niches
+    from tmescope.jobs.interactions import run_interactions
+    from tmescope.jobs.niches import find_niches
 
     with tempfile.TemporaryDirectory(prefix="tmescope-report-") as folder:
         niches = find_niches(store, model_dir, out=Path(folder) / "niches", device=device)

@@ -1,8 +1,9 @@
-"""The unit of embedding work: one sample, read, embedded and written into the cohort store.
+"""Embedding (``tmescope embed``): one sample read, embedded and written into the cohort store.
 
-This joins the rooms (io → embed → store), so it lives beside ``workflows.py``, not in
-``embed`` (pure compute) or ``store`` (pure persistence). The same function runs in-process and
-as one Dask task per sample (see :mod:`tmescope.cluster`).
+This joins the rooms (io → embed → store), so it is a job, not part of ``embed`` (pure
+compute) or ``store`` (pure persistence). The same function runs in-process and as one Dask
+task per sample (see :mod:`tmescope.jobs.embed_dask`); :func:`embed_samples` is the twin of
+``tmescope embed``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,3 +238,51 @@ def source_hash(sample: Sample) -> str:
         fh.seek(max(0, size - _HASH_EDGE_BYTES))
         digest.update(fh.read(_HASH_EDGE_BYTES))
     return digest.hexdigest()
+
+
+def embed_samples(
+    items: Sequence[SampleInput],
+    *,
+    store: Path | str,
+    encoder: str,
+    weights: Path | str | None = None,
+    device: str = "auto",
+    settings: EmbedSettings | None = None,
+    scheduler: str | None = None,
+    progress: ProgressReporter | None = None,
+    on_done: Callable[[EmbedSummary], None] | None = None,
+) -> list[EmbedSummary]:
+    """Embed samples into a cohort store (twin of ``tmescope embed``).
+
+    Without ``scheduler`` the samples run in turn in this process; with ``local:N`` or a
+    scheduler address, one Dask task per sample. The encoder is built, and the store's
+    fingerprint checked, before any sample is touched.
+    """
+    from tmescope.embed.registry import encoder_fingerprint
+    from tmescope.jobs.embed_dask import EncoderRecipe, embed_on_dask
+    from tmescope.store import CohortStore
+
+    settings = settings or EmbedSettings()
+    if not items:
+        raise InvalidParameterError("no samples given; pass one or more Space Ranger folders")
+    store_path = Path(store)
+    recipe = EncoderRecipe(encoder, Path(weights) if weights else None, device)
+    model, torch_device = recipe.build()
+    # Refuse a store of another encoder before reading any sample (and without writing).
+    CohortStore.check_compatible(store_path, encoder_fingerprint(model))
+    if scheduler:
+        del model  # each worker builds its own
+        return embed_on_dask(
+            items, scheduler=scheduler, store_path=store_path, recipe=recipe,
+            settings=settings, on_done=on_done,
+        )  # fmt: skip
+    summaries = []
+    for item in items:
+        summary = embed_sample_into_store(
+            item, store_path=store_path, encoder=model, device=torch_device,
+            settings=settings, progress=progress,
+        )  # fmt: skip
+        if on_done is not None:
+            on_done(summary)
+        summaries.append(summary)
+    return summaries

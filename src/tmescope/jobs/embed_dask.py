@@ -19,8 +19,8 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
-from tmescope.embed_job import EmbedSettings, EmbedSummary, SampleInput, embed_sample_into_store
 from tmescope.errors import InvalidParameterError, MissingDependencyError
+from tmescope.jobs.embed import EmbedSettings, EmbedSummary, SampleInput, embed_sample_into_store
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import pytest
 
 from planted_tissue import hex_lattice, planted_labels
 from tmescope.errors import TrainingDataError
-from tmescope.fused_job import FusedCohort, FusedRows
-from tmescope.interactions_job import InteractionSettings, dominant_states, interactions_of
+from tmescope.jobs.fused import FusedCohort, FusedRows
+from tmescope.jobs.interactions import InteractionSettings, dominant_states, interactions_of
 from tmescope.store.fused import FusedModelInfo, FusedSample
 
 STATES = ("immune", "stroma", "tumour", "vessel")

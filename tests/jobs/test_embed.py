@@ -23,15 +23,15 @@ import tifffile
 import zarr
 
 from tmescope.datasets import write_synthetic_cohort
-from tmescope.embed_job import EmbedSettings, EmbedSummary, SampleInput
 from tmescope.errors import InvalidParameterError
+from tmescope.jobs.embed import EmbedSettings, EmbedSummary, SampleInput
 from tmescope.store import CohortStore, RowKind, SampleStatus
 from tmescope.workflows import embed_samples, fullres_image_of
 
 ENCODER = "test-vit-tiny"
 DIM = 192
 PATCH_UM = 112.0  # test-vit-tiny: 224 px at 0.5 µm/px
-CHILD = Path(__file__).with_name("embed_child.py")
+CHILD = Path(__file__).parents[1] / "embed_child.py"
 
 
 def _items(sample_dirs: list[Path]) -> list[SampleInput]:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tmescope.analysis.cooccurrence import CooccurrenceResult
     from tmescope.analysis.crosscorr import CrossCorrResult
     from tmescope.analysis.enrichment import CohortNhood, NhoodResult
-    from tmescope.fused_job import FusedCohort, FusedRows
+    from tmescope.jobs.fused import FusedCohort, FusedRows
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def run_interactions(
     Labels are fitted on every sample of the store, so a sample's labels do not depend on
     which samples were asked for.
     """
-    from tmescope.fused_job import write_fused
+    from tmescope.jobs.fused import write_fused
     from tmescope.store import CohortStore
 
     settings = settings or InteractionSettings()
@@ -245,7 +245,7 @@ def interactions_of(
 def cohort_labels(cohort: FusedCohort, settings: InteractionSettings) -> dict[str, np.ndarray]:
     """Each sample's label per fused row: dominant state, or niche name."""
     if settings.on == "niches":
-        from tmescope.niche_job import niches_of
+        from tmescope.jobs.niches import niches_of
 
         niches = niches_of(cohort, k=settings.k, resolution=settings.resolution, seed=settings.seed)
         names = np.asarray(niches.names, dtype=object)
@@ -351,9 +351,9 @@ def _draw(
 ) -> InteractionReport:
     from dataclasses import replace
 
-    from tmescope.thumbnails import sample_thumbnail
     from tmescope.viz.interaction_plots import plot_cooccurrence_curves, plot_enrichment_heatmap
     from tmescope.viz.label_maps import plot_label_map
+    from tmescope.viz.thumbnails import sample_thumbnail
 
     cats = list(report.categories)
     what = "niches" if report.settings.on == "niches" else "dominant TME state"

@@ -82,9 +82,9 @@ def write_fused(
     """
     from tmescope.fusion.cohort import check_samples
     from tmescope.fusion.model_dir import load_model
-    from tmescope.predict_job import check_model_fits_store
+    from tmescope.jobs.predict import check_model_fits_store
+    from tmescope.jobs.train import device_name
     from tmescope.store import CohortStore
-    from tmescope.train_job import device_name
 
     try:
         opened = CohortStore.open(store, mode="a")
@@ -131,7 +131,7 @@ def fused_for(
 def _compute(
     store: CohortStore, model: FusionModel, sample_id: str, info: FusedModelInfo | None
 ) -> tuple[FusedModelInfo, FusedSample]:
-    from tmescope.predict_job import predict_rows
+    from tmescope.jobs.predict import predict_rows
     from tmescope.store.fused import (
         FusedModelInfo,
         FusedSample,

@@ -1,0 +1,180 @@
+"""The main job on the synthetic cohort (twin of ``tmescope demo``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmescope.io import read_visium
+from tmescope.jobs.embed import (
+    EmbedSettings,
+    EmbedSummary,
+    ProgressReporter,
+    SampleInput,
+    embed_samples,
+)
+from tmescope.jobs.index import build_cohort_index
+from tmescope.jobs.info import sample_summary
+from tmescope.jobs.interactions import InteractionReport, run_interactions
+from tmescope.jobs.niches import NicheReport, find_niches
+from tmescope.jobs.predict import predict_sample
+from tmescope.jobs.query import query_store, write_query_gallery
+from tmescope.jobs.report import write_report
+from tmescope.jobs.report_sections import interaction_section, niche_section
+from tmescope.jobs.synth import fullres_image_of, synthesize_cohort
+from tmescope.jobs.train import TrainSettings, train_model
+
+DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machinery, not biology
+
+DEMO_GRID_UM = 80.0  # tiles between the 100 µm spots, for predictions at sub-spot resolution
+
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo made and where."""
+
+    out_dir: Path
+    cohort_dir: Path
+    overview: Path
+    store: Path
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    embedded: list[EmbedSummary] = field(default_factory=list)
+    index_rows: int = 0
+    gallery: Path | None = None
+    gallery_query: str = ""
+    model_dir: Path | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    predictions: Path | None = None
+    niches: NicheReport | None = None
+    interactions: InteractionReport | None = None
+    report: Path | None = None
+
+
+def run_demo(
+    out_dir: Path | str,
+    *,
+    n_samples: int = 4,
+    n_spots: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    embed_progress: ProgressReporter | None = None,
+    encoder: str = DEMO_ENCODER,
+) -> DemoResult:
+    """The main job on the embedded synthetic cohort (twin of ``tmescope demo``).
+
+    Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
+    draw an overview, embed every spot into ``out_dir/cohort.zarr``, index it for similarity
+    search and write a gallery of the regions most like a lymphocyte-rich spot, then train the
+    graph-attention head against its baselines and predict the first sample, spots and the grid
+    of tiles between them; find the cohort's niches (scored against the synthetic regions) and
+    where its TME populations meet.
+    """
+    from tmescope.viz.overview import plot_cohort_overview
+
+    out_dir = Path(out_dir)
+    cohort_dir = out_dir / "cohort"
+    sample_dirs = synthesize_cohort(
+        cohort_dir, n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress
+    )
+    with ExitStack() as stack:
+        samples = [
+            stack.enter_context(read_visium(d, image=fullres_image_of(d))) for d in sample_dirs
+        ]
+        if progress is not None:
+            progress(f"read back {len(samples)} samples with their full-resolution slides")
+        overview = plot_cohort_overview(samples, out_dir / "cohort_overview.png")
+        summaries = [sample_summary(s) for s in samples]
+    store = out_dir / "cohort.zarr"
+    if progress is not None:
+        progress(f"embedding {len(sample_dirs)} samples with {encoder} into {store}")
+    embedded = embed_samples(
+        [SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs],
+        store=store, encoder=encoder, device="auto", progress=embed_progress,
+        settings=EmbedSettings(grid_um=DEMO_GRID_UM),
+    )  # fmt: skip
+    if progress is not None:
+        progress(f"indexing {store} for similarity search")
+    index = build_cohort_index(store)
+    spot = _demo_query_spot(store, sample_dirs[0])
+    if progress is not None:
+        progress(f"searching the cohort for regions like {spot}")
+    # Hits from the other samples say more, when there are other samples.
+    others = len(sample_dirs) > 1
+    k = min(8, index.n - (0 if others else 1))
+    hits = query_store(store, spot=spot, k=k, exclude_sample=others)
+    gallery = write_query_gallery(store, hits, out_dir / "similar_regions.html", spot=spot)
+    model_dir, training, predictions = None, {}, None
+    niches: NicheReport | None = None
+    interactions: InteractionReport | None = None
+    if len(sample_dirs) > 1:  # cross-validation needs two samples
+        if progress is not None:
+            progress("training the graph-attention head against its baselines (cross-validated)")
+        trained = train_model(
+            store, out_dir / "model", settings=TrainSettings(n_members=3), progress=progress
+        )
+        model_dir, training = trained.model_dir, trained.report
+        first = spot.partition(":")[0]
+        predictions = predict_sample(
+            store, model_dir, sample=first, grid=True, out=out_dir / f"{first}_predictions.h5ad"
+        )
+        niches, interactions = _demo_analysis(store, model_dir, sample_dirs, out_dir, progress)
+    if progress is not None:
+        progress("writing the report")
+    sections = []
+    if niches is not None and interactions is not None:
+        sections = [niche_section(niches), interaction_section(interactions)]
+    report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
+    return DemoResult(
+        out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
+        samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
+        gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
+        niches=niches, interactions=interactions, report=report,
+    )  # fmt: skip
+
+
+def _demo_analysis(
+    store: Path,
+    model_dir: Path,
+    sample_dirs: Sequence[Path],
+    out_dir: Path,
+    progress: Callable[[str], None] | None,
+) -> tuple[NicheReport, InteractionReport]:
+    """Niches (scored against the synthetic regions) and the cohort's interactions."""
+    import pandas as pd
+
+    regions = out_dir / "regions.csv"
+    truth = [pd.read_csv(d / "ground_truth.csv").assign(sample_id=d.name) for d in sample_dirs]
+    pd.concat(truth)[["sample_id", "barcode", "region"]].to_csv(regions, index=False)
+    if progress is not None:
+        progress("finding niches in the fused embeddings (written back into the store)")
+    niches = find_niches(store, model_dir, annotations=regions, out=out_dir / "niches")
+    build_cohort_index(store, space="fused", model_dir=model_dir)  # the viewer's "in context"
+    if progress is not None:
+        progress("measuring where TME populations meet (enrichment, co-occurrence)")
+    interactions = run_interactions(store, model_dir, out=out_dir / "interactions")
+    return niches, interactions
+
+
+def _demo_query_spot(store: Path, sample_dir: Path) -> str:
+    """``SAMPLE:BARCODE`` of the demo's query: the first sample's most lymphocyte-rich spot.
+
+    The synthetic generator writes each spot's cell composition to ``ground_truth.csv``; a
+    lymphocyte-rich spot makes a query whose hits a reader can judge by eye.
+    """
+    import pandas as pd
+
+    from tmescope.store import CohortStore
+
+    opened = CohortStore.open(store, mode="r")
+    known = opened.sample_ids()
+    sample_id = sample_dir.name if sample_dir.name in known else known[0]
+    barcodes = opened.read_barcodes(sample_id)
+    truth = pd.read_csv(sample_dir / "ground_truth.csv")
+    truth = truth[truth["barcode"].isin(set(barcodes.tolist()))]
+    lymphocytes = truth["t_cell"] + truth["b_cell"]
+    barcode = truth["barcode"].iloc[int(lymphocytes.argmax())] if len(truth) else barcodes[0]
+    return f"{sample_id}:{barcode}"
