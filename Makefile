@@ -16,6 +16,9 @@ BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?=
+# The suite runs on pytest-xdist workers (one per core here); tests/conftest.py keeps each test
+# module in one worker and shares the cores between them. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 # The viewer's JavaScript libraries (OpenSeadragon), from the npm registry into an ignored folder.
 VIEWER_STAMP := viewer/node_modules/.installed
 
@@ -27,7 +30,7 @@ demo: $(BASE_STAMP) viewer-assets
 test: $(TEST_STAMP) viewer-assets chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,4 +1,9 @@
-"""Shared fixtures: synthetic Space Ranger runs (see factories.py) and the public real data."""
+"""Shared fixtures: synthetic Space Ranger runs (see factories.py) and the public real data.
+
+Also how the suite shares the machine under pytest-xdist (``make test`` runs ``-n 2 --dist
+loadgroup``): each worker gives torch and BLAS its share of the cores, and a test module runs
+whole in one worker, so its module-scoped fixtures are built once.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,39 @@ REAL_DATA = Path(
         "TMESCOPE_TEST_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"
     )
 )
+
+
+TESTS = Path(__file__).resolve().parent
+# Folders whose modules share a session fixture (tests/viz: one trained store): one group each.
+SHARED_FIXTURE_FOLDERS = {"viz"}
+
+
+def _share_the_cores() -> None:
+    """Under xdist, size each worker's thread pools to its share of the cores (unless the caller
+    set them): two workers of two torch threads each on two cores spin against each other."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    share = max(1, len(os.sched_getaffinity(0)) // workers)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, str(share))  # torch and child processes read these
+    from threadpoolctl import threadpool_limits
+
+    # numpy's BLAS may be loaded already (pytest plugins import it): limit it where it stands.
+    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
+
+
+_share_the_cores()  # before any test module imports torch or numpy's BLAS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group each test by its module (by folder where modules share a session fixture), so that
+    ``--dist loadgroup`` keeps a module's fixtures in one worker."""
+    for item in items:
+        relative = item.path.resolve().relative_to(TESTS)
+        top = relative.parts[0]
+        group = top if top in SHARED_FIXTURE_FOLDERS else relative.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _real(relative: str) -> Path:

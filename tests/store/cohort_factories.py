@@ -111,8 +111,14 @@ def start_child(
     *,
     delay: float = 0.0,
     chunk_rows: int = 16,
+    hold_at: int | None = None,
+    gate: Path | None = None,
 ) -> subprocess.Popen[str]:
-    """Start a separate Python process that writes ``data`` as ``sample_id`` (see writer_child.py)."""
+    """Start a separate Python process that writes ``data`` as ``sample_id`` (see writer_child.py).
+
+    With ``hold_at`` and ``gate``, the child stops before chunk ``hold_at`` (printing
+    ``holding``) until the file ``gate`` exists.
+    """
     payload = tmp_path / f"{sample_id}-{os.urandom(4).hex()}.npz"
     np.savez(
         payload,
@@ -125,8 +131,9 @@ def start_child(
         fingerprint=json.dumps(FINGERPRINT),
         chunk_rows=chunk_rows,
     )
+    hold = [str(hold_at), str(gate)] if hold_at is not None and gate is not None else []
     return subprocess.Popen(
-        [sys.executable, str(CHILD), str(store), sample_id, str(payload), str(delay)],
+        [sys.executable, str(CHILD), str(store), sample_id, str(payload), str(delay), *hold],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -41,10 +41,13 @@ def test_two_processes_create_one_store_and_write_two_samples(
 def test_a_sample_being_written_elsewhere_is_refused(
     store: CohortStore, sample: SampleData, tmp_path: Path
 ) -> None:
-    data = make_sample(n_spots=100)  # 7 chunks, 0.1 s apart
-    first = start_child(store.path, "S1", data, tmp_path, delay=0.1)
+    data = make_sample(n_spots=100)  # 7 chunks
+    gate = tmp_path / "go"
+    # The first writer holds its lock after two chunks until the gate opens: however slow the
+    # machine, the checks below run while it is certainly mid-way.
+    first = start_child(store.path, "S1", data, tmp_path, hold_at=2, gate=gate)
     try:
-        wait_for_line(first, "begun")
+        wait_for_line(first, "holding")
         with pytest.raises(
             StoreLockedError, match=r"being written by another live process \(pid \d+"
         ):
@@ -55,6 +58,7 @@ def test_a_sample_being_written_elsewhere_is_refused(
         out, _ = second.communicate(timeout=60)
         assert second.returncode == 3 and out.startswith("locked")
     finally:
+        gate.touch()
         out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
     assert store.sample_ids() == ["S1"]

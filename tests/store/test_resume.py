@@ -108,9 +108,10 @@ def test_a_chunk_whose_flag_did_not_land_is_written_again(
 
 def test_a_sample_killed_mid_write_resumes_identically(store: CohortStore, tmp_path: Path) -> None:
     data = make_sample(n_spots=150, n_tiles=10)  # 10 chunks of 16 rows
-    child = start_child(store.path, "S1", data, tmp_path, delay=0.15)
+    # Held before chunk 3 (a gate never opened): killed with exactly chunks 0-2 written.
+    child = start_child(store.path, "S1", data, tmp_path, hold_at=3, gate=tmp_path / "never")
     try:
-        wait_for_line(child, "chunk 2")
+        wait_for_line(child, "holding")
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
@@ -121,7 +122,7 @@ def test_a_sample_killed_mid_write_resumes_identically(store: CohortStore, tmp_p
     assert writer is not None  # the dead process's lock went with it
     with writer:
         pending = writer.pending_chunks()
-        assert 0 < len(pending) < 10 and not {0, 1, 2} & set(pending)
+        assert pending == list(range(3, 10))
         for i in pending:
             writer.write_chunk(i, data.embeddings[writer.rows(i)])
         writer.finish()

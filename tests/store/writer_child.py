@@ -1,10 +1,12 @@
 """A second process that writes one sample into a cohort store: the store tests' other writer.
 
-    python writer_child.py STORE SAMPLE_ID DATA.npz DELAY_S
+    python writer_child.py STORE SAMPLE_ID DATA.npz DELAY_S [HOLD_AT GATE]
 
 Prints ``begun``, then ``chunk <i>`` after each chunk (sleeping ``DELAY_S`` before it) and
-``done``, one flushed line each, so that the test can act at a known moment. Exits 3, printing
-``locked``, when another live process holds the sample.
+``done``, one flushed line each, so that the test can act at a known moment. With ``HOLD_AT``
+and ``GATE``, it prints ``holding`` before writing chunk ``HOLD_AT`` and waits until the file
+``GATE`` exists: the test acts while the writer is certainly mid-way, however slow the machine.
+Exits 3, printing ``locked``, when another live process holds the sample.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +27,17 @@ def _say(line: str) -> None:
     sys.stdout.flush()  # the parent waits on each line
 
 
-def main(store_path: str, sample_id: str, data_path: str, delay: float) -> int:
+GATE_WAIT_S = 300  # a parent that never opens the gate has failed; don't outlive it for long
+
+
+def main(
+    store_path: str,
+    sample_id: str,
+    data_path: str,
+    delay: float,
+    hold_at: int | None = None,
+    gate: str | None = None,
+) -> int:
     data = np.load(data_path)
     store = CohortStore.open(store_path, mode="a", fingerprint=json.loads(str(data["fingerprint"])))
     rows = SampleRows(
@@ -51,6 +64,9 @@ def main(store_path: str, sample_id: str, data_path: str, delay: float) -> int:
     _say("begun")
     with writer:
         for i in writer.pending_chunks():
+            if i == hold_at and gate is not None:
+                _say("holding")
+                _wait_for(Path(gate))
             time.sleep(delay)
             writer.write_chunk(i, embeddings[writer.rows(i)])
             _say(f"chunk {i}")
@@ -59,5 +75,15 @@ def main(store_path: str, sample_id: str, data_path: str, delay: float) -> int:
     return 0
 
 
+def _wait_for(gate: Path) -> None:
+    deadline = time.monotonic() + GATE_WAIT_S
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {gate} was not opened within {GATE_WAIT_S} s")
+        time.sleep(0.01)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+    args = sys.argv[1:]
+    hold = (int(args[4]), args[5]) if len(args) > 4 else (None, None)
+    sys.exit(main(args[0], args[1], args[2], float(args[3]), *hold))
