@@ -1,7 +1,7 @@
 """Shared fixtures: synthetic Space Ranger runs (see factories.py) and the public real data.
 
 Also how the suite shares the machine under pytest-xdist (``make test`` runs ``-n 2 --dist
-loadgroup``): each worker gives torch and BLAS its share of the cores, and a test module runs
+loadscope``): each worker gives torch and BLAS its share of the cores, and a test module runs
 whole in one worker, so its module-scoped fixtures are built once.
 """
 
@@ -47,14 +47,23 @@ def _share_the_cores() -> None:
 _share_the_cores()  # before any test module imports torch or numpy's BLAS
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each test by its module (by folder where modules share a session fixture), so that
-    ``--dist loadgroup`` keeps a module's fixtures in one worker."""
-    for item in items:
-        relative = item.path.resolve().relative_to(TESTS)
-        top = relative.parts[0]
-        group = top if top in SHARED_FIXTURE_FOLDERS else relative.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: ignored when xdist is absent
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under ``--dist loadscope``, a test module runs whole in one worker, and so does each
+    folder whose modules share a session fixture, so their fixtures are built once."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFixtureScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            parts = module.split("/")
+            if len(parts) > 2 and parts[1] in SHARED_FIXTURE_FOLDERS:
+                return "/".join(parts[:2])
+            return module
+
+    return ByFixtureScope(config, log)
 
 
 def _real(relative: str) -> Path:
