@@ -74,7 +74,7 @@ def test_missing_folder_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_truncated_matrix_is_one_line_exit_2(tmp_path: Path) -> None:
     run_cli("synth", tmp_path / "c", "--samples", "1", "--spots", "30", "--seed", "2")
-    outs = next((tmp_path / "c").iterdir()) / "outs"
+    outs = tmp_path / "c" / "synth_00" / "outs"
     h5 = outs / "filtered_feature_bc_matrix.h5"
     h5.write_bytes(h5.read_bytes()[:3000])
     assert_one_line_error(run_cli("info", outs), "truncated")

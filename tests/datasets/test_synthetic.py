@@ -88,8 +88,10 @@ def test_space_ranger_layout(cohort: list[Path]) -> None:
         "synth_00_he.tif",
         "ground_truth.csv",
         "ground_truth.json",
+        "cells.csv",
     }
     assert set(files_of(sample)) == expected
+    assert sorted(p.name for p in sample.parent.iterdir() if p.is_file()) == ["reference.h5ad"]
     header = (spatial / "tissue_positions.csv").read_text().split("\n", 1)[0]
     assert header == "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres"
     positions = read_positions(spatial / "tissue_positions.csv")
@@ -242,6 +244,51 @@ def test_ground_truth_matches_the_matrix(cohort: list[Path], fullres: list[Sampl
         assert set(description["regions"]) == set(REGIONS)
         assert sum(r["n_spots"] for r in description["regions"].values()) == N_SPOTS
         assert "CXCL9" in description["spatial_effects"]["ifn_near_tumour_border"]["genes"]
+
+
+def test_cells_add_up_to_the_spot_truth(cohort: list[Path]) -> None:
+    """Counting cells.csv within each 55 µm disc gives that spot's row of ground_truth.csv."""
+    from scipy.spatial import cKDTree
+
+    for sample_dir in cohort:
+        cells = pd.read_csv(sample_dir / "cells.csv")
+        assert list(cells.columns) == ["x", "y", "cell_type"]
+        assert set(cells["cell_type"]) <= set(TYPE_NAMES) and len(set(cells["cell_type"])) >= 5
+        truth = truth_of(sample_dir)
+        mpp = json.loads((sample_dir / "ground_truth.json").read_text())["mpp"]
+        radius_px = 55.0 / 2 / mpp
+        near = cKDTree(cells[["x", "y"]].to_numpy()).query_ball_point(
+            truth[["x", "y"]].to_numpy(float), r=radius_px
+        )
+        kind = cells["cell_type"].to_numpy()
+        counts = np.array([[np.sum(kind[i] == t) for t in TYPE_NAMES] for i in near])
+        np.testing.assert_array_equal(counts.sum(axis=1), truth["n_cells"])
+        shares = counts / np.maximum(counts.sum(axis=1), 1)[:, None]
+        np.testing.assert_allclose(shares, truth[list(TYPE_NAMES)].to_numpy(), atol=1e-5)
+        # Cells lie between the spots too: most of the tissue is never measured.
+        assert len(cells) > 1.5 * truth["n_cells"].sum()
+
+
+def test_the_reference_holds_every_type_from_the_same_expression_model(
+    cohort: list[Path], fullres: list[Sample]
+) -> None:
+    import anndata as ad
+    import scipy.sparse as sp
+
+    reference = ad.read_h5ad(cohort[0].parent / "reference.h5ad")
+    labels = reference.obs["cell_type"].astype(str)
+    assert labels.value_counts().reindex(list(TYPE_NAMES)).min() >= 10
+    assert list(reference.var_names) == list(fullres[0].counts.var_names)
+    raw = sp.csr_matrix(reference.X)
+    assert raw.dtype.kind == "i" and raw.min() >= 0 and raw.sum() > 0
+    # Each type's markers are highest in its own cells, and RNA per cell follows the catalogue.
+    totals = np.asarray(raw.sum(axis=1)).ravel()
+    genes = {g: i for i, g in enumerate(reference.var_names)}
+    for cell_type in CELL_TYPES:
+        own = (labels == cell_type.name).to_numpy()
+        markers = raw[:, [genes[g] for g in cell_type.markers]].toarray().sum(axis=1)
+        assert markers[own].mean() > 3 * markers[~own].mean(), cell_type.name
+        assert abs(np.median(totals[own]) / cell_type.umi - 1) < 0.3, cell_type.name
 
 
 def test_pyramid_levels_agree(cohort: list[Path], fullres: list[Sample]) -> None:

@@ -3,7 +3,9 @@
 Each sample folder holds what Space Ranger writes (``outs/filtered_feature_bc_matrix.h5``,
 ``outs/spatial/`` with positions, scale factors and the hires/lowres PNGs), the full-resolution
 H&E beside it as a tiled pyramidal JPEG TIFF with its µm/px in the resolution tags, and the
-ground truth (``ground_truth.csv`` per spot, ``ground_truth.json`` for the sample).
+ground truth (``cells.csv`` per cell, ``ground_truth.csv`` per spot, ``ground_truth.json`` for
+the sample). The cohort's root holds ``reference.h5ad``, single cells of every type drawn from
+the same expression model (a single-cell reference for deconvolution).
 
 The same seed writes the same bytes. Cell types, marker profiles, nuclei and textures are drawn
 once for the cohort; each sample draws its own layout, cells, staining and counts from a child
@@ -26,6 +28,7 @@ from tmescope.datasets import catalogue
 from tmescope.datasets.cells import populate_cells
 from tmescope.datasets.expression import GenePanel, build_gene_panel, draw_counts
 from tmescope.datasets.geometry import cell_px_for, lay_out_slide
+from tmescope.datasets.reference import REFERENCE_H5AD, simulate_reference
 from tmescope.datasets.render import STRIP_PX, SlideRenderer, draw_palette
 from tmescope.datasets.spaceranger_writer import (
     write_10x_h5,
@@ -37,7 +40,7 @@ from tmescope.datasets.spaceranger_writer import (
 from tmescope.datasets.sprites import SpriteAtlas
 from tmescope.datasets.textures import Textures
 from tmescope.datasets.tissue import lay_out_tissue
-from tmescope.datasets.truth import spot_truth
+from tmescope.datasets.truth import cell_truth, spot_truth
 from tmescope.errors import InvalidParameterError
 from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
 from tmescope.io._keys import ScalefactorKeys as K
@@ -52,8 +55,9 @@ MAX_SPOTS = 1_000_000
 SAMPLE_PREFIX = "synth_"
 HIRES_PX, LOWRES_PX = 2000, 600
 FIDUCIAL_PER_SPOT = 1.615  # fiducial / spot diameter on Visium slides
-TRUTH_CSV, TRUTH_JSON = "ground_truth.csv", "ground_truth.json"
+TRUTH_CSV, TRUTH_JSON, CELLS_CSV = "ground_truth.csv", "ground_truth.json", "cells.csv"
 _COHORT_KEY = 2**32 - 1  # spawn key of the cohort-wide stream, apart from the samples'
+_REFERENCE_KEY = 2**32 - 2  # the reference's own stream: adding it changed no other file
 
 Progress = Callable[[str], None]
 
@@ -71,8 +75,9 @@ def write_synthetic_cohort(
     """Write ``n_samples`` synthetic sections of ``n_spots`` in-tissue spots under ``out``.
 
     Returns the sample folders ``out/synth_00``, ``out/synth_01``, …; each holds ``outs/``,
-    ``<sample_id>_he.tif`` (µm/px ``mpp``) and the ground truth. ``progress`` is called with a
-    short message after each sample.
+    ``<sample_id>_he.tif`` (µm/px ``mpp``) and the ground truth; ``out/reference.h5ad`` is the
+    cohort's single-cell reference. ``progress`` is called with a short message after each
+    sample.
     """
     _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
     out = Path(out)
@@ -93,6 +98,10 @@ def write_synthetic_cohort(
         if progress is not None:
             progress(message)
         folders.append(folder)
+    reference_seq = np.random.SeedSequence(seed, spawn_key=(_REFERENCE_KEY,))
+    reference = simulate_reference(cohort.panel, rng=np.random.default_rng(reference_seq))
+    reference.write_h5ad(out / REFERENCE_H5AD)
+    log.info("wrote %s: %d single cells", REFERENCE_H5AD, reference.n_obs)
     return folders
 
 
@@ -212,6 +221,9 @@ def _write_sample(
         tile=STRIP_PX,
     )
     truth.to_csv(folder / TRUTH_CSV, index=False, float_format="%.6g", lineterminator="\n")
+    cell_truth(geometry, cells).to_csv(
+        folder / CELLS_CSV, index=False, float_format="%.6g", lineterminator="\n"
+    )
     description = _describe(sample_id, seed=seed, cohort=cohort, truth=truth, image=image)
     description["image"].update(
         width=geometry.width, height=geometry.height, levels=geometry.n_levels
@@ -244,6 +256,8 @@ def _describe(
         "n_genes": len(cohort.panel.names),
         "image": {"path": image.name, "spot_diameter_um": VISIUM_SPOT_DIAMETER_UM},
         "ground_truth": {
+            "cells": f"{CELLS_CSV}: x, y (level-0 pixels, the cell's centre) and cell_type of "
+            "every cell; an osteoclast has a row per nucleus, a lumen a row per red cell",
             "table": TRUTH_CSV,
             "composition": "fraction of the cells drawn under each spot (osteoclasts by nucleus)",
             "border_um": "distance from the spot centre to the nearest tumour border",

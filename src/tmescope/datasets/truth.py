@@ -1,8 +1,10 @@
-"""Ground truth of every in-tissue spot: the cells under it, its region and its distances.
+"""Ground truth of every cell, and of every in-tissue spot: the cells under it, its region and
+its distances.
 
-A cell lies under a spot when its grid cell's centre is within the 55 µm spot disc. Counts are
-drawn from exactly these cells, so the composition is the truth a deconvolution method should
-recover. Osteoclasts count once per drawn nucleus and erythrocytes once per red cell.
+A cell lies at its grid cell's centre, and under a spot when that centre is within the 55 µm
+spot disc. Counts are drawn from exactly these cells, so the composition is the truth a
+deconvolution method should recover. Osteoclasts count once per drawn nucleus and erythrocytes
+once per red cell, in the spot truth and in the cell table alike (one row each).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tmescope.datasets.geometry import SlideGeometry, grid_values_at
 from tmescope.datasets.tissue import TissueLayout
 from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
 
+CELL_COLUMNS = ("x", "y", "cell_type")
 TRUTH_COLUMNS = (
     "barcode", "array_row", "array_col", "x", "y", "region", "n_cells", *TYPE_NAMES,
     "border_um", "vessel_um",
@@ -63,3 +66,25 @@ def spot_truth(
         vessel_um=grid_values_at(layout.vessel_um, x, y, cell_px=k),
     )
     return table[list(TRUTH_COLUMNS)], counts
+
+
+def cell_truth(geometry: SlideGeometry, cells: CellMap) -> pd.DataFrame:
+    """Every counted cell of the section: ``x, y`` (level-0 pixels) and ``cell_type``.
+
+    Rows run over the cell grid in raster order; a grid cell holding ``n`` counted objects (an
+    osteoclast's nuclei, the red cells of a lumen) gives ``n`` rows at its centre, so that the
+    cells within a spot's disc add up to exactly that spot's row of the spot truth.
+    """
+    k = geometry.cell_px
+    repeats = np.where(cells.cell_type >= 0, cells.n_objects, 0).astype(np.int64).ravel()
+    flat = np.repeat(np.arange(repeats.size), repeats)  # (n_cells,) grid cell of each row
+    rows, cols = np.divmod(flat, cells.cell_type.shape[1])
+    return pd.DataFrame(
+        {
+            "x": (cols + 0.5) * k,
+            "y": (rows + 0.5) * k,
+            "cell_type": pd.Categorical.from_codes(
+                cells.cell_type.ravel()[flat], categories=list(TYPE_NAMES)
+            ),
+        }
+    )
