@@ -120,6 +120,10 @@ class IndexMissingError(StoreError, LookupError):
     """A cohort store has no similarity index yet (or an unreadable one): build it first."""
 
 
+class MissingBinsError(StoreError, LookupError):
+    """A sample was embedded without sub-spot features, and a command needs them."""
+
+
 class SpotNotFoundError(StoreError, LookupError):
     """A barcode is not among a sample's rows, or no row lies in the region asked for."""
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from tmescope.jobs.embed import SampleInput
-from tmescope.store import CohortStore, SampleStatus
+from tmescope.store import CohortStore, RowKind, SampleStatus
 from tmescope.workflows import embed_samples, fullres_image_of
 
 ENCODER = "test-vit-tiny"
@@ -140,11 +140,12 @@ def test_embed_json_summarises_each_sample(
     assert [s["sample_id"] for s in summaries] == [d.name for d in synth_cohort]
     for summary in summaries:
         assert summary["status"] == "embedded"
-        assert summary["n_spots"] == summary["rows_written"] == 60
-        assert summary["n_tiles"] == 0
+        assert summary["n_spots"] == 60 and summary["n_tiles"] == 0
+        assert summary["rows_written"] == 60 + summary["n_cover"]
+        assert summary["n_bins"] > 0  # sub-spot bins are on by default
     store = CohortStore.open(path)
     assert store.verify() == []
-    assert store.read_embeddings(synth_cohort[0].name).shape == (60, 192)
+    assert store.read_embeddings(synth_cohort[0].name).shape == (summaries[0]["rows_written"], 192)
 
 
 def test_embed_again_skips_and_says_so(store_copy: Path, synth_cohort: list[Path]) -> None:
@@ -206,7 +207,8 @@ def test_two_processes_embed_into_one_new_store(
         np.testing.assert_array_equal(store.read_embeddings(sid), reference.read_embeddings(sid))
         counts = store.read_counts(sid)
         assert counts is not None
-        assert counts.obs_names.tolist() == store.read_barcodes(sid).tolist()
+        spots = store.read_kind(sid) == RowKind.SPOT
+        assert counts.obs_names.tolist() == store.read_barcodes(sid)[spots].tolist()
 
 
 def test_a_store_of_another_encoder_is_refused_and_left_untouched(
@@ -323,7 +325,9 @@ def test_a_sample_id_from_other_data_needs_overwrite(
     assert reopened.verify() == []
     for sample_id, source_hash in old.items():
         assert reopened.sample_record(sample_id).meta.source_hash != source_hash
-    barcodes, coords = reopened.read_barcodes("moved"), reopened.read_coords("moved")
+    spots = reopened.read_kind("moved") == RowKind.SPOT
+    barcodes = reopened.read_barcodes("moved")[spots]
+    coords = reopened.read_coords("moved")[spots]
     table = pd.read_csv(moved / "outs" / "spatial" / "tissue_positions.csv").set_index("barcode")
     expected = table.loc[barcodes, ["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy()
     np.testing.assert_array_equal(coords, expected)
@@ -381,7 +385,8 @@ def test_store_ls_info_verify_json(
     assert [r["sample_id"] for r in rows] == ids
     for row in rows:
         assert row["status"] == "complete"
-        assert (row["n"], row["n_spots"], row["n_tiles"], row["dim"]) == (60, 60, 0, 192)
+        assert (row["n_spots"], row["n_tiles"], row["dim"]) == (60, 0, 192)
+        assert row["n"] == 60 + row["n_cover"] and row["n_bins"] > 0 and row["bin_um"] == 16
         assert row["chunks_written"] == row["n_chunks"] == 1
         assert row["has_counts"] is True
         assert row["nbytes"] > 0 and row["completed"]

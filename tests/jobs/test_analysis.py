@@ -22,7 +22,7 @@ from tmescope.jobs.fused import write_fused
 from tmescope.jobs.interactions import InteractionSettings, run_interactions
 from tmescope.jobs.niches import find_niches
 from tmescope.jobs.train import TrainSettings, train_model
-from tmescope.store import CohortStore
+from tmescope.store import CohortStore, RowKind
 from tmescope.workflows import build_cohort_index, embed_samples, query_store
 
 FAST_PERMS = InteractionSettings(n_perms=100, crosscorr_perms=19)
@@ -145,7 +145,9 @@ def test_the_fused_space_is_searchable(cohort: tuple[Path, Path, Path]) -> None:
     store, model, _ = cohort
     info = build_cohort_index(store, space="fused", model_dir=model)
     assert info.space.startswith("fused:") and info.dim == 128
-    barcode = str(CohortStore.open(store).read_barcodes("synth_00")[0])
+    opened = CohortStore.open(store)
+    spots = opened.read_kind("synth_00") == RowKind.SPOT
+    barcode = str(opened.read_barcodes("synth_00")[spots][0])
     hits = query_store(store, spot=f"synth_00:{barcode}", k=3, space="fused", model_dir=model)
     assert (hits["sample_id"].iloc[0], hits["barcode"].iloc[0]) == ("synth_00", barcode)
     assert hits["score"].iloc[0] == pytest.approx(1.0, abs=1e-3)

@@ -72,7 +72,8 @@ def _h5_counts(sample_dir: Path) -> tuple[list[str], list[str], sp.csr_matrix]:
 def embedded(
     tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]
 ) -> tuple[Path, list[EmbedSummary]]:
-    """Both synthetic samples embedded (spots only) into one store; read-only."""
+    """Both synthetic samples embedded (spots, cover patches and sub-spot bins at the default
+    16 µm, no grid) into one store; read-only."""
     store = tmp_path_factory.mktemp("embedded") / "cohort.zarr"
     return store, _embed(synth_cohort, store)
 
@@ -85,7 +86,9 @@ def test_summaries_say_what_was_embedded(
     for summary, sample_dir in zip(summaries, synth_cohort, strict=True):
         n = len(_expected_spots(sample_dir))
         assert summary.status == "embedded"
-        assert (summary.n_spots, summary.n_tiles, summary.rows_written) == (n, 0, n)
+        assert (summary.n_spots, summary.n_tiles) == (n, 0)
+        assert summary.rows_written == n + summary.n_cover
+        assert summary.n_bins > 10 * n  # a 112 µm patch holds 49 bins of 16 µm
         assert summary.seconds > 0 and summary.patches_per_s > 0
 
 
@@ -102,15 +105,20 @@ def test_the_store_verifies_and_plain_zarr_reads_it(
     assert root.attrs["tmescope"]["fingerprint"]["embed_dim"] == DIM
     for sample_dir in synth_cohort:
         group = root[f"samples/{sample_dir.name}"]
-        n = len(_expected_spots(sample_dir))
+        n_spots = len(_expected_spots(sample_dir))
         assert group.attrs["status"] == "complete"
         assert store.sample_status(sample_dir.name) is SampleStatus.COMPLETE
         embeddings = group["embeddings"][:]
+        kind = group["kind"][:]
+        n = n_spots + group.attrs["n_cover"]
         assert embeddings.dtype == np.float16
         assert embeddings.shape == (n, DIM)
         assert np.isfinite(embeddings).all()
         assert group["coords"].shape == (n, 2)
-        assert group["kind"][:].tolist() == [RowKind.SPOT] * n
+        assert (kind == RowKind.SPOT).sum() == n_spots
+        assert set(kind.tolist()) <= {RowKind.SPOT, RowKind.COVER}
+        bins = group["bin_features"][:]
+        assert bins.dtype == np.float16 and bins.shape[1] == DIM and np.isfinite(bins).all()
         assert group["chunks_written"][:].all()
         assert group["counts"].attrs["encoding-type"] == "anndata"
 
@@ -121,9 +129,10 @@ def test_rows_are_the_in_tissue_spots_at_their_positions(
     store = CohortStore.open(embedded[0])
     for sample_dir in synth_cohort:
         expected = _expected_spots(sample_dir)
-        barcodes = store.read_barcodes(sample_dir.name)
+        spots = store.read_kind(sample_dir.name) == RowKind.SPOT
+        barcodes = store.read_barcodes(sample_dir.name)[spots]
         assert sorted(barcodes.tolist()) == sorted(expected.index)
-        coords = store.read_coords(sample_dir.name)
+        coords = store.read_coords(sample_dir.name)[spots]
         assert coords.dtype == np.float32
         np.testing.assert_array_equal(coords, expected.loc[barcodes, ["x", "y"]].to_numpy())
         fraction = store.read_tissue_fraction(sample_dir.name)
@@ -135,7 +144,8 @@ def test_counts_rows_follow_the_store_spot_order(
 ) -> None:
     store = CohortStore.open(embedded[0])
     for sample_dir in synth_cohort:
-        barcodes = store.read_barcodes(sample_dir.name)
+        spots = store.read_kind(sample_dir.name) == RowKind.SPOT
+        barcodes = store.read_barcodes(sample_dir.name)[spots]
         counts = store.read_counts(sample_dir.name)
         assert counts is not None
         assert counts.obs_names.tolist() == barcodes.tolist()
@@ -181,24 +191,25 @@ def test_a_grid_adds_tiles_that_lie_on_tissue(tmp_path: Path, synth_cohort: list
     expected = _expected_spots(sample_dir)
     assert summary.status == "embedded"
     assert summary.n_spots == len(expected) and summary.n_tiles > 0
-    assert summary.rows_written == summary.n_spots + summary.n_tiles
+    assert summary.rows_written == summary.n_spots + summary.n_tiles + summary.n_cover
 
     store = CohortStore.open(path)
     assert store.verify() == []
     sid = sample_dir.name
     kind, barcodes = store.read_kind(sid), store.read_barcodes(sid)
     coords, fraction = store.read_coords(sid), store.read_tissue_fraction(sid)
-    tiles = kind == RowKind.TILE
-    assert kind.dtype == np.uint8 and set(kind.tolist()) == {RowKind.SPOT, RowKind.TILE}
+    tiles, spots = kind == RowKind.TILE, kind == RowKind.SPOT
+    assert kind.dtype == np.uint8 and {RowKind.SPOT, RowKind.TILE} <= set(kind.tolist())
     assert int(tiles.sum()) == summary.n_tiles
+    assert int((kind == RowKind.COVER).sum()) == summary.n_cover
     assert all(b.startswith("tile_") for b in barcodes[tiles])
-    assert sorted(barcodes[~tiles].tolist()) == sorted(expected.index)
+    assert sorted(barcodes[spots].tolist()) == sorted(expected.index)
     np.testing.assert_array_equal(
-        coords[~tiles], expected.loc[barcodes[~tiles], ["x", "y"]].to_numpy()
+        coords[spots], expected.loc[barcodes[spots], ["x", "y"]].to_numpy()
     )
-    assert store.read_embeddings(sid).shape == (summary.n_spots + summary.n_tiles, DIM)
+    assert store.read_embeddings(sid).shape == (summary.rows_written, DIM)
     counts = store.read_counts(sid)
-    assert counts is not None and counts.obs_names.tolist() == barcodes[~tiles].tolist()
+    assert counts is not None and counts.obs_names.tolist() == barcodes[spots].tolist()
 
     # On tissue, judged from the slide's pixels here: stained, not glass-white.
     assert (fraction[tiles] >= 0.25).all()
@@ -231,7 +242,7 @@ def test_a_rerun_skips_and_overwrite_redoes(
 
     (redone,) = _embed([synth_cohort[0]], path, EmbedSettings(overwrite=True))
     assert redone.status == "embedded"
-    assert redone.rows_written == redone.n_spots == len(embeddings)
+    assert redone.rows_written == redone.n_spots + redone.n_cover == len(embeddings)
     after = CohortStore.open(path)
     assert after.verify() == []
     assert after.sample_ids() == [d.name for d in synth_cohort]
@@ -240,7 +251,8 @@ def test_a_rerun_skips_and_overwrite_redoes(
 
 @pytest.mark.slow
 def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
-    """SIGKILL part-way, run again: status "resumed", embeddings bit-identical to a clean run."""
+    """SIGKILL part-way, run again: status "resumed", embeddings and sub-spot features
+    bit-identical to a clean run."""
     chunk_rows = 64
     (sample_dir,) = write_synthetic_cohort(tmp_path / "big", n_samples=1, n_spots=800, seed=7)
     sid = sample_dir.name
@@ -254,7 +266,9 @@ def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None
         line = child.stdout.readline()  # "holding", or "" if the child died first
-        assert line.strip() == "holding", f"child ended early: {line} {child.stderr.read() if child.stderr else ''}"
+        assert line.strip() == "holding", (
+            f"child ended early: {line} {child.stderr.read() if child.stderr else ''}"
+        )
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
@@ -265,14 +279,15 @@ def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
     assert interrupted.sample_ids() == []  # unfinished samples are invisible
     assert interrupted.sample_status(sid) is SampleStatus.WRITING
     (state,) = interrupted.summary()
-    assert state.chunks_written == 3 and state.n_chunks == 13
+    assert state.chunks_written == 3 and state.n_chunks == -(-state.n // chunk_rows) > 4
+    assert state.n_spots == 800 and state.n_bins > 0
 
     settings = EmbedSettings(chunk_rows=chunk_rows)
     (resumed,) = _embed([sample_dir], path, settings)
     assert resumed.status == "resumed"
     assert resumed.rows_written == state.n - state.chunks_written * chunk_rows
     (clean,) = _embed([sample_dir], tmp_path / "clean.zarr", settings)
-    assert clean.status == "embedded" and clean.rows_written == state.n == 800
+    assert clean.status == "embedded" and clean.rows_written == state.n
 
     a, b = CohortStore.open(path), CohortStore.open(tmp_path / "clean.zarr")
     assert a.verify() == [] and b.verify() == []
@@ -280,12 +295,21 @@ def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         a.read_embeddings(sid).view(np.uint16), b.read_embeddings(sid).view(np.uint16)
     )
+    np.testing.assert_array_equal(
+        a.read_bin_features(sid).view(np.uint16), b.read_bin_features(sid).view(np.uint16)
+    )
+    bins_a, bins_b = a.read_bins(sid), b.read_bins(sid)
+    np.testing.assert_array_equal(bins_a.coords, bins_b.coords)
+    np.testing.assert_array_equal(bins_a.owner, bins_b.owner)
     np.testing.assert_array_equal(a.read_coords(sid), b.read_coords(sid))
     np.testing.assert_array_equal(a.read_barcodes(sid), b.read_barcodes(sid))
     counts_a, counts_b = a.read_counts(sid), b.read_counts(sid)
     assert counts_a is not None and counts_b is not None
+    spots = a.read_kind(sid) == RowKind.SPOT
     assert (
-        counts_a.obs_names.tolist() == counts_b.obs_names.tolist() == a.read_barcodes(sid).tolist()
+        counts_a.obs_names.tolist()
+        == counts_b.obs_names.tolist()
+        == a.read_barcodes(sid)[spots].tolist()
     )
 
 

@@ -32,7 +32,7 @@ def _rows(**change: object) -> SampleRows:
         ({"barcodes": np.array(["a", "b"])}, "barcodes must be"),
         ({"barcodes": np.array(["a", "a", "c"])}, "unique"),
         ({"barcodes": np.array(["a", "", "c"])}, "non-empty"),
-        ({"kind": np.array([0, 2, 1])}, "RowKind codes"),
+        ({"kind": np.array([0, 3, 1])}, "RowKind codes"),
         ({"kind": np.array([0.0, 0.0, 1.0])}, "RowKind codes"),
         ({"tissue_fraction": np.array([0.0, 1.5, 1.0])}, r"\[0, 1\]"),
         ({"tissue_fraction": np.zeros(2)}, "tissue_fraction must be"),

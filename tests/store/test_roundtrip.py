@@ -67,7 +67,7 @@ def test_plain_zarr_and_anndata_read_the_store_without_tmescope(
         group = root["samples/S1"]
         assert isinstance(group, zarr.Group)
         assert group.attrs["status"] == "complete"
-        assert group.attrs["kind_codes"] == {"spot": 0, "tile": 1}
+        assert group.attrs["kind_codes"] == {"spot": 0, "tile": 1, "cover": 2}
         embeddings = group["embeddings"]
         assert isinstance(embeddings, zarr.Array)
         assert (embeddings.dtype, embeddings.shape, embeddings.chunks) == (

@@ -81,6 +81,14 @@ def embed(
             "--grid", help="Also embed a dense grid of tiles over the tissue, this many µm apart."
         ),
     ] = None,
+    subspot: Annotated[
+        float,
+        typer.Option(
+            "--subspot",
+            help="Sub-spot bins of this many µm: the encoder's patch tokens pooled over the "
+            "tissue, under the spots and between them (0: none). Not finer than its tokens.",
+        ),
+    ] = 16.0,
     patch_um: Annotated[
         float | None,
         typer.Option(
@@ -120,7 +128,7 @@ def embed(
     ]
     settings = EmbedSettings(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
-        overwrite=overwrite,
+        overwrite=overwrite, subspot_um=subspot,
     )  # fmt: skip
     with progress_bar(Console(stderr=True), disable=as_json) as bar:
 

@@ -31,13 +31,15 @@ def ls(store: StorePath, as_json: AsJson = False) -> None:
         typer.echo(json.dumps(_jsonable(rows), indent=2))
         return
     table = Table(title=str(store), title_justify="left")
-    for column in ("sample", "status", "spots", "tiles", "dim", "chunks", "counts", "size"):
+    columns = ("sample", "status", "spots", "tiles", "sub-spot bins", "dim", "chunks", "counts")
+    for column in (*columns, "size"):
         table.add_column(column, no_wrap=True)
     for r in rows:
+        bins = f"{r['n_bins']:,} × {r['bin_um']:g} µm" if r["bin_um"] else "none"
         table.add_row(
-            r["sample_id"], r["status"], f"{r['n_spots']:,}", f"{r['n_tiles']:,}", str(r["dim"]),
-            f"{r['chunks_written']}/{r['n_chunks']}", "yes" if r["has_counts"] else "no",
-            f"{r['nbytes'] / 2**20:.1f} MiB",
+            r["sample_id"], r["status"], f"{r['n_spots']:,}", f"{r['n_tiles']:,}", bins,
+            str(r["dim"]), f"{r['chunks_written']}/{r['n_chunks']}",
+            "yes" if r["has_counts"] else "no", f"{r['nbytes'] / 2**20:.1f} MiB",
         )  # fmt: skip
     Console().print(table)
 

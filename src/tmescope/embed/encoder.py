@@ -9,6 +9,7 @@ tokens skipped, Virchow-style), or the mean of a CNN's feature map.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,6 +45,16 @@ class Encoder(nn.Module):
         tokens, n_prefix = self.tokens(x)
         return pool_tokens(tokens, pooling=self.spec.pooling, n_prefix=n_prefix).float()
 
+    def forward_with_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled embeddings ``(B, dim)`` and the patch tokens as a grid ``(B, g, g, D)``.
+
+        One forward pass gives both: the grid's row ``i`` and column ``j`` is the token over
+        the patch's ``i``-th band from the top and ``j``-th from the left.
+        """
+        tokens, n_prefix = self.tokens(x)
+        pooled = pool_tokens(tokens, pooling=self.spec.pooling, n_prefix=n_prefix).float()
+        return pooled, patch_token_grid(tokens, n_prefix=n_prefix)
+
     def tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Final-layer tokens ``(B, N, D)`` and how many lead them (class + register tokens)."""
         px = self.spec.input_px
@@ -71,6 +82,35 @@ class Encoder(nn.Module):
             return contextlib.nullcontext()
         device_type = next(self.parameters()).device.type
         return torch.autocast(device_type=device_type, dtype=_DTYPES[precision])
+
+
+def patch_token_grid(tokens: torch.Tensor, *, n_prefix: int) -> torch.Tensor:
+    """The patch tokens of ``(B, N, D)`` tokens as a square grid ``(B, g, g, D)``."""
+    patches = tokens[:, n_prefix:]
+    side = math.isqrt(patches.shape[1])
+    if side * side != patches.shape[1] or side == 0:
+        raise ValueError(
+            f"{patches.shape[1]} patch tokens do not form a square grid: the encoder's tokens "
+            "cannot be placed on its patch"
+        )
+    return patches.reshape(patches.shape[0], side, side, patches.shape[2])
+
+
+def token_grid_shape(encoder: Encoder) -> tuple[int, int]:
+    """``(g, D)``: tokens along each side of the encoder's patch, and their width.
+
+    Found by one forward pass of a blank patch, and kept on the encoder.
+    """
+    known = getattr(encoder, "_token_grid_shape", None)
+    if known is None:
+        px = encoder.spec.input_px
+        device = next(encoder.parameters()).device
+        with torch.inference_mode():
+            tokens, n_prefix = encoder.tokens(torch.zeros(1, 3, px, px, device=device))
+        grid = patch_token_grid(tokens, n_prefix=n_prefix)
+        known = (int(grid.shape[1]), int(grid.shape[3]))
+        encoder._token_grid_shape = known  # type: ignore[assignment]
+    return known
 
 
 def pool_tokens(tokens: torch.Tensor, *, pooling: Pooling, n_prefix: int) -> torch.Tensor:

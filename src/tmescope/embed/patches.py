@@ -1,4 +1,5 @@
-"""Where to cut patches: under every spot in tissue, and on a dense grid over the tissue.
+"""Where to cut patches: under every spot in tissue, on a dense grid over the tissue, and as
+cover patches over tissue that no other patch reaches (for sub-spot bins).
 
 Patches are cut at the encoder's µm/px, centred on full-resolution pixel coordinates, and
 visited in raster order (bands of rows, left to right) so that consecutive patches share slide
@@ -15,7 +16,7 @@ from tmescope.embed.tissue_mask import TissueMask
 from tmescope.errors import InvalidParameterError, SampleContentError
 from tmescope.io import Sample
 
-SPOT, TILE = 0, 1  # values of PatchPlan.kind
+SPOT, TILE, COVER = 0, 1, 2  # values of PatchPlan.kind (store.RowKind)
 DEFAULT_MIN_TISSUE = 0.25  # grid tiles with less tissue than this are left out
 
 
@@ -23,8 +24,8 @@ DEFAULT_MIN_TISSUE = 0.25  # grid tiles with less tissue than this are left out
 class PatchPlan:
     """The patches of one sample, in reading order."""
 
-    ids: np.ndarray  # (n,) str: spot barcodes, or "tile_<row>_<col>" for grid tiles
-    kind: np.ndarray  # (n,) uint8: SPOT or TILE
+    ids: np.ndarray  # (n,) str: spot barcodes, "tile_<row>_<col>", or "cover_<row>_<col>"
+    kind: np.ndarray  # (n,) uint8: SPOT, TILE or COVER
     centres: np.ndarray  # (n, 2) float64, full-resolution pixels (x, y)
     tissue_fraction: np.ndarray  # (n,) float32
     size_um: float
@@ -89,6 +90,31 @@ def plan_patches(
         tissue_fraction=mask.fractions(joined[order], side=side),
         size_um=float(size_um),
         size_px=int(size_px),
+    )
+
+
+def with_cover_patches(
+    plan: PatchPlan, centres: np.ndarray, *, side_px: float, mask: TissueMask
+) -> PatchPlan:
+    """``plan`` with cover patches at ``centres`` (full-res px, the centres of a lattice of
+    ``side_px`` squares), all rows back in one raster order. A cover id names its lattice cell:
+    ``cover_<row>_<col>``."""
+    if len(centres) == 0:
+        return plan
+    cells = np.floor(np.asarray(centres) / side_px).astype(np.int64)
+    ids = np.char.add(
+        np.char.add("cover_", cells[:, 1].astype(str)), np.char.add("_", cells[:, 0].astype(str))
+    ).astype(str)
+    joined = np.concatenate([plan.centres, centres])
+    order = raster_order(joined, band=side_px)
+    return replace(
+        plan,
+        ids=np.concatenate([plan.ids.astype(str), ids])[order],
+        kind=np.concatenate([plan.kind, np.full(len(centres), COVER, np.uint8)])[order],
+        centres=joined[order],
+        tissue_fraction=np.concatenate(
+            [plan.tissue_fraction, mask.fractions(centres, side=side_px).astype(np.float32)]
+        )[order],
     )
 
 

@@ -178,6 +178,37 @@ class Embedder:
         return out.float().cpu().numpy()
 
 
+class GridEmbedder(Embedder):
+    """An :class:`Embedder` that also returns each patch's token grid, projected to ``k`` wide.
+
+    ``projection`` ``(D, k)`` (or ``None``: the tokens as they are) is applied on the device,
+    so only ``k``-wide tokens travel back.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, *, projection: np.ndarray | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(model, **kwargs)
+        self._projection = (
+            torch.from_numpy(projection).to(self.device) if projection is not None else None
+        )
+
+    def embed_with_grid(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, dim)`` float32 embeddings and ``(B, g, g, k)`` float32 token grids."""
+        x = self.prepare(batch) if isinstance(batch, np.ndarray) else batch
+        context = (
+            torch.autocast(self.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else nullcontext()
+        )
+        with torch.inference_mode(), context:
+            pooled, grid = self.model.forward_with_grid(x)  # type: ignore[operator]
+        grid = grid.float()
+        if self._projection is not None:
+            grid = grid @ self._projection  # (B, g, g, k)
+        return pooled.float().cpu().numpy(), grid.cpu().numpy()
+
+
 def plan_batches(
     n_rows: int, *, chunk_rows: int, batch_size: int, chunks: Iterable[int]
 ) -> list[slice]:

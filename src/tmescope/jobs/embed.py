@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ from tmescope.io import Sample, read_visium
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 512
+DEFAULT_SUBSPOT_UM = 16.0  # sub-spot bins (the encoder's patch tokens pooled); 0 turns them off
 _HASH_EDGE_BYTES = 1 << 20  # slides are hashed by size and their first and last MiB
 
 
@@ -47,6 +49,7 @@ class EmbedSettings:
     readers: int = 2
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
+    subspot_um: float = DEFAULT_SUBSPOT_UM  # sub-spot bin size; 0: no sub-spot features
 
     def __post_init__(self) -> None:
         # Checked here, before any store is opened: a refused run must leave nothing behind.
@@ -61,6 +64,10 @@ class EmbedSettings:
             )
         if self.grid_um is not None and not self.grid_um > 0:
             problems.append(f"--grid must be a positive step in µm, got {self.grid_um}")
+        if not (math.isfinite(self.subspot_um) and self.subspot_um >= 0):
+            problems.append(
+                f"--subspot must be a bin size in µm, or 0 for none, got {self.subspot_um}"
+            )
         if self.readers < 0 or self.chunk_rows < 1:
             problems.append(
                 f"readers must be >= 0 and chunk_rows >= 1, got {self.readers}, {self.chunk_rows}"
@@ -80,6 +87,8 @@ class EmbedSummary:
     rows_written: int
     seconds: float
     patches_per_s: float
+    n_cover: int = 0  # cover patches, cut so that every tissue bin has features
+    n_bins: int = 0  # sub-spot bins
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,9 +116,10 @@ def embed_sample_into_store(
     The sample is read and planned before the store is touched, so bad input never leaves a
     half-written sample behind; chunks already written by an interrupted run are kept.
     """
-    from tmescope.embed.patches import SPOT, plan_patches
-    from tmescope.embed.pipeline import BatchReader, Embedder, plan_batches, resolve_precision
+    from tmescope.embed.patches import COVER, SPOT, TILE, plan_patches
+    from tmescope.embed.pipeline import BatchReader, GridEmbedder, plan_batches, resolve_precision
     from tmescope.embed.registry import encoder_fingerprint
+    from tmescope.embed.tissue_mask import TissueMask
     from tmescope.store import CohortStore, SampleMeta, SampleRows
 
     spec = encoder.spec
@@ -122,9 +132,12 @@ def embed_sample_into_store(
     start = time.perf_counter()
     with read_visium(item.path, image=item.image, sample_id=item.sample_id) as sample:
         size_um = settings.patch_um or spec.input_px * spec.mpp
+        mask = TissueMask.from_sample(sample)
         plan = plan_patches(
-            sample, size_um=size_um, size_px=spec.input_px, grid_step_um=settings.grid_um
-        )
+            sample, size_um=size_um, size_px=spec.input_px, grid_step_um=settings.grid_um,
+            mask=mask,
+        )  # fmt: skip
+        plan, bins = _plan_bins(encoder, sample, plan, mask, settings)
         store = CohortStore.open(store_path, mode="a", fingerprint=encoder_fingerprint(encoder))
         writer = store.begin_sample(
             sample.sample_id,
@@ -145,11 +158,20 @@ def embed_sample_into_store(
             dim=spec.embed_dim,
             chunk_rows=settings.chunk_rows,
             overwrite=settings.overwrite,
+            **(bins.store_arguments() if bins is not None else {}),
         )
-        n_tiles = len(plan) - plan.n_spots
+        shape = {
+            "n_spots": plan.n_spots,
+            "n_tiles": int((plan.kind == TILE).sum()),
+            "n_cover": int((plan.kind == COVER).sum()),
+            "n_bins": bins.stored.n if bins is not None else 0,
+        }
         if writer is None:
             log.info("%s is already complete in %s; skipped", sample.sample_id, store_path)
-            return EmbedSummary(sample.sample_id, "skipped", plan.n_spots, n_tiles, 0, 0.0, 0.0)
+            return EmbedSummary(
+                sample.sample_id, "skipped", rows_written=0, seconds=0.0, patches_per_s=0.0,
+                **shape,
+            )  # fmt: skip
         with writer:
             pending = writer.pending_chunks()
             status = "resumed" if len(pending) < writer.n_chunks else "embedded"
@@ -157,9 +179,10 @@ def embed_sample_into_store(
                 len(plan), chunk_rows=settings.chunk_rows, batch_size=settings.batch_size,
                 chunks=pending,
             )  # fmt: skip
-            embedder = Embedder(
-                encoder, mean=spec.mean, std=spec.std, device=device, autocast=autocast
-            )
+            embedder = GridEmbedder(
+                encoder, mean=spec.mean, std=spec.std, device=device, autocast=autocast,
+                projection=bins.projection if bins is not None else None,
+            )  # fmt: skip
             rows = sum(b.stop - b.start for b in batches)
             if progress is not None:
                 progress.start(sample.sample_id, rows)
@@ -167,36 +190,114 @@ def embed_sample_into_store(
                 sample, plan, readers=settings.readers,
                 prepare=embedder.prepare if embedder.prepares_on_readers else None,
             )  # fmt: skip
-            _write_chunks(writer, reader, embedder, batches, settings.chunk_rows, progress)
+            pooler = bins.pooler if bins is not None else None
+            _write_chunks(writer, reader, embedder, pooler, batches, settings.chunk_rows, progress)
             spot_rows = np.flatnonzero(plan.kind == SPOT)
             writer.finish(counts=_counts_in_plan_order(sample, plan.ids[spot_rows]))
     seconds = time.perf_counter() - start
     return EmbedSummary(
-        sample.sample_id, status, plan.n_spots, n_tiles, rows, round(seconds, 3),
-        round(rows / seconds, 1) if seconds > 0 else 0.0,
+        sample.sample_id, status, rows_written=rows, seconds=round(seconds, 3),
+        patches_per_s=round(rows / seconds, 1) if seconds > 0 else 0.0, **shape,
     )  # fmt: skip
 
 
 def _write_chunks(
     writer: Any,
     reader: Any,
-    embedder: Callable[[np.ndarray], np.ndarray],
+    embedder: Any,
+    pooler: Any,
     batches: list[slice],
     chunk_rows: int,
     progress: ProgressReporter | None,
 ) -> None:
-    """Embed batch by batch; hand each store chunk to the writer as soon as it is whole."""
+    """Embed batch by batch; hand each store chunk to the writer as soon as it is whole.
+
+    With a ``pooler`` (sub-spot bins), each batch's token grids are pooled into the bins its
+    patches own, and the chunk's bin features go to the writer with its embeddings.
+    """
     parts: list[np.ndarray] = []
+    bin_parts: list[np.ndarray] = []
     chunk = batches[0].start // chunk_rows if batches else 0
+
+    def flush() -> None:
+        bins = np.concatenate(bin_parts) if pooler is not None else None
+        writer.write_chunk(chunk, np.concatenate(parts), bins=bins)
+
     for rows, patches in zip(batches, reader.iter_batches(batches), strict=True):
         if rows.start // chunk_rows != chunk:
-            writer.write_chunk(chunk, np.concatenate(parts))
-            parts, chunk = [], rows.start // chunk_rows
-        parts.append(embedder(patches))
+            flush()
+            parts, bin_parts, chunk = [], [], rows.start // chunk_rows
+        if pooler is None:
+            parts.append(embedder(patches))
+        else:
+            pooled, grids = embedder.embed_with_grid(patches)
+            parts.append(pooled)
+            bin_parts.append(pooler.pool(rows, grids))
         if progress is not None:
             progress.advance(rows.stop - rows.start)
     if parts:
-        writer.write_chunk(chunk, np.concatenate(parts))
+        flush()
+
+
+def _plan_bins(
+    encoder: Any, sample: Sample, plan: Any, mask: Any, settings: EmbedSettings
+) -> tuple[Any, _Bins | None]:
+    """The patch plan with its cover patches, the sample's sub-spot bins and how to pool them;
+    the plan as it was and ``None`` with ``subspot_um`` 0."""
+    if not settings.subspot_um:
+        return plan, None
+    from tmescope.embed.encoder import token_grid_shape
+    from tmescope.embed.patches import with_cover_patches
+    from tmescope.embed.subspot import (
+        BinPooler,
+        cover_centres,
+        plan_bins,
+        reduction_matrix,
+        subspot_spec,
+    )
+    from tmescope.store.bins import SampleBins
+
+    grid, width = token_grid_shape(encoder)
+    spec = subspot_spec(
+        bin_um=settings.subspot_um, patch_um=plan.size_um, grid=grid, token_dim=width
+    )
+    patch_px = plan.size_um / sample.mpp
+    bin_px = spec.bin_um / sample.mpp
+    covers = cover_centres(
+        plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask,
+        region=_capture_area(sample, margin=patch_px / 2),
+    )  # fmt: skip
+    plan = with_cover_patches(plan, covers, side_px=patch_px, mask=mask)
+    bin_plan = plan_bins(plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask)
+    stored = SampleBins(
+        coords=bin_plan.coords, cells=bin_plan.cells, owner=bin_plan.owner,
+        offsets=bin_plan.chunk_offsets(n_rows=len(plan), chunk_rows=settings.chunk_rows),
+        bin_um=spec.bin_um, bin_px=bin_plan.bin_px,
+    )  # fmt: skip
+    pooler = BinPooler(bin_plan, plan.centres, patch_px=patch_px)
+    return plan, _Bins(stored, spec.to_json(), spec.dim, reduction_matrix(spec), pooler)
+
+
+def _capture_area(sample: Sample, *, margin: float) -> tuple[float, float, float, float]:
+    """The box of every spot of the array, in tissue or not, widened by ``margin`` (full-res px):
+    the tissue the measurement could reach, without the fiducial frame around it."""
+    xy = sample.spots[["x", "y"]].to_numpy(np.float64)
+    low, high = xy.min(axis=0) - margin, xy.max(axis=0) + margin
+    return float(low[0]), float(low[1]), float(high[0]), float(high[1])
+
+
+@dataclass(frozen=True, eq=False)
+class _Bins:
+    """A sample's bins for the store, their spec, and how to pool and reduce their tokens."""
+
+    stored: Any  # store.bins.SampleBins
+    spec: dict[str, Any]
+    dim: int
+    projection: np.ndarray | None
+    pooler: Any  # embed.subspot.BinPooler
+
+    def store_arguments(self) -> dict[str, Any]:
+        return {"bins": self.stored, "bin_dim": self.dim, "bin_spec": self.spec}
 
 
 def _counts_in_plan_order(sample: Sample, barcodes: np.ndarray) -> Any:

@@ -188,14 +188,14 @@ def _model_info(
 
 
 def _joined(store: CohortStore, sample_id: str, data: FusedSample) -> FusedRows:
-    from tmescope.store import RowKind
+    from tmescope.store.schema import row_kind_names
 
     kind = store.read_kind(sample_id)[data.rows]
     return FusedRows(
         sample_id=sample_id,
         mpp=float(store.sample_record(sample_id).meta.mpp),
         names=store.read_barcodes(sample_id)[data.rows].astype(str),
-        kinds=np.where(kind == RowKind.SPOT, "spot", "tile"),
+        kinds=row_kind_names(kind),
         coords_px=np.asarray(store.read_coords(sample_id)[data.rows], dtype=np.float32),
         data=data,
     )

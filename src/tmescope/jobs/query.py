@@ -177,8 +177,8 @@ def _query_fused(
         position = np.flatnonzero(data.rows == row)
         if position.size == 0:
             raise InvalidParameterError(
-                f"{target.spot} has no fused embedding (tiles are fused only for samples "
-                "embedded with --grid); query another spot"
+                f"{target.spot} has no fused embedding (spots are fused, and grid tiles of "
+                "samples embedded with --grid); query a spot"
             )
         queries, labels = data.fused[position], [target.barcode]
     else:

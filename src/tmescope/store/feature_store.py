@@ -28,12 +28,28 @@ from zarr.storage import LocalStore
 from tmescope.errors import (
     IncompleteSampleError,
     InvalidParameterError,
+    MissingBinsError,
     SampleConflictError,
     SampleNotFoundError,
     StoreError,
 )
+from tmescope.store.bins import (
+    BIN_CELLS,
+    BIN_COORDS,
+    BIN_FEATURES,
+    BIN_OFFSETS,
+    BIN_OWNER,
+    BinLayout,
+    SampleBins,
+    gather_features,
+)
 from tmescope.store.durable import fsync
-from tmescope.store.fingerprint import check_fingerprint, field_differences, normalise_fingerprint
+from tmescope.store.fingerprint import (
+    as_json_mapping,
+    check_fingerprint,
+    field_differences,
+    normalise_fingerprint,
+)
 from tmescope.store.locking import NameLock
 from tmescope.store.root import (
     check_creatable,
@@ -201,11 +217,17 @@ class CohortStore:
         dim: int,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         overwrite: bool = False,
+        bins: SampleBins | None = None,
+        bin_dim: int | None = None,
+        bin_spec: Mapping[str, Any] | None = None,
     ) -> SampleWriter | None:
         """Start (or resume) writing a sample; ``None`` when it is already complete.
 
         ``rows`` are the sample's per-row tables, ``meta`` its inputs and patch geometry, ``dim``
-        the embedding width; embeddings follow chunk by chunk through the returned writer. A
+        the embedding width; embeddings follow chunk by chunk through the returned writer. With
+        ``bins`` (their offsets cut by ``chunk_rows``), each chunk also carries the ``bin_dim``
+        wide features of the sub-spot bins it owns, made as ``bin_spec`` says: every sample of a
+        store must share that spec (:class:`SampleConflictError` otherwise). A
         sample begun before with the same inputs and layout resumes from its written chunks;
         with other inputs it is refused (:class:`SampleConflictError`) unless ``overwrite``,
         which also redoes a complete one. A sample another live process is writing is refused
@@ -220,6 +242,7 @@ class CohortStore:
         for name, value in (("dim", dim), ("chunk_rows", chunk_rows)):
             if not (isinstance(value, int | np.integer) and value > 0):
                 raise InvalidParameterError(f"{name} must be a positive int, got {value!r}")
+        layout = self._bin_layout(rows, bins, bin_dim, bin_spec, chunk_rows=int(chunk_rows))
         record = SampleRecord(
             sample_id=sample_id,
             status=SampleStatus.WRITING,
@@ -228,14 +251,16 @@ class CohortStore:
             chunk_rows=int(chunk_rows),
             n_spots=rows.n_spots,
             n_tiles=rows.n_tiles,
+            n_cover=rows.n_cover,
             meta=meta,
             fingerprint=self.fingerprint,
             created=now(),
+            bins=layout,
         )
         lock = self._lock(sample_id)
         lock.acquire()
         try:
-            return self._begin(record, rows, lock, overwrite=overwrite)
+            return self._begin(record, rows, lock, overwrite=overwrite, bins=bins)
         except BaseException:
             lock.release()
             raise
@@ -278,6 +303,43 @@ class CohortStore:
         """``(n,)`` uint8 :class:`RowKind` of each row: 0 spot, 1 tile."""
         return self._read(sample_id, KIND)
 
+    def has_bins(self, sample_id: str) -> bool:
+        """Whether a sample holds sub-spot bins (embedded with ``--subspot``)."""
+        return self.sample_record(sample_id).bins is not None
+
+    def read_bins(self, sample_id: str) -> SampleBins:
+        """The sub-spot bins of a complete sample: centres, lattice cells, owners, offsets.
+
+        :class:`MissingBinsError` when the sample was embedded without them.
+        """
+        group = self._complete_group(sample_id)
+        layout = self._layout_of(sample_id)
+        return SampleBins(
+            coords=np.asarray(sample_array(group, BIN_COORDS)[:]),
+            cells=np.asarray(sample_array(group, BIN_CELLS)[:]),
+            owner=np.asarray(sample_array(group, BIN_OWNER)[:]),
+            offsets=np.asarray(sample_array(group, BIN_OFFSETS)[:]),
+            bin_um=layout.bin_um,
+            bin_px=layout.bin_px,
+        )
+
+    def read_bin_features(self, sample_id: str) -> np.ndarray:
+        """``(n_bins, k)`` float16 features of a complete sample's bins, in the bins' order."""
+        group = self._complete_group(sample_id)
+        layout = self._layout_of(sample_id)
+        offsets = np.asarray(sample_array(group, BIN_OFFSETS)[:])
+        stored = np.asarray(sample_array(group, BIN_FEATURES)[:])
+        return gather_features(stored, offsets, layout.capacity)
+
+    def _layout_of(self, sample_id: str) -> BinLayout:
+        layout = self.sample_record(sample_id).bins
+        if layout is None:
+            raise MissingBinsError(
+                f"sample {sample_id!r} of {self._path} has no sub-spot features: it was embedded "
+                "without them; embed it again with --subspot 16 (and --overwrite)"
+            )
+        return layout
+
     def read_counts(self, sample_id: str) -> ad.AnnData | None:
         """The sample's counts (spots × genes), or ``None`` if it was written without them."""
         import anndata as ad
@@ -311,6 +373,7 @@ class CohortStore:
         lock: NameLock,
         *,
         overwrite: bool,
+        bins: SampleBins | None = None,
     ) -> SampleWriter | None:
         sample_id = record.sample_id
         directory = self.sample_path(sample_id)
@@ -329,7 +392,7 @@ class CohortStore:
                 return None
             group = self._group(sample_id, writable=True)
             if arrays_intact(group, existing):
-                write_rows(group, rows)  # cheap, and a crash may have cut them short
+                write_rows(group, rows, bins)  # cheap, and a crash may have cut them short
                 writer = SampleWriter(group, existing, lock, directory)
                 log.info(
                     "resuming %s: %d of %d chunks to write",
@@ -341,8 +404,44 @@ class CohortStore:
         if directory.exists():
             self._discard(sample_id)  # overwritten, or an unfinished sample damaged by a crash
         group = create_sample_group(zarr.open_group(self._zstore, path=SAMPLES, mode="r+"), record)
-        write_rows(group, rows)
+        write_rows(group, rows, bins)
         return SampleWriter(group, record, lock, directory)
+
+    def _bin_layout(
+        self,
+        rows: SampleRows,
+        bins: SampleBins | None,
+        dim: int | None,
+        spec: Mapping[str, Any] | None,
+        *,
+        chunk_rows: int,
+    ) -> BinLayout | None:
+        """The bins' layout, checked against the rows and the store's other samples."""
+        if bins is None:
+            if dim is not None or spec is not None:
+                raise InvalidParameterError("bin_dim and bin_spec go with bins")
+            return None
+        if not isinstance(bins, SampleBins) or not (isinstance(dim, int) and dim > 0) or not spec:
+            raise InvalidParameterError(
+                "bins must be a SampleBins, with bin_dim a positive int and bin_spec a mapping"
+            )
+        n_chunks = -(-rows.n // chunk_rows)
+        if bins.offsets.size != n_chunks + 1 or (bins.n and bins.owner[-1] >= rows.n):
+            raise InvalidParameterError(
+                f"the bins' offsets must cut them by the {n_chunks} row chunks of {chunk_rows} "
+                f"rows, and their owners be rows of the sample; got {bins.offsets.size - 1} "
+                "chunks"
+            )
+        spec = as_json_mapping(spec, what="bin_spec", allow_empty=False)
+        for other in self.sample_ids(include_incomplete=True):
+            theirs = self.sample_record(other).bins
+            if theirs is not None and dict(theirs.spec) != spec:
+                raise SampleConflictError(
+                    f"sample {other!r} of {self._path} holds sub-spot features made otherwise "
+                    f"({'; '.join(field_differences(dict(theirs.spec), spec))}): the features of "
+                    "one store must compare; embed with the same --subspot, or into another store"
+                )
+        return bins.layout(dim=dim, spec=spec)
 
     def _discard(self, sample_id: str) -> None:
         directory = self.sample_path(sample_id)

@@ -58,6 +58,10 @@ class SampleRows:
     def n_tiles(self) -> int:
         return int((self.kind == RowKind.TILE).sum())
 
+    @property
+    def n_cover(self) -> int:
+        return int((self.kind == RowKind.COVER).sum())
+
 
 def _checked_barcodes(barcodes: np.ndarray, n: int) -> np.ndarray:
     names = np.asarray(barcodes)

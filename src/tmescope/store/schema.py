@@ -11,6 +11,8 @@ Everything a reader without tmescope needs to know lives here and in ``docs/stor
         kind            (n,)        uint8    chunks (chunk_rows,)      fill 255  0 spot, 1 tile
         chunks_written  (n_chunks,) bool     chunks (1,)               fill False
         counts/                     AnnData (anndata's own zarr encoding), spots × genes
+        bin_*                       sub-spot bins and their features, when embedded with them
+                                    (see ``bins.py``; attrs: ``bins``)
       index/                        reserved for the FAISS index
 
 Fill values are ones real data never takes (inputs are validated finite, non-empty, 0 or 1), so
@@ -27,9 +29,11 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
+import numpy as np
 import zarr
 
 from tmescope.errors import InvalidParameterError, StoreError
+from tmescope.store.bins import BinLayout, bin_array_specs
 from tmescope.store.fingerprint import as_json_mapping, normalise_fingerprint
 
 SCHEMA_VERSION = 1
@@ -59,10 +63,19 @@ class SampleStatus(StrEnum):
 
 
 class RowKind(IntEnum):
-    """What a row of a sample's tables is: a spot with counts, or a tile of a dense grid."""
+    """What a row of a sample's tables is: a spot with counts, a tile of a dense grid (``--grid``),
+    or a cover patch, cut only so that the sub-spot bins of tissue beyond every spot's patch have
+    features (``--subspot``). Commands on spots or on grid tiles leave cover patches out."""
 
     SPOT = 0
     TILE = 1
+    COVER = 2
+
+
+def row_kind_names(kind: np.ndarray) -> np.ndarray:
+    """``(n,)`` str names (``spot``, ``tile``, ``cover``) of :class:`RowKind` codes."""
+    names = np.array([k.name.lower() for k in sorted(RowKind)])
+    return names[np.asarray(kind, dtype=np.int64)]
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,8 @@ class SampleRecord:
     created: str
     completed: str | None = None
     has_counts: bool = False
+    bins: BinLayout | None = None  # sub-spot bins, when the sample was embedded with them
+    n_cover: int = 0  # cover patches (RowKind.COVER), cut for the sub-spot bins only
 
     @property
     def n_chunks(self) -> int:
@@ -145,6 +160,7 @@ class SampleRecord:
             "patch_um": self.meta.patch_um,
             "patch_px": self.meta.patch_px,
             "encoder fingerprint": dict(self.fingerprint),
+            "sub-spot bins": self.bins.identity() if self.bins is not None else None,
         }
 
     def array_specs(self) -> dict[str, ArraySpec]:
@@ -156,6 +172,11 @@ class SampleRecord:
             TISSUE_FRACTION: ArraySpec((n,), (rows,), "float32", math.nan),
             KIND: ArraySpec((n,), (rows,), "uint8", KIND_FILL),
             CHUNKS_WRITTEN: ArraySpec((self.n_chunks,), (1,), "bool", False),
+        } | {
+            name: ArraySpec(*spec)
+            for name, spec in (
+                bin_array_specs(self.bins, self.n_chunks) if self.bins is not None else {}
+            ).items()
         }
 
     def to_attrs(self) -> dict[str, Any]:
@@ -166,6 +187,7 @@ class SampleRecord:
             "chunk_rows": self.chunk_rows,
             "n_spots": self.n_spots,
             "n_tiles": self.n_tiles,
+            "n_cover": self.n_cover,
             "kind_codes": {kind.name.lower(): kind.value for kind in RowKind},
             "mpp": self.meta.mpp,
             "patch_um": self.meta.patch_um,
@@ -176,7 +198,7 @@ class SampleRecord:
             "has_counts": self.has_counts,
             "created": self.created,
             "completed": self.completed,
-        }
+        } | ({"bins": self.bins.to_attrs()} if self.bins is not None else {})
 
     @classmethod
     def from_attrs(cls, sample_id: str, attrs: Mapping[str, Any]) -> SampleRecord:
@@ -204,6 +226,8 @@ class SampleRecord:
                 created=str(attrs["created"]),
                 completed=attrs.get("completed"),
                 has_counts=bool(attrs.get("has_counts", False)),
+                bins=BinLayout.from_attrs(attrs["bins"]) if attrs.get("bins") else None,
+                n_cover=int(attrs.get("n_cover", 0)),
             )
         except (KeyError, TypeError, ValueError, InvalidParameterError) as error:
             raise StoreError(

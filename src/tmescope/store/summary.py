@@ -34,6 +34,9 @@ class SampleSummary:
     nbytes: int  # on disk
     created: str | None
     completed: str | None
+    n_bins: int = 0  # sub-spot bins (0: embedded without them)
+    bin_um: float | None = None
+    n_cover: int = 0  # cover patches: rows cut for the sub-spot bins only
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ def summarise_sample(store: CohortStore, sample_id: str) -> SampleSummary:
         nbytes=nbytes,
         created=record.created,
         completed=record.completed,
+        n_bins=record.bins.n_bins if record.bins is not None else 0,
+        bin_um=record.bins.bin_um if record.bins is not None else None,
+        n_cover=record.n_cover,
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from tmescope.errors import StoreError
+from tmescope.store.bins import BIN_FEATURES, BIN_OFFSETS
 from tmescope.store.fingerprint import field_differences
 from tmescope.store.schema import (
     CHUNKS_WRITTEN,
@@ -66,8 +67,11 @@ def _verify_sample(store: CohortStore, sample_id: str) -> list[str]:
             f"embedded with another encoder than the store's ({'; '.join(differences)}); "
             "remove it and embed it again"
         )
-    if record.n_spots + record.n_tiles != record.n:
-        problems.append(f"n_spots + n_tiles ≠ n ({record.n_spots} + {record.n_tiles} ≠ {record.n})")
+    if record.n_spots + record.n_tiles + record.n_cover != record.n:
+        problems.append(
+            f"n_spots + n_tiles + n_cover ≠ n ({record.n_spots} + {record.n_tiles} + "
+            f"{record.n_cover} ≠ {record.n})"
+        )
     group = store.sample_group(sample_id)
     directory = store.sample_path(sample_id)
     arrays: dict[str, zarr.Array] = {}
@@ -82,25 +86,50 @@ def _verify_sample(store: CohortStore, sample_id: str) -> list[str]:
             )
         else:
             arrays[name] = node
+    owning = _chunks_owning_bins(record, arrays, problems)
     if CHUNKS_WRITTEN in arrays:
-        problems.extend(_verify_progress(record, arrays, directory))
+        problems.extend(_verify_progress(record, arrays, directory, owning))
     if record.has_counts and not _is_anndata(group.get(COUNTS)):
         problems.append("its counts are missing or not an AnnData; embed the sample again")
     return problems
 
 
+def _chunks_owning_bins(
+    record: SampleRecord, arrays: dict[str, zarr.Array], problems: list[str]
+) -> set[int]:
+    """The row chunks whose bin-feature chunk must exist (those owning bins); checks offsets."""
+    if record.bins is None or BIN_OFFSETS not in arrays:
+        return set()
+    offsets = np.asarray(arrays[BIN_OFFSETS][:])
+    counts = np.diff(offsets)
+    if (
+        offsets.size != record.n_chunks + 1
+        or offsets[0] != 0
+        or offsets[-1] != record.bins.n_bins
+        or (counts < 0).any()
+        or counts.max(initial=0) > record.bins.capacity
+    ):
+        problems.append(
+            f"{BIN_OFFSETS} do not cut its {record.bins.n_bins} bins by its {record.n_chunks} "
+            "row chunks; embed the sample again with overwrite"
+        )
+        return set()
+    return set(np.flatnonzero(counts > 0).tolist())
+
+
 def _verify_progress(
-    record: SampleRecord, arrays: dict[str, zarr.Array], directory: Path
+    record: SampleRecord, arrays: dict[str, zarr.Array], directory: Path, owning: set[int]
 ) -> list[str]:
     flags = written_flags(arrays[CHUNKS_WRITTEN])
     if record.status is SampleStatus.WRITING:
         # The data behind each flag must be there; unflagged chunks are simply still to come.
+        flagged = set(np.flatnonzero(flags).tolist())
         missing = {
             name: sorted(
-                set(np.flatnonzero(flags).tolist())
+                (flagged & owning if name == BIN_FEATURES else flagged)
                 & _missing_chunks(arrays[name], directory / name)
             )
-            for name in (EMBEDDINGS,)
+            for name in (EMBEDDINGS, BIN_FEATURES)
             if name in arrays
         }
         lines = [
@@ -119,7 +148,10 @@ def _verify_progress(
             f"complete, but chunks {_show(np.flatnonzero(~flags).tolist())} are not flagged as written"
         )
     for name, array in arrays.items():
-        missing_chunks = sorted(_missing_chunks(array, directory / name))
+        absent = _missing_chunks(array, directory / name)
+        if name == BIN_FEATURES:
+            absent &= owning  # a row chunk that owns no bin writes no feature chunk
+        missing_chunks = sorted(absent)
         if missing_chunks:
             lines.append(
                 f"{name}: {len(missing_chunks)} of {array.nchunks} chunks missing "

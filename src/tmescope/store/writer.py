@@ -12,6 +12,9 @@ So a set flag always means durable data, whatever kills the process (or the powe
 a chunk whose flag is unset, absent or unreadable is pending and is written again on resume.
 ``finish`` writes the counts, makes the whole sample durable, and flips ``status`` to
 ``complete`` last: readers never see a sample before all of it is on disk.
+
+A sample with sub-spot bins (see ``bins.py``) writes each row chunk's bin features into its own
+zarr chunk of ``bin_features`` in step 2, beside the embeddings: one flag covers both.
 """
 
 from __future__ import annotations
@@ -26,6 +29,15 @@ import numpy as np
 import zarr
 
 from tmescope.errors import IncompleteSampleError, InvalidParameterError, StoreError
+from tmescope.store.bins import (
+    BIN_CELLS,
+    BIN_COORDS,
+    BIN_FEATURES,
+    BIN_OFFSETS,
+    BIN_OWNER,
+    SampleBins,
+    chunk_bin_rows,
+)
 from tmescope.store.durable import fsync, fsync_file, fsync_tree
 from tmescope.store.locking import NameLock
 from tmescope.store.rows import SampleRows
@@ -65,6 +77,8 @@ class SampleWriter:
         self._directory = directory
         self._embeddings = sample_array(group, EMBEDDINGS)
         self._written = sample_array(group, CHUNKS_WRITTEN)
+        self._bin_features = sample_array(group, BIN_FEATURES) if record.bins else None
+        self._bin_offsets = np.asarray(sample_array(group, BIN_OFFSETS)[:]) if record.bins else None
 
     @property
     def sample_id(self) -> str:
@@ -95,12 +109,28 @@ class SampleWriter:
         self._check_chunk(chunk)
         return self._record.rows(chunk)
 
+    @property
+    def has_bins(self) -> bool:
+        """Whether each chunk also carries the features of the sub-spot bins it owns."""
+        return self._record.bins is not None
+
+    def bin_range(self, chunk: int) -> slice:
+        """The bins (rows of the bin tables) whose features row chunk ``chunk`` carries."""
+        self._check_chunk(chunk)
+        if self._record.bins is None or self._bin_offsets is None:
+            raise InvalidParameterError(f"sample {self.sample_id!r} has no sub-spot bins")
+        return chunk_bin_rows(self._record.bins, self._bin_offsets, chunk)[0]
+
     def pending_chunks(self) -> list[int]:
         """The row chunks not yet durably written, in order."""
         return [i for i, done in enumerate(written_flags(self._written)) if not done]
 
-    def write_chunk(self, chunk: int, embeddings: np.ndarray) -> None:
-        """Write row chunk ``chunk``: ``embeddings`` ``(rows, dim)``, rows as :meth:`rows` says.
+    def write_chunk(
+        self, chunk: int, embeddings: np.ndarray, bins: np.ndarray | None = None
+    ) -> None:
+        """Write row chunk ``chunk``: ``embeddings`` ``(rows, dim)``, rows as :meth:`rows` says,
+        and, for a sample with sub-spot bins, ``bins`` ``(n, k)``: the features of the bins
+        :meth:`bin_range` names.
 
         Values must be finite and within float16's ±65504: they are stored as float16.
         Writing a chunk again replaces it.
@@ -108,7 +138,21 @@ class SampleWriter:
         self._check_open()
         rows = self.rows(chunk)
         values = _checked(embeddings, (rows.stop - rows.start, self.dim), chunk)
-        self._write_chunk(chunk, rows, values.astype(np.float16))
+        features = None
+        if self._record.bins is not None:
+            if bins is None:
+                raise InvalidParameterError(
+                    f"sample {self.sample_id!r} has sub-spot bins: chunk {chunk} needs their "
+                    "features too"
+                )
+            span = self.bin_range(chunk)
+            shape = (span.stop - span.start, self._record.bins.dim)
+            features = _checked(bins, shape, chunk, what="sub-spot features").astype(np.float16)
+        elif bins is not None:
+            raise InvalidParameterError(
+                f"sample {self.sample_id!r} was begun without sub-spot bins; begin it with them"
+            )
+        self._write_chunk(chunk, rows, values.astype(np.float16), features)
 
     def finish(self, counts: ad.AnnData | None = None) -> None:
         """Write ``counts`` (spots × genes, or none), then mark the sample ``complete``.
@@ -146,13 +190,24 @@ class SampleWriter:
     ) -> None:
         self.close()
 
-    def _write_chunk(self, chunk: int, rows: slice, values: np.ndarray) -> None:
+    def _write_chunk(
+        self, chunk: int, rows: slice, values: np.ndarray, features: np.ndarray | None
+    ) -> None:
         flag = self._chunk_path(self._written, CHUNKS_WRITTEN, (chunk,))
         if written_flags(self._written)[chunk]:
             self._written[chunk] = False  # an unset flag deletes its file: see the module docstring
             fsync(flag.parent)
         self._embeddings[rows] = values
         fsync_file(self._chunk_path(self._embeddings, EMBEDDINGS, (chunk, 0)))
+        # A chunk that owns no bins has nothing to write (an all-fill chunk leaves no file).
+        if features is not None and len(features) and self._bin_features is not None:
+            assert self._record.bins is not None and self._bin_offsets is not None
+            # The whole zarr chunk, padded with the fill: one file, written in one piece.
+            capacity = self._record.bins.capacity
+            padded = np.full((capacity, features.shape[1]), np.nan, dtype=np.float16)
+            padded[: len(features)] = features
+            self._bin_features[chunk * capacity : (chunk + 1) * capacity] = padded
+            fsync_file(self._chunk_path(self._bin_features, BIN_FEATURES, (chunk, 0)))
         self._written[chunk] = True
         fsync_file(flag)
 
@@ -215,12 +270,17 @@ def create_sample_group(samples: zarr.Group, record: SampleRecord) -> zarr.Group
     return group
 
 
-def write_rows(group: zarr.Group, rows: SampleRows) -> None:
-    """Write a sample's per-row tables whole (again, on resume: they are cheap)."""
+def write_rows(group: zarr.Group, rows: SampleRows, bins: SampleBins | None = None) -> None:
+    """Write a sample's per-row (and per-bin) tables whole (again, on resume: they are cheap)."""
     sample_array(group, COORDS)[:] = rows.coords
     sample_array(group, BARCODES)[:] = rows.barcodes
     sample_array(group, KIND)[:] = rows.kind
     sample_array(group, TISSUE_FRACTION)[:] = rows.tissue_fraction
+    if bins is not None:
+        sample_array(group, BIN_COORDS)[:] = bins.coords
+        sample_array(group, BIN_CELLS)[:] = bins.cells
+        sample_array(group, BIN_OWNER)[:] = bins.owner
+        sample_array(group, BIN_OFFSETS)[:] = bins.offsets
 
 
 def arrays_intact(group: zarr.Group, record: SampleRecord) -> bool:
@@ -251,9 +311,11 @@ def written_flags(array: zarr.Array) -> np.ndarray:
     return flags
 
 
-def _checked(embeddings: np.ndarray, shape: tuple[int, int], chunk: int) -> np.ndarray:
+def _checked(
+    embeddings: np.ndarray, shape: tuple[int, int], chunk: int, *, what: str = "embeddings"
+) -> np.ndarray:
     values = np.asarray(embeddings)
-    what = f"embeddings of chunk {chunk}"
+    what = f"{what} of chunk {chunk}"
     if values.shape != shape:
         raise InvalidParameterError(f"{what} must have shape {shape}, got {values.shape}")
     if values.dtype.kind not in "fiu":

@@ -30,7 +30,7 @@ from tmescope.errors import (
     StoreError,
 )
 from tmescope.store import CohortStore
-from tmescope.store.schema import RowKind
+from tmescope.store.schema import row_kind_names
 
 if TYPE_CHECKING:
     from tmescope.fusion.prediction import SamplePrediction
@@ -56,7 +56,7 @@ class SampleRows:
     """A sample's rows in store order: names, kinds and full-resolution positions."""
 
     names: np.ndarray  # (n,) str: barcodes, then tile_<i>
-    kinds: np.ndarray  # (n,) str: "spot" or "tile"
+    kinds: np.ndarray  # (n,) str: "spot", "tile" or "cover"
     coords: np.ndarray  # (n, 2) float32 (x, y)
 
     def row_of(self, sample_id: str, name: str) -> int:
@@ -214,7 +214,7 @@ class CohortData:
         self.check_sample(sample_id)
         rows = self._rows.get(sample_id)
         if rows is None:
-            kinds = np.where(self.store.read_kind(sample_id) == RowKind.TILE, "tile", "spot")
+            kinds = row_kind_names(self.store.read_kind(sample_id))
             rows = SampleRows(
                 names=self.store.read_barcodes(sample_id),
                 kinds=kinds.astype(str),

@@ -37,7 +37,7 @@ class SpotTable(BaseModel):
     sample_id: str
     n: int
     barcode: list[str]
-    kind: list[str] = Field(description="spot or tile")
+    kind: list[str] = Field(description="spot, tile or cover (a patch cut for sub-spot bins only)")
     x: list[float] = Field(description="full-resolution pixels")
     y: list[float]
     layer: str | None = None
