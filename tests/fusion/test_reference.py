@@ -19,6 +19,7 @@ from tmescope.errors import (
 from tmescope.fusion.reference import (
     ReferenceProfiles,
     build_reference_profiles,
+    cell_shares,
     deconvolve_nnls,
     load_reference,
 )
@@ -70,6 +71,22 @@ def mixtures(reference: ReferenceProfiles, *, n: int, seed: int) -> tuple[np.nda
     weights = rng.dirichlet(np.ones(3), n)
     mean = weights @ true_profiles() * rng.integers(4000, 10000, n)[:, None]
     return rng.poisson(mean).astype(np.int64), weights
+
+
+def test_rna_shares_become_cell_shares_with_each_types_counts_per_cell() -> None:
+    adata = reference_adata()
+    reference = build_reference_profiles(adata, label_key="cell_type")
+    library = np.asarray(adata.X.sum(axis=1)).ravel()
+    labels = adata.obs["cell_type"].to_numpy()
+    expected = [library[labels == t].mean() for t in TYPES]
+    np.testing.assert_allclose(reference.counts_per_cell, expected, rtol=1e-6)
+    # A spot of one tumour cell (3,000 counts) and three T cells (1,000 each): half its RNA is
+    # tumour, a quarter of its cells are.
+    shares = cell_shares(np.array([[0.0, 0.5, 0.5], [np.nan] * 3]), [2000.0, 1000.0, 3000.0])
+    np.testing.assert_allclose(shares[0], [0.0, 0.75, 0.25])
+    assert np.isnan(shares[1]).all()
+    with pytest.raises(InvalidParameterError, match="counts_per_cell"):
+        cell_shares(np.ones((1, 3)) / 3, [1.0, 0.0, 2.0])
 
 
 def test_known_mixtures_are_recovered() -> None:

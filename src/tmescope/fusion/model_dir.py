@@ -77,6 +77,7 @@ def save_model(
                 genes=np.asarray(ref.genes, dtype=str),
                 profiles=ref.profiles,
                 n_cells=np.asarray(ref.n_cells),
+                counts_per_cell=np.asarray(ref.counts_per_cell or [], dtype=np.float64),
             )
         header = {
             "format": FORMAT,
@@ -125,6 +126,11 @@ def load_model(directory: Path | str, *, device: str = "cpu") -> FusionModel:
                 genes=tuple(data["genes"].tolist()),
                 profiles=data["profiles"],
                 n_cells=tuple(int(v) for v in data["n_cells"].tolist()),
+                counts_per_cell=(
+                    tuple(float(v) for v in data["counts_per_cell"].tolist())
+                    if "counts_per_cell" in data.files and data["counts_per_cell"].size
+                    else None  # a model trained before the reference kept it
+                ),
             )
     spec = TargetSpec.from_json(header["target"], reference=reference)
     ensemble = Ensemble.load(directory / HEAD_DIR, device=device)

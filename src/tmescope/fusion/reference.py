@@ -3,7 +3,8 @@
 A spot's expression is modelled as a non-negative mix of per-type mean profiles. Both sides are
 library-size normalised, never logged: mixtures add up in counts, not in logs. Because every
 reference cell is scaled to the same total first, a proportion is the share of the spot's RNA
-that comes from a type, not the share of its cells (a large, RNA-rich type weighs more).
+that comes from a type, not the share of its cells (a large, RNA-rich type weighs more):
+:func:`cell_shares` converts with each type's mean counts per cell, as cell2location does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ReferenceProfiles:
     genes: tuple[str, ...]
     profiles: np.ndarray  # (n_types, n_genes) float32
     n_cells: tuple[int, ...]  # cells behind each profile
+    counts_per_cell: tuple[float, ...] | None = None  # mean raw library size of each type
 
 
 def build_reference_profiles(
@@ -75,14 +77,37 @@ def build_reference_profiles(
     type_of = labels.astype(str).to_numpy()
     normalised = normalise_total(counts)  # (n_cells, n_genes), every cell summing to 1e4
     profiles = np.zeros((len(kept), counts.shape[1]), dtype=np.float64)
-    n_cells = []
+    n_cells, per_cell = [], []
     for t, cell_type in enumerate(kept):
         cells = np.flatnonzero(usable & (type_of == cell_type))
         profiles[t] = np.asarray(normalised[cells].sum(axis=0, dtype=np.float64)).ravel()
         profiles[t] /= cells.size
         n_cells.append(int(cells.size))
+        per_cell.append(float(library[cells].mean()))
     genes = tuple(map(str, adata.var_names))
-    return ReferenceProfiles(tuple(kept), genes, profiles.astype(np.float32), tuple(n_cells))
+    return ReferenceProfiles(
+        tuple(kept), genes, profiles.astype(np.float32), tuple(n_cells), tuple(per_cell)
+    )
+
+
+def cell_shares(rna_shares: np.ndarray, counts_per_cell: Sequence[float]) -> np.ndarray:
+    """Shares of cells from shares of RNA: each type's share divided by its mean counts per
+    cell, then rescaled to sum to one (rows of NaN stay NaN).
+
+    A spot with RNA shares ``r`` holds cells in proportion ``r_t / m_t``, where ``m_t`` is the
+    mean library size of a cell of type ``t``: an RNA-rich tumour cell contributes more RNA
+    than a lymphocyte, so its RNA share overstates its share of cells.
+    """
+    per_cell = np.asarray(counts_per_cell, dtype=np.float64)
+    rna = np.asarray(rna_shares, dtype=np.float64)
+    if per_cell.shape != rna.shape[1:] or not (np.isfinite(per_cell).all() and per_cell.min() > 0):
+        raise InvalidParameterError(
+            f"counts_per_cell must be {rna.shape[1]} positive numbers, one per type, got "
+            f"{per_cell.tolist()}"
+        )
+    cells = rna / per_cell
+    total = cells.sum(axis=1, keepdims=True)
+    return (cells / np.where(total > 0, total, np.nan)).astype(np.float32)
 
 
 def load_reference(

@@ -1,0 +1,166 @@
+"""A sub-spot head, weakly supervised by the spots: bin features in, cell-population shares out.
+
+Each bin enters as its stored sub-spot feature with the means of its context rings (see
+:mod:`tmescope.fusion.bin_geometry`), standardised by its own sample's statistics (which removes
+slide-level stain and scanner shifts and needs no measurement). A two-layer MLP maps it to
+logits over the populations; their softmax is the bin's composition. No bin has a label: the
+loss compares each spot's *aggregate* — the mean composition over the bins in its disc — with
+the spot's measured composition (cross-entropy of the spot's shares against the aggregate, i.e.
+KL up to a constant). This is iStar's weak supervision, for compositions rather than counts.
+
+Training uses only the bins inside spot discs, full batch, for a fixed number of Adam steps:
+no early stopping, so no spot outside the training samples is ever looked at. An ensemble of
+members that differ only in seed gives the spread used as uncertainty.
+
+Only imported when training or predicting: importing it loads torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+from tmescope.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class BinHeadConfig:
+    """Architecture and training of the sub-spot head (full-batch Adam steps per member)."""
+
+    hidden: int = 128
+    dropout: float = 0.2
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    steps: int = 300
+    n_members: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "steps", "n_members"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidParameterError(
+                    f"BinHeadConfig.{name} must be a positive integer, got {value!r}"
+                )
+        if not 0.0 <= self.dropout < 1.0 or not self.lr > 0 or not self.weight_decay >= 0:
+            raise InvalidParameterError(
+                "BinHeadConfig needs 0 <= dropout < 1, lr > 0 and weight_decay >= 0, got "
+                f"{self.dropout!r}, {self.lr!r}, {self.weight_decay!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class WeakSample:
+    """One training sample: its disc bins' inputs and what its spots measured.
+
+    ``x`` ``(m, d)`` are the inputs of the bins inside some spot's disc (already standardised
+    per sample), ``discs`` ``(n_spots, m)`` the mean-over-disc operator on them, ``shares``
+    ``(n_spots, n_populations)`` each spot's measured composition (rows sum to 1; rows of NaN,
+    spots without an estimate, are left out of the loss).
+    """
+
+    x: np.ndarray
+    discs: sp.csr_matrix
+    shares: np.ndarray
+
+    def __post_init__(self) -> None:
+        m, n_spots = self.x.shape[0], self.shares.shape[0]
+        if self.discs.shape != (n_spots, m):
+            raise InvalidParameterError(
+                f"discs must be (n_spots, n_bins) = ({n_spots}, {m}), got {self.discs.shape}"
+            )
+
+
+class BinHead(nn.Module):
+    """``(n, d)`` bin inputs → ``(n, n_populations)`` logits."""
+
+    def __init__(self, d_in: int, n_out: int, *, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, n_out),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def standardise_per_sample(x: np.ndarray) -> np.ndarray:
+    """Each feature centred and scaled by this sample's own mean and standard deviation."""
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(axis=0, keepdims=True)
+    std = x.std(axis=0, keepdims=True)
+    return ((x - mean) / np.where(std > 1e-6, std, 1.0)).astype(np.float32)
+
+
+def weak_loss(logits: Tensor, discs: Tensor, shares: Tensor) -> Tensor:
+    """Mean over spots of the cross-entropy of each spot's shares against the mean composition
+    of the bins in its disc (``discs`` a sparse ``(n_spots, m)`` mean operator)."""
+    aggregate = torch.sparse.mm(discs, torch.softmax(logits, dim=1))  # (n_spots, P)
+    return -(shares * torch.log(aggregate.clamp_min(1e-8))).sum(dim=1).mean()
+
+
+def fit_bin_heads(
+    samples: Sequence[WeakSample], *, config: BinHeadConfig | None = None, seed: int = 0
+) -> list[BinHead]:
+    """Fit ``config.n_members`` heads on the training samples (each seeded from ``seed``)."""
+    config = config or BinHeadConfig()
+    if not samples:
+        raise InvalidParameterError("fit_bin_heads needs at least one training sample")
+    d_in, n_out = samples[0].x.shape[1], samples[0].shares.shape[1]
+    if any(s.x.shape[1] != d_in or s.shares.shape[1] != n_out for s in samples):
+        raise InvalidParameterError("every training sample needs the same inputs and populations")
+    batches = [_tensors(s) for s in samples]
+    if not any(len(b[2]) for b in batches):
+        raise InvalidParameterError("no spot with a composition and bins in its disc to learn from")
+    seeds = np.random.SeedSequence(seed).generate_state(config.n_members)
+    heads = []
+    for member_seed in seeds:
+        with torch.random.fork_rng():
+            torch.manual_seed(int(member_seed))
+            head = BinHead(d_in, n_out, hidden=config.hidden, dropout=config.dropout)
+            optimiser = torch.optim.AdamW(
+                head.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
+            head.train()
+            for _ in range(config.steps):
+                optimiser.zero_grad()
+                loss = sum(weak_loss(head(x), d, q) for x, d, q in batches if len(q))
+                loss.backward()  # type: ignore[union-attr]
+                optimiser.step()
+        head.eval()
+        heads.append(head)
+    return heads
+
+
+def predict_shares(heads: Sequence[BinHead], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over members of each bin's composition, ``(n, P)`` each."""
+    inputs = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    with torch.inference_mode():
+        members = np.stack([torch.softmax(h(inputs), dim=1).numpy() for h in heads])
+    return members.mean(axis=0), members.std(axis=0)
+
+
+def _tensors(sample: WeakSample) -> tuple[Tensor, Tensor, Tensor]:
+    known = np.isfinite(sample.shares).all(axis=1) & (np.diff(sample.discs.indptr) > 0)
+    discs = sample.discs[known].tocoo()
+    operator = torch.sparse_coo_tensor(
+        torch.from_numpy(np.vstack([discs.row, discs.col]).astype(np.int64)),
+        torch.from_numpy(discs.data.astype(np.float32)),
+        size=discs.shape,
+        check_invariants=True,
+    ).coalesce()
+    return (
+        torch.from_numpy(np.asarray(sample.x, dtype=np.float32)),
+        operator,
+        torch.from_numpy(sample.shares[known].astype(np.float32)),
+    )

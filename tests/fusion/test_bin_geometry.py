@@ -1,0 +1,30 @@
+"""Context rings and spot discs on hand-made bin lattices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tmescope.fusion.bin_geometry import context_operators, disc_of_bins, spot_discs, with_context
+
+
+def test_a_ring_mean_counts_the_bins_that_exist_and_the_bin_itself() -> None:
+    cells = np.array([(c, r) for r in range(3) for c in range(3)])  # a 3 × 3 block
+    (ring,) = context_operators(cells, rings=(1.5,))
+    features = np.arange(9, dtype=np.float32)[:, None]
+    means = ring @ features
+    assert means[4, 0] == features.mean()  # the centre sees all nine
+    np.testing.assert_allclose(means[0, 0], features[[0, 1, 3, 4]].mean())  # a corner sees four
+    both = with_context(features, [ring])
+    assert both.shape == (9, 2) and (both[:, 0] == features[:, 0]).all()
+
+
+def test_a_disc_averages_the_bins_within_the_spot_radius() -> None:
+    grid = np.array([(x, y) for y in range(0, 320, 32) for x in range(0, 320, 32)], float) + 16
+    spots = np.array([[160.0, 160.0], [1000.0, 1000.0]])  # the second lies beyond every bin
+    discs = spot_discs(grid, spots, radius_px=55.0)
+    inside = np.hypot(*(grid - spots[0]).T) <= 55.0
+    assert discs.shape == (2, len(grid)) and discs[0].nnz == inside.sum() > 0
+    np.testing.assert_allclose(discs[0].toarray().ravel()[inside], 1.0 / inside.sum())
+    assert discs[1].nnz == 0
+    owner = disc_of_bins(discs)
+    assert (owner[inside] == 0).all() and (owner[~inside] == -1).all()

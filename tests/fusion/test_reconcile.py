@@ -1,0 +1,49 @@
+"""Reconciliation: measured spot aggregates kept exactly, bins between spots nudged by them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
+
+
+def random_compositions(rng: np.random.Generator, n: int, p: int) -> np.ndarray:
+    return rng.dirichlet(np.full(p, 0.7), size=n)
+
+
+def test_disc_means_equal_the_measured_compositions_exactly() -> None:
+    rng = np.random.default_rng(3)
+    n_spots, per_disc, p = 40, 9, 5
+    disc = np.r_[np.repeat(np.arange(n_spots), per_disc), np.full(30, -1)]  # 30 bins between
+    shares = random_compositions(rng, disc.size, p)
+    measured = random_compositions(rng, n_spots, p)
+    measured[7] = np.nan  # a spot without an estimate
+    out = reconcile_discs(shares, disc, measured)
+    for s in range(n_spots):
+        if s != 7:
+            np.testing.assert_allclose(out[disc == s].mean(axis=0), measured[s], atol=1e-12)
+    np.testing.assert_allclose(out[disc >= 0].sum(axis=1), 1.0, atol=1e-3)  # still compositions
+    np.testing.assert_array_equal(out[disc == 7], shares[disc == 7])
+    np.testing.assert_array_equal(out[disc == -1], shares[disc == -1])
+
+
+def test_the_image_decides_where_in_the_disc_a_measured_type_goes() -> None:
+    # Two bins, the image sure that bin 0 is tumour and bin 1 is not: a 50/50 spot keeps that.
+    shares = np.array([[0.9, 0.1], [0.2, 0.8]])
+    out = reconcile_discs(shares, np.array([0, 0]), np.array([[0.5, 0.5]]))
+    assert out[0, 0] > 0.8 and out[1, 1] > 0.8
+    np.testing.assert_allclose(out.mean(axis=0), [0.5, 0.5], atol=1e-12)
+
+
+def test_bins_between_spots_follow_nearby_corrections_and_fade_far_away() -> None:
+    # A spot whose disc the image calls 20 % tumour while it measured 80 %.
+    shares = np.tile([0.2, 0.8], (4, 1))
+    xy = np.array([[0.0, 0.0], [10.0, 0.0], [60.0, 0.0], [5000.0, 0.0]])
+    disc = np.array([0, 0, -1, -1])
+    out = spread_corrections(
+        shares, xy, disc, np.array([[0.8, 0.2]]), np.array([[5.0, 0.0]]), sigma_px=50.0
+    )
+    np.testing.assert_array_equal(out[:2], shares[:2])  # inside: reconcile_discs' business
+    assert out[2, 0] > shares[2, 0] + 0.1  # near: pulled towards the spot's measurement
+    np.testing.assert_allclose(out[3], shares[3], atol=1e-9)  # far: the image alone
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
