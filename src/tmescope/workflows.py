@@ -31,6 +31,7 @@ _LAZY = {
     "NicheReport": "tmescope.jobs.niches",
     "find_niches": "tmescope.jobs.niches",
     "predict_sample": "tmescope.jobs.predict",
+    "predict_subspot": "tmescope.jobs.predict_bins",
     "embed_query_image": "tmescope.jobs.query",
     "query_store": "tmescope.jobs.query",
     "write_query_gallery": "tmescope.jobs.query",
@@ -77,6 +78,7 @@ __all__ = [
     "niche_section",
     "parse_models",
     "predict_sample",
+    "predict_subspot",
     "query_store",
     "remove_samples",
     "run_demo",
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     from tmescope.jobs.interactions import InteractionReport, InteractionSettings, run_interactions
     from tmescope.jobs.niches import NicheReport, find_niches
     from tmescope.jobs.predict import predict_sample
+    from tmescope.jobs.predict_bins import predict_subspot
     from tmescope.jobs.query import embed_query_image, query_store, write_query_gallery
     from tmescope.jobs.report import write_report
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section

@@ -44,7 +44,8 @@ def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_pat
     [
         (["--model", "forest"], "forest"),
         (["--members", "0"], "--members"),
-        (["--reference", "sc.h5ad"], "--label-key"),
+        (["--label-key", "cell_type"], "give --reference"),
+        (["--resolution", "16"], "--resolution needs --reference"),
         (["--folds", "nofile.csv"], "nofile.csv"),
     ],
 )

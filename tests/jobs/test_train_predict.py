@@ -187,7 +187,7 @@ def test_samples_missing_target_genes_are_named() -> None:
         ({"target": "cells"}, "--target"),
         ({"models": ("gat", "forest")}, "forest"),
         ({"n_genes": 0}, "--genes"),
-        ({"reference": Path("sc.h5ad")}, "--label-key"),
+        ({"label_key": "cell_type"}, "--label-key cell_type names a column of a reference"),
         ({"group_key": "patient"}, "--groups"),
     ],
 )

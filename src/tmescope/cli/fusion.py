@@ -52,6 +52,22 @@ def train(
         Path | None,
         typer.Option("--gene-sets", help="TOML or JSON of your own TME gene sets."),
     ] = None,
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--holdout",
+            help="A sample kept out of training altogether (repeatable), so that predicting it "
+            "is honest.",
+        ),
+    ] = None,
+    resolution: Annotated[
+        float | None,
+        typer.Option(
+            "--resolution",
+            help="Also fit the sub-spot model on the stored bins of this many µm (needs "
+            "--reference; embed with --subspot).",
+        ),
+    ] = None,
     members: Annotated[int, typer.Option("--members", help="Heads in the ensemble.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -65,7 +81,8 @@ def train(
     settings = TrainSettings(
         target=target, n_genes=genes, models=parse_models(model), folds=folds, groups=groups,
         group_key=group_key, reference=reference, label_key=label_key, gene_sets=gene_sets,
-        n_members=members, seed=seed, device=device,
+        n_members=members, seed=seed, device=device, holdout=tuple(holdout or ()),
+        resolution_um=resolution,
     )  # fmt: skip
     console = Console(stderr=True, highlight=False)
     result = train_model(
@@ -88,12 +105,30 @@ def predict(
         bool,
         typer.Option("--grid", help="Also predict the dense tiles (embed --grid) between spots."),
     ] = False,
+    resolution: Annotated[
+        float | None,
+        typer.Option(
+            "--resolution",
+            help="Sub-spot maps instead: one observation per bin of this many µm (a model "
+            "trained with --resolution, a sample embedded with --subspot).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Predict expression, TME states and attention for one sample; write AnnData."""
     import anndata as ad
 
-    from tmescope.workflows import predict_sample
+    from tmescope.workflows import predict_sample, predict_subspot
+
+    if resolution is not None:
+        path = predict_subspot(store, model_dir, sample=sample, resolution_um=resolution, out=out)
+        written = ad.read_h5ad(path, backed="r")
+        typer.echo(
+            f"wrote {path}: {written.n_obs:,} bins of {resolution:g} µm × "
+            f"{written.obsm['populations'].shape[1]} populations, {written.n_vars} genes"
+        )
+        written.file.close()
+        return
 
     path = predict_sample(store, model_dir, sample=sample, out=out, grid=grid, device=device)
     written = ad.read_h5ad(path, backed="r")

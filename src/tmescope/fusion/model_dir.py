@@ -8,6 +8,8 @@
                         statistics), the spot-graph settings and the cross-validation report
       head/             the ensemble (``train.Ensemble.save``: safetensors + head.json)
       reference.npz     the single-cell reference profiles, when states came from one
+      subspot/          the sub-spot model, when trained with --resolution
+                        (``fusion.subspot_model``)
 
 A model is written into a fresh sibling folder and renamed into place, so a reader sees a whole
 model or the previous one, never a mix; safetensors and JSON only (no pickle).
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,13 @@ def save_model(
     spec: TargetSpec,
     fingerprint: Mapping[str, Any],
     info: Mapping[str, Any],
+    parts: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> Path:
-    """Write a model to ``directory``, replacing any model there only once the new one is whole."""
+    """Write a model to ``directory``, replacing any model there only once the new one is whole.
+
+    ``parts`` name further subfolders and how to write each (e.g. ``subspot``): they are written
+    inside the same new folder, so they appear with the rest of the model or not at all.
+    """
     from tmescope._version import __version__
 
     directory = Path(directory)
@@ -88,6 +95,8 @@ def save_model(
             "target": spec.to_json(),
             **dict(info),
         }
+        for name, write in (parts or {}).items():
+            write(partial / name)
         (partial / MODEL_JSON).write_text(json.dumps(header, indent=1, allow_nan=True))
         _swap_in(partial, directory)
     finally:

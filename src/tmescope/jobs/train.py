@@ -7,6 +7,7 @@ Joins the rooms: reads the store, hands arrays to ``fusion`` and writes the mode
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 MODEL_CHOICES = ("gat", "mlp", "ridge", "ridge-cv", "smooth-ridge")
 TARGET_CHOICES = ("expression", "states", "both")
 LEAVE_SAMPLE_OUT = "leave-sample-out"
+DEFAULT_LABEL_KEY = "cell_type"  # the cell-type column of a reference when --label-key is not given
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,13 @@ class TrainSettings:
     groups: Path | None = None  # CSV sample_id → group (patient)
     group_key: str | None = None
     reference: Path | None = None  # single-cell .h5ad for cell-type proportions
-    label_key: str | None = None
+    label_key: str | None = None  # its cell-type column; None: "cell_type"
     gene_sets: Path | None = None  # TOML/JSON; the default TME sets otherwise
     n_members: int = 5
     seed: int = 0
     device: str = "auto"
+    holdout: tuple[str, ...] = ()  # samples kept out of training altogether
+    resolution_um: float | None = None  # also fit the sub-spot model on bins of this size
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_CHOICES:
@@ -55,10 +59,21 @@ class TrainSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--genes" if name == "n_genes" else "--members"
                 raise InvalidParameterError(f"{flag} must be a positive integer, got {value!r}")
-        if (self.reference is None) != (self.label_key is None):
+        if self.label_key is not None and self.reference is None:
             raise InvalidParameterError(
-                "--reference SC.h5ad and --label-key KEY go together: give both or neither"
+                f"--label-key {self.label_key} names a column of a reference: give --reference "
+                "SC.h5ad too"
             )
+        if self.resolution_um is not None:
+            if not (math.isfinite(self.resolution_um) and self.resolution_um > 0):
+                raise InvalidParameterError(
+                    f"--resolution must be a bin size in µm (e.g. 16), got {self.resolution_um}"
+                )
+            if self.reference is None:
+                raise InvalidParameterError(
+                    "--resolution needs --reference SC.h5ad: the sub-spot populations are the "
+                    "reference's cell types (marker-score populations are spot-level only)"
+                )
         if self.group_key is not None and self.groups is None:
             raise InvalidParameterError(
                 f"--group-key {self.group_key} needs --groups FILE.csv (columns sample_id and "
@@ -95,6 +110,7 @@ def train_model(
         spot_graph,
     )
     from tmescope.fusion.model_dir import check_destination, save_model
+    from tmescope.fusion.subspot_model import SUBSPOT_DIR
     from tmescope.store import CohortStore
 
     settings = settings or TrainSettings()
@@ -102,9 +118,11 @@ def train_model(
     out = Path(out)
     check_destination(out)
     opened = CohortStore.open(store, mode="r")
-    sample_ids = opened.sample_ids()
+    sample_ids = _training_samples(opened.sample_ids(), settings.holdout)
     folds = _folds(settings, sample_ids)
     gene_sets, reference = _state_sources(settings)
+    if settings.resolution_um is not None:
+        _check_subspot_inputs(opened, sample_ids, settings.resolution_um, reference)
     device = device_name(settings.device)
     start = time.perf_counter()
     tables = {s: read_spot_table(opened, s) for s in sample_ids}
@@ -134,6 +152,10 @@ def train_model(
         n_genes=settings.n_genes, gene_sets=gene_sets, reference=reference,
     )  # fmt: skip
     ensemble = fit_gat(everything, n_members=settings.n_members, seed=settings.seed, device=device)
+    parts = {}
+    if settings.resolution_um is not None:
+        subspot = _fit_subspot(opened, sample_ids, settings, reference, say)
+        parts[SUBSPOT_DIR] = subspot.save
     report = {
         "store": str(opened.path),
         "target": settings.target,
@@ -153,10 +175,59 @@ def train_model(
             "n_members": settings.n_members,
             "seed": settings.seed,
             "cv": report,
+            "holdout": list(settings.holdout),
+            "resolution_um": settings.resolution_um,
         },
+        parts=parts,
     )  # fmt: skip
     say(f"model written to {out}")
     return TrainResult(out, report)
+
+
+def _training_samples(sample_ids: Sequence[str], holdout: Sequence[str]) -> list[str]:
+    """The store's complete samples less the held-out ones (each of which must be there)."""
+    unknown = [s for s in holdout if s not in sample_ids]
+    if unknown:
+        raise TrainingDataError(
+            f"--holdout {', '.join(unknown)}: no such complete sample in the store (it holds "
+            f"{', '.join(sample_ids[:8])}{', …' if len(sample_ids) > 8 else ''})"
+        )
+    return [s for s in sample_ids if s not in set(holdout)]
+
+
+def _check_subspot_inputs(
+    store: Any, sample_ids: Sequence[str], resolution_um: float, reference: Any
+) -> None:
+    """Before any fitting: every training sample has bins of that size, and the reference can
+    give shares of cells."""
+    from tmescope.fusion.subspot_data import check_reference, check_resolution
+
+    check_reference(reference)
+    for sample_id in sample_ids:
+        check_resolution(store, sample_id, resolution_um)
+
+
+def _fit_subspot(
+    store: Any,
+    sample_ids: Sequence[str],
+    settings: TrainSettings,
+    reference: Any,
+    say: Callable[[str], None],
+) -> Any:
+    """The sub-spot model, fitted on the training samples' bins (never a held-out sample's)."""
+    from tmescope.fusion.bin_head import BinHeadConfig
+    from tmescope.fusion.subspot_data import read_bin_sample
+    from tmescope.fusion.subspot_model import fit_subspot_model
+
+    assert settings.resolution_um is not None
+    samples = [
+        read_bin_sample(store, s, reference=reference, bin_um=settings.resolution_um)
+        for s in sample_ids
+    ]
+    n_bins = sum(len(s.xy) for s in samples)
+    say(f"fitting the sub-spot model on {n_bins:,} bins of {len(samples)} samples")
+    config = BinHeadConfig(n_members=min(settings.n_members, 3))
+    return fit_subspot_model(samples, reference=reference, config=config, seed=settings.seed)
 
 
 def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:
@@ -193,7 +264,13 @@ def _state_sources(settings: TrainSettings) -> tuple[tuple[Any, ...], Any]:
     if settings.target == "expression":
         return (), None
     if settings.reference is not None:
-        return (), load_reference(settings.reference, label_key=str(settings.label_key))
+        # With --resolution, a type with too few cells is an error (check_reference), not
+        # dropped: sub-spot maps must show every population the user asked for.
+        return (), load_reference(
+            settings.reference,
+            label_key=settings.label_key or DEFAULT_LABEL_KEY,
+            min_cells=1 if settings.resolution_um is not None else 10,
+        )
     return load_gene_sets(settings.gene_sets), None
 
 

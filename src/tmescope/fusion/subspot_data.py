@@ -1,0 +1,111 @@
+"""A sample's sub-spot bins as the sub-spot model sees them: inputs, discs and spot compositions.
+
+Inputs are the stored bin features with their context-ring means, standardised per sample
+(:mod:`tmescope.fusion.bin_head`). A spot's composition comes from its measured counts and a
+single-cell reference: NNLS shares of RNA, converted to shares of cells with each type's counts
+per cell (:func:`tmescope.fusion.reference.cell_shares`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from tmescope.errors import InvalidParameterError, ReferenceDataError
+from tmescope.fusion.bin_geometry import (
+    context_operators,
+    disc_of_bins,
+    spot_discs,
+    with_context,
+)
+from tmescope.fusion.bin_head import standardise_per_sample
+from tmescope.fusion.cohort import read_spot_table
+from tmescope.fusion.reference import ReferenceProfiles, cell_shares, deconvolve_nnls
+from tmescope.store import CohortStore
+
+VISIUM_SPOT_UM = 55.0  # a spot's diameter when the sample does not say
+MIN_REFERENCE_CELLS = 10  # fewer cells of a type make its profile noise
+
+
+@dataclass(frozen=True, eq=False)
+class BinSample:
+    """One sample's bins: ``xy`` ``(n, 2)`` full-res centres, ``x`` ``(n, d)`` model inputs,
+    ``disc`` ``(n,)`` the spot whose disc holds each bin (-1: between spots), and its spots'
+    positions ``spot_xy`` and compositions ``measured`` (NaN rows: no estimate)."""
+
+    sample_id: str
+    xy: np.ndarray
+    x: np.ndarray
+    discs: sp.csr_matrix
+    disc: np.ndarray
+    spot_xy: np.ndarray
+    measured: np.ndarray
+    mpp: float
+    bin_um: float
+
+
+def check_reference(reference: ReferenceProfiles) -> None:
+    """Refuse a reference that cannot give cell shares: too few cells of a type, or no counts
+    per cell to convert RNA shares with."""
+    small = {
+        t: n
+        for t, n in zip(reference.cell_types, reference.n_cells, strict=True)
+        if n < MIN_REFERENCE_CELLS
+    }
+    if small:
+        raise ReferenceDataError(
+            f"cell types with fewer than {MIN_REFERENCE_CELLS} cells in the reference: "
+            f"{small}; merge or drop them, or use a larger reference"
+        )
+    if reference.counts_per_cell is None:
+        raise ReferenceDataError(
+            "the reference holds no counts per cell, so RNA shares cannot become cell shares; "
+            "load it again from its raw counts"
+        )
+
+
+def check_resolution(store: CohortStore, sample_id: str, resolution_um: float) -> None:
+    """Refuse a bin size the sample's stored bins cannot give: finer than the encoder's tokens
+    (naming their size), or other than the bins it was embedded with."""
+    layout = store.sample_record(sample_id).bins
+    if layout is None:
+        store.read_bins(sample_id)  # raises MissingBinsError, which names --subspot
+        return
+    token_um = float(layout.spec.get("token_um", layout.bin_um))
+    if resolution_um < token_um - 1e-6:
+        raise InvalidParameterError(
+            f"--resolution {resolution_um:g} µm is finer than the encoder's tokens ({token_um:g} "
+            f"µm): sample {sample_id!r} has nothing finer to tell; use --resolution "
+            f"{layout.bin_um:g}"
+        )
+    if abs(resolution_um - layout.bin_um) > 1e-6:
+        raise InvalidParameterError(
+            f"sample {sample_id!r} holds {layout.bin_um:g} µm bins, not {resolution_um:g} µm; use "
+            f"--resolution {layout.bin_um:g}, or embed it again with --subspot {resolution_um:g}"
+        )
+
+
+def read_bin_sample(
+    store: CohortStore, sample_id: str, *, reference: ReferenceProfiles, bin_um: float
+) -> BinSample:
+    """The bins of ``sample_id`` with the compositions its measured spots give."""
+    record = store.sample_record(sample_id)
+    check_resolution(store, sample_id, bin_um)
+    bins = store.read_bins(sample_id)
+    features = store.read_bin_features(sample_id)
+    x = standardise_per_sample(with_context(features, context_operators(bins.cells)))
+    table = read_spot_table(store, sample_id)
+    assert table.counts is not None  # read_spot_table refuses a sample without counts
+    rna, _ = deconvolve_nnls(table.counts, table.genes, reference)
+    measured = cell_shares(rna, reference.counts_per_cell or ())
+    mpp = float(record.meta.mpp)
+    diameter = float(record.meta.extra.get("spot_diameter_um") or VISIUM_SPOT_UM)
+    xy = np.asarray(bins.coords, dtype=np.float64)
+    spot_xy = np.asarray(table.coords_px, dtype=np.float64)
+    discs = spot_discs(xy, spot_xy, radius_px=diameter / 2 / mpp)
+    return BinSample(
+        sample_id=sample_id, xy=xy, x=x, discs=discs, disc=disc_of_bins(discs),
+        spot_xy=spot_xy, measured=measured, mpp=mpp, bin_um=float(bins.bin_um),
+    )  # fmt: skip

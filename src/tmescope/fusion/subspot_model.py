@@ -1,0 +1,187 @@
+"""The sub-spot model: fitted on training samples' bins, saved in a model folder, applied to a
+sample's bins and reconciled with its measured spots.
+
+::
+
+    MODEL_DIR/subspot/
+      subspot.json            bin size, populations, counts per cell, reference genes, config
+      weights.safetensors     the PCA projection, every member's weights, the reference profiles
+
+Inputs (bin features and context-ring means, standardised per sample) are reduced by a PCA
+fitted on the training samples' bins only, then fed to the ensemble of
+:mod:`tmescope.fusion.bin_head`. Prediction gives the image's compositions, their spread over
+members, and the compositions reconciled with the sample's measured spots
+(:mod:`tmescope.fusion.reconcile`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmescope.errors import ModelMismatchError
+from tmescope.fusion.bin_head import BinHead, BinHeadConfig, WeakSample, fit_bin_heads
+from tmescope.fusion.reference import ReferenceProfiles
+from tmescope.fusion.subspot_data import BinSample
+
+SUBSPOT_DIR = "subspot"
+PCA_DIM = 64  # inputs reduced to this many components before the heads
+SPREAD_SIGMA_UM = 50.0  # how far a spot's correction reaches between spots (half the pitch)
+
+
+@dataclass(frozen=True, eq=False)
+class SubspotModel:
+    """A fitted sub-spot model, with the reference that gives a sample's spot compositions."""
+
+    bin_um: float
+    reference: ReferenceProfiles
+    config: BinHeadConfig
+    mean: np.ndarray  # (d,) PCA centre
+    components: np.ndarray  # (d, k) PCA projection
+    heads: tuple[BinHead, ...]
+    samples: tuple[str, ...]  # trained on
+
+    @property
+    def populations(self) -> tuple[str, ...]:
+        return self.reference.cell_types
+
+    def reduce(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, np.float32) - self.mean) @ self.components).astype(np.float32)
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "pca.mean": self.mean,
+            "pca.components": self.components,
+            "reference.profiles": self.reference.profiles,
+        }
+        for i, head in enumerate(self.heads):
+            for name, value in head.state_dict().items():
+                tensors[f"member_{i}.{name}"] = value.detach().cpu().numpy()
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+            directory / "weights.safetensors",
+        )
+        header = {
+            "bin_um": self.bin_um,
+            "populations": list(self.populations),
+            "n_cells": list(self.reference.n_cells),
+            "counts_per_cell": list(self.reference.counts_per_cell or ()),
+            "genes": list(self.reference.genes),
+            "config": self.config.to_dict(),
+            "d_in": int(self.mean.size),
+            "samples": list(self.samples),
+        }
+        (directory / "subspot.json").write_text(json.dumps(header, indent=1))
+
+    @classmethod
+    def load(cls, directory: Path) -> SubspotModel:
+        import torch
+        from safetensors.numpy import load_file
+
+        try:
+            header = json.loads((directory / "subspot.json").read_text(encoding="utf-8"))
+            tensors = load_file(directory / "weights.safetensors")
+        except (OSError, ValueError) as error:
+            raise ModelMismatchError(
+                f"{directory} is not a readable sub-spot model ({error}); train again with "
+                "`tmescope train … --resolution 16`"
+            ) from error
+        config = BinHeadConfig(**header["config"])
+        components = tensors["pca.components"]
+        heads = []
+        for i in range(config.n_members):
+            head = BinHead(
+                components.shape[1], len(header["populations"]),
+                hidden=config.hidden, dropout=config.dropout,
+            )  # fmt: skip
+            prefix = f"member_{i}."
+            state = {
+                k[len(prefix) :]: torch.from_numpy(v)
+                for k, v in tensors.items()
+                if k.startswith(prefix)
+            }
+            head.load_state_dict(state)
+            head.eval()
+            heads.append(head)
+        reference = ReferenceProfiles(
+            cell_types=tuple(header["populations"]), genes=tuple(header["genes"]),
+            profiles=tensors["reference.profiles"], n_cells=tuple(header["n_cells"]),
+            counts_per_cell=tuple(header["counts_per_cell"]),
+        )  # fmt: skip
+        return cls(
+            bin_um=float(header["bin_um"]), reference=reference, config=config,
+            mean=tensors["pca.mean"], components=components, heads=tuple(heads),
+            samples=tuple(header["samples"]),
+        )  # fmt: skip
+
+
+def fit_subspot_model(
+    samples: Sequence[BinSample],
+    *,
+    reference: ReferenceProfiles,
+    config: BinHeadConfig | None = None,
+    seed: int = 0,
+) -> SubspotModel:
+    """Fit the PCA on every training bin, then the heads on the bins inside spot discs."""
+    from sklearn.decomposition import PCA
+
+    config = config or BinHeadConfig()
+    stacked = np.vstack([s.x for s in samples])
+    pca = PCA(n_components=min(PCA_DIM, stacked.shape[1]), random_state=seed).fit(stacked)
+    mean = pca.mean_.astype(np.float32)
+    components = pca.components_.T.astype(np.float32)
+    weak = []
+    for s in samples:
+        inside = s.disc >= 0
+        reduced = ((s.x[inside] - mean) @ components).astype(np.float32)
+        weak.append(WeakSample(x=reduced, discs=s.discs[:, inside], shares=s.measured))
+    heads = fit_bin_heads(weak, config=config, seed=seed)
+    return SubspotModel(
+        bin_um=float(samples[0].bin_um), reference=reference, config=config, mean=mean,
+        components=components, heads=tuple(heads), samples=tuple(s.sample_id for s in samples),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class BinPrediction:
+    """Per bin: the image's compositions, their spread over members, and the reconciled ones."""
+
+    image: np.ndarray  # (n, P)
+    std: np.ndarray  # (n, P)
+    reconciled: np.ndarray  # (n, P)
+
+
+def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
+    """Compositions of every bin of ``sample``, reconciled with its measured spots."""
+    from tmescope.fusion.bin_head import predict_shares
+    from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
+
+    image, std = predict_shares(model.heads, model.reduce(sample.x))
+    inside = reconcile_discs(image, sample.disc, sample.measured)
+    # Corrections compare the measurement with the *image's* disc means (after reconciliation
+    # they would all be nothing); bins between spots are left alone by reconcile_discs.
+    between = spread_corrections(
+        image, sample.xy, sample.disc, sample.measured, sample.spot_xy,
+        sigma_px=SPREAD_SIGMA_UM / sample.mpp,
+    )  # fmt: skip
+    reconciled = np.where((sample.disc >= 0)[:, None], inside, between)
+    return BinPrediction(image=image, std=std, reconciled=reconciled)
+
+
+def describe(model: SubspotModel) -> dict[str, Any]:
+    """What ``uns`` says about the model that made a prediction."""
+    return {
+        "bin_um": model.bin_um,
+        "populations": list(model.populations),
+        "trained_on": list(model.samples),
+        "members": model.config.n_members,
+        "pca_dim": int(model.components.shape[1]),
+    }

@@ -1,0 +1,90 @@
+"""``tmescope predict … --resolution UM``: one sample's sub-spot maps as an AnnData of bins.
+
+One observation per bin: ``obsm["spatial"]`` its centre (x, y, full-resolution px),
+``obsm["populations"]`` a DataFrame of the reconciled shares of cells (one column per
+population, the reference's cell types), ``obsm["populations_image"]`` the image's shares before
+reconciliation and ``obsm["populations_std"]`` their spread over the ensemble; ``X`` the
+expected expression of each bin's composition under the reference profiles (counts per 10,000),
+with ``layers["uncertainty"]`` its standard deviation from the populations' spread; ``obs``
+says which spot's disc holds the bin (``spot``, empty between spots); ``uns["subspot"]`` the bin
+size, the model and what the maps assume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def predict_subspot(
+    store: Path | str, model_dir: Path | str, *, sample: str, resolution_um: float, out: Path | str
+) -> Path:
+    """Predict ``sample`` at ``resolution_um`` bins with the sub-spot model of ``model_dir``."""
+    import anndata as ad
+    import pandas as pd
+
+    from tmescope.errors import ModelMismatchError
+    from tmescope.fusion.cohort import check_samples
+    from tmescope.fusion.model_dir import load_model
+    from tmescope.fusion.subspot_data import check_resolution, read_bin_sample
+    from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel, describe, predict_bins
+    from tmescope.jobs.predict import _spatial_uns, _write_h5ad, check_model_fits_store
+    from tmescope.store import CohortStore, RowKind
+
+    opened = CohortStore.open(store, mode="r")
+    check_samples(opened, [sample])
+    check_resolution(opened, sample, resolution_um)
+    model = load_model(model_dir, device="cpu")
+    check_model_fits_store(model, opened.fingerprint, where=str(opened.path))
+    if not (Path(model_dir) / SUBSPOT_DIR).is_dir():
+        raise ModelMismatchError(
+            f"{model_dir} has no sub-spot model: train it with `tmescope train STORE --out "
+            f"{model_dir} --reference REF.h5ad --resolution {resolution_um:g}`"
+        )
+    subspot = SubspotModel.load(Path(model_dir) / SUBSPOT_DIR)
+    bins = read_bin_sample(opened, sample, reference=subspot.reference, bin_um=resolution_um)
+    prediction = predict_bins(subspot, bins)
+
+    genes = [g for g in model.spec.genes if g in subspot.reference.genes] or list(
+        subspot.reference.genes
+    )
+    columns = [subspot.reference.genes.index(g) for g in genes]
+    profiles = subspot.reference.profiles[:, columns].astype(np.float64)  # (P, G) per 1e4
+    names = list(subspot.populations)
+    index = pd.Index([f"{sample}_bin_{i}" for i in range(len(bins.xy))])
+    spots = opened.read_barcodes(sample)[opened.read_kind(sample) == RowKind.SPOT]
+    adata = ad.AnnData(
+        X=(prediction.reconciled @ profiles).astype(np.float32),
+        obs=pd.DataFrame(
+            {"spot": np.where(bins.disc >= 0, spots[np.clip(bins.disc, 0, None)], ""),
+             "sample_id": sample},
+            index=index,
+        ),
+        var=pd.DataFrame(index=pd.Index(genes)),
+    )  # fmt: skip
+    adata.obsm["spatial"] = bins.xy.astype(np.float64)
+    for key, table in (
+        ("populations", prediction.reconciled),
+        ("populations_image", prediction.image),
+        ("populations_std", prediction.std),
+    ):
+        adata.obsm[key] = pd.DataFrame(table.astype(np.float32), index=index, columns=names)
+    adata.layers["uncertainty"] = np.sqrt(prediction.std**2 @ profiles**2).astype(np.float32)
+    adata.uns["subspot"] = _uns(describe(subspot), model_dir, resolution_um)
+    adata.uns["spatial"] = _spatial_uns(opened, sample)
+    return _write_h5ad(adata, Path(out))
+
+
+def _uns(described: dict[str, Any], model_dir: Path | str, bin_um: float) -> dict[str, Any]:
+    return {
+        **described,
+        "bin_um": float(bin_um),
+        "model_dir": str(model_dir),
+        "abundance": "shares of cells (reference NNLS shares of RNA / counts per cell)",
+        "reconciled": "inside spot discs the mean over the disc equals the measured spot; "
+        "between spots, the image corrected by nearby spots",
+        "X": "expected expression of the bin's composition under the reference profiles "
+        "(counts per 10,000)",
+    }

@@ -1,0 +1,115 @@
+"""Sub-spot maps end to end: train with --reference --resolution --holdout, predict the held-out
+sample at 16 µm, and the inputs that are refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from tmescope.errors import InvalidParameterError, ReferenceDataError, TrainingDataError
+from tmescope.jobs.embed import SampleInput
+from tmescope.jobs.predict_bins import predict_subspot
+from tmescope.jobs.train import TrainSettings, train_model
+from tmescope.store import CohortStore
+from tmescope.workflows import embed_samples
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Three small synthetic samples embedded with 16 µm bins, and the cohort's reference."""
+    from tmescope.datasets import write_synthetic_cohort
+
+    root = tmp_path_factory.mktemp("subspot")
+    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=5)
+    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs]
+    embed_samples(items, store=root / "cohort.zarr", encoder="test-vit-tiny", device="cpu")
+    return root / "cohort.zarr", root / "cohort" / "reference.h5ad"
+
+
+def settings(sc_reference: Path | None, **changes: object) -> TrainSettings:
+    values: dict[str, object] = {
+        "models": ("ridge",), "n_genes": 10, "n_members": 2, "device": "cpu",
+        "reference": sc_reference, "resolution_um": 16.0, "holdout": ("synth_02",),
+    }  # fmt: skip
+    return TrainSettings(**{**values, **changes})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def model(cohort: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store, reference = cohort
+    out = tmp_path_factory.mktemp("model") / "model"
+    train_model(store, out, settings=settings(reference))
+    return out
+
+
+def test_the_held_out_sample_never_reaches_training(model: Path) -> None:
+    header = json.loads((model / "model.json").read_text())
+    assert header["samples"] == ["synth_00", "synth_01"] and header["holdout"] == ["synth_02"]
+    assert all("synth_02" not in f["train"] + f["test"] for f in header["cv"]["folds"])
+    subspot = json.loads((model / "subspot" / "subspot.json").read_text())
+    assert subspot["samples"] == ["synth_00", "synth_01"] and subspot["bin_um"] == 16.0
+
+
+def test_predicting_at_16_um_writes_one_observation_per_bin(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    from tmescope.fusion.subspot_data import read_bin_sample
+    from tmescope.fusion.subspot_model import SubspotModel
+
+    store, reference = cohort
+    out = predict_subspot(
+        store, model, sample="synth_02", resolution_um=16.0, out=tmp_path / "p.h5ad"
+    )
+    maps = ad.read_h5ad(out)
+    opened = CohortStore.open(store)
+    bins = opened.read_bins("synth_02")
+    np.testing.assert_allclose(maps.obsm["spatial"], bins.coords, rtol=0, atol=1e-3)
+    populations = maps.obsm["populations"]
+    cell_types = ad.read_h5ad(reference).obs["cell_type"].astype(str).unique()
+    assert isinstance(populations, pd.DataFrame) and set(populations.columns) == set(cell_types)
+    np.testing.assert_allclose(populations.to_numpy().sum(axis=1), 1.0, atol=1e-3)
+    assert maps.layers["uncertainty"].shape == maps.shape and maps.n_vars > 0
+    assert (maps.obsm["populations_std"].to_numpy() >= 0).all()
+    assert maps.uns["subspot"]["bin_um"] == 16.0
+    # Inside every measured spot's disc, the maps add up to what the spot measured.
+    sample = read_bin_sample(
+        opened, "synth_02", reference=SubspotModel.load(model / "subspot").reference, bin_um=16.0
+    )
+    values = populations.to_numpy()
+    for spot in np.unique(sample.disc[sample.disc >= 0])[:20]:
+        if np.isfinite(sample.measured[spot]).all():
+            np.testing.assert_allclose(
+                values[sample.disc == spot].mean(axis=0), sample.measured[spot], atol=1e-5
+            )
+    assert (maps.obs["spot"] != "").sum() == (sample.disc >= 0).sum()
+
+
+def test_a_bin_finer_than_the_tokens_is_refused_naming_them(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    store, _ = cohort
+    with pytest.raises(InvalidParameterError, match=r"finer than the encoder's tokens \(16 µm"):
+        predict_subspot(store, model, sample="synth_02", resolution_um=4.0, out=tmp_path / "b.h5ad")
+    assert not (tmp_path / "b.h5ad").exists()
+
+
+def test_bad_training_inputs_are_refused_before_anything_is_written(
+    cohort: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, reference = cohort
+    with pytest.raises(TrainingDataError, match="--holdout synth_9"):
+        train_model(store, tmp_path / "a", settings=settings(reference, holdout=("synth_9",)))
+    with pytest.raises(InvalidParameterError, match="--resolution needs --reference"):
+        settings(None)
+    small = ad.read_h5ad(reference)
+    keep = np.flatnonzero(small.obs["cell_type"].astype(str).to_numpy() != "osteoclast")
+    rare = np.flatnonzero(small.obs["cell_type"].astype(str).to_numpy() == "osteoclast")[:4]
+    small[np.r_[keep, rare]].write_h5ad(tmp_path / "small.h5ad")
+    with pytest.raises(ReferenceDataError, match="fewer than 10 cells"):
+        train_model(store, tmp_path / "b", settings=settings(tmp_path / "small.h5ad"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
