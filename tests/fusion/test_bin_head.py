@@ -57,3 +57,13 @@ def test_spots_without_a_composition_are_left_out_and_bad_settings_refused() -> 
         BinHeadConfig(steps=0)
     with pytest.raises(InvalidParameterError, match="discs must be"):
         WeakSample(sample.x[:5], sample.discs, sample.shares)
+
+
+def test_traces_below_the_floor_are_dropped_and_rows_stay_compositions() -> None:
+    from tmescope.fusion.subspot_data import without_traces
+
+    shares = np.array([[0.5, 0.47, 0.03], [0.04, 0.03, 0.02], [np.nan, np.nan, np.nan]])
+    out = without_traces(shares, floor=0.05)
+    np.testing.assert_allclose(out[0], [0.5 / 0.97, 0.47 / 0.97, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out[1], [1.0, 0.0, 0.0])  # all below: the largest stays
+    assert np.isnan(out[2]).all()

@@ -21,6 +21,7 @@ from tmescope.fusion.reference import (
     build_reference_profiles,
     cell_shares,
     deconvolve_nnls,
+    deconvolve_poisson,
     load_reference,
 )
 
@@ -99,6 +100,24 @@ def test_known_mixtures_are_recovered() -> None:
     np.testing.assert_allclose(proportions.sum(axis=1), 1.0, rtol=1e-5)
     assert (proportions >= 0).all()
     assert np.abs(proportions - weights).max() < 0.05
+
+
+def test_poisson_likelihood_recovers_mixtures_closer_than_least_squares() -> None:
+    reference = build_reference_profiles(reference_adata(), label_key="cell_type")
+    # Shallow spots (300-800 counts): where weighting each count by its noise matters.
+    rng = np.random.default_rng(5)
+    weights = rng.dirichlet(np.ones(3), 200)
+    counts = rng.poisson(weights @ true_profiles() * rng.integers(300, 800, 200)[:, None])
+    counts[0] = 0  # a spot with nothing on the shared genes
+    genes = [f"GENE{g:03d}" for g in range(N_GENES)]
+    poisson, types = deconvolve_poisson(sp.csr_matrix(counts), genes, reference)
+    nnls_fit, _ = deconvolve_nnls(sp.csr_matrix(counts), genes, reference)
+    assert types == TYPES and poisson.shape == (200, 3) and np.isnan(poisson[0]).all()
+    np.testing.assert_allclose(poisson[1:].sum(axis=1), 1.0, rtol=1e-5)
+    error = np.abs(poisson[1:] - weights[1:]).mean()
+    assert error < 0.05 and error < np.abs(nnls_fit[1:] - weights[1:]).mean()
+    with pytest.raises(ReferenceDataError, match="share 10 genes"):
+        deconvolve_poisson(counts[:, :10], genes[:10], reference)
 
 
 def test_spot_gene_order_and_extra_genes_do_not_matter() -> None:

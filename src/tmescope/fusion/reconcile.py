@@ -48,7 +48,7 @@ def reconcile_discs(
             f"{disc.shape}, {measured.shape}"
         )
     out = shares.copy()
-    usable = np.isfinite(measured).all(axis=1)
+    usable = np.isfinite(measured).all(axis=1) & (np.nan_to_num(measured).sum(axis=1) > 0)
     inside = (disc >= 0) & usable[np.clip(disc, 0, None)]
     if not inside.any():
         return out

@@ -2,8 +2,12 @@
 
 Inputs are the stored bin features with their context-ring means, standardised per sample
 (:mod:`tmescope.fusion.bin_head`). A spot's composition comes from its measured counts and a
-single-cell reference: NNLS shares of RNA, converted to shares of cells with each type's counts
-per cell (:func:`tmescope.fusion.reference.cell_shares`).
+single-cell reference: Poisson maximum-likelihood shares of RNA
+(:func:`tmescope.fusion.reference.deconvolve_poisson`), converted to shares of cells with each
+type's counts per cell (:func:`tmescope.fusion.reference.cell_shares`), and shares below
+:data:`MIN_SHARE` set to zero: a deconvolution leaves small spurious shares of every type, and
+the conversion to cells inflates those of RNA-poor types, which would flatten every
+co-location towards "no preference".
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from tmescope.fusion.bin_geometry import (
 )
 from tmescope.fusion.bin_head import standardise_per_sample
 from tmescope.fusion.cohort import read_spot_table
-from tmescope.fusion.reference import ReferenceProfiles, cell_shares, deconvolve_nnls
+from tmescope.fusion.reference import ReferenceProfiles, cell_shares, deconvolve_poisson
 from tmescope.store import CohortStore
 
 VISIUM_SPOT_UM = 55.0  # a spot's diameter when the sample does not say
 MIN_REFERENCE_CELLS = 10  # fewer cells of a type make its profile noise
+MIN_SHARE = 0.05  # a spot's cell shares below this are taken as absent
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +49,18 @@ class BinSample:
     measured: np.ndarray
     mpp: float
     bin_um: float
+
+
+def without_traces(shares: np.ndarray, *, floor: float = MIN_SHARE) -> np.ndarray:
+    """Compositions with shares below ``floor`` set to zero and the rest rescaled to one (a row
+    whose every share is below keeps its largest; rows of NaN stay NaN)."""
+    shares = np.asarray(shares, dtype=np.float64)
+    kept = np.where(shares >= floor, shares, 0.0)
+    largest = np.nanargmax(np.nan_to_num(shares, nan=-1.0), axis=1)
+    empty = ~(kept > 0).any(axis=1) & np.isfinite(shares).all(axis=1)
+    kept[empty, largest[empty]] = 1.0
+    kept[~np.isfinite(shares).all(axis=1)] = np.nan
+    return (kept / kept.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def check_reference(reference: ReferenceProfiles) -> None:
@@ -98,8 +115,8 @@ def read_bin_sample(
     x = standardise_per_sample(with_context(features, context_operators(bins.cells)))
     table = read_spot_table(store, sample_id)
     assert table.counts is not None  # read_spot_table refuses a sample without counts
-    rna, _ = deconvolve_nnls(table.counts, table.genes, reference)
-    measured = cell_shares(rna, reference.counts_per_cell or ())
+    rna, _ = deconvolve_poisson(table.counts, table.genes, reference)
+    measured = without_traces(cell_shares(rna, reference.counts_per_cell or ()))
     mpp = float(record.meta.mpp)
     diameter = float(record.meta.extra.get("spot_diameter_um") or VISIUM_SPOT_UM)
     xy = np.asarray(bins.coords, dtype=np.float64)
