@@ -7,9 +7,10 @@ import pytest
 
 from tmescope.embed.subspot import (
     MAX_DIM,
+    BinPlan,
+    BinPooler,
     cover_centres,
     plan_bins,
-    pool_tokens_to_bins,
     pool_weights,
     reduction_matrix,
     subspot_spec,
@@ -28,31 +29,52 @@ def everywhere(width: int = 4000) -> TissueMask:
     return TissueMask.from_mask(np.ones((width, width), bool), scale=1.0)
 
 
+def pooled(
+    tokens: np.ndarray, offsets: np.ndarray, *, bin_px: float, patch_px: float
+) -> np.ndarray:
+    """Bins at ``offsets`` from one patch's centre, pooled from its ``tokens`` by the pooler."""
+    plan = BinPlan(
+        coords=np.asarray(offsets, np.float32) + 500.0,
+        cells=np.zeros((len(offsets), 2), np.int32),
+        owner=np.zeros(len(offsets), np.int64),
+        bin_px=bin_px,
+    )
+    pooler = BinPooler(plan, np.array([[500.0, 500.0]]), patch_px=patch_px)
+    return pooler.pool(slice(0, 1), tokens[None])
+
+
 def test_a_bin_on_one_token_is_that_token() -> None:
     # A 112 px patch of 7 × 7 tokens of 16 px; bins of 16 px laid on the tokens exactly.
     grid, patch, size = 7, 112.0, 16.0
     centres = (np.arange(grid) + 0.5) * size - patch / 2  # token centres relative to the patch
     offsets = np.array([[centres[j], centres[i]] for i in range(grid) for j in range(grid)])
-    wx, wy = pool_weights(offsets, bin_px=size, patch_px=patch, grid=grid)
-    pooled = pool_tokens_to_bins(token_grid(grid), wx, wy)
-    np.testing.assert_allclose(pooled, [[i, j] for i in range(grid) for j in range(grid)])
+    np.testing.assert_allclose(
+        pooled(token_grid(grid), offsets, bin_px=size, patch_px=patch),
+        [[i, j] for i in range(grid) for j in range(grid)],
+    )
 
 
 def test_a_bin_across_tokens_is_their_area_weighted_mean() -> None:
     grid, patch = 4, 64.0  # tokens of 16 px
     # A 16 px bin centred on the corner of tokens (1, 1), (1, 2), (2, 1), (2, 2): a quarter each.
-    wx, wy = pool_weights(np.array([[0.0, 0.0]]), bin_px=16.0, patch_px=patch, grid=grid)
-    np.testing.assert_allclose(pool_tokens_to_bins(token_grid(grid), wx, wy), [[1.5, 1.5]])
+    tokens = token_grid(grid)
+    np.testing.assert_allclose(
+        pooled(tokens, np.array([[0.0, 0.0]]), bin_px=16.0, patch_px=patch), [[1.5, 1.5]]
+    )
     # Shifted 4 px right: three quarters of its width over column 2.
-    wx, wy = pool_weights(np.array([[4.0, 0.0]]), bin_px=16.0, patch_px=patch, grid=grid)
-    np.testing.assert_allclose(pool_tokens_to_bins(token_grid(grid), wx, wy), [[1.5, 1.75]])
+    np.testing.assert_allclose(
+        pooled(tokens, np.array([[4.0, 0.0]]), bin_px=16.0, patch_px=patch), [[1.5, 1.75]]
+    )
     # A 32 px bin over the top-left quarter of the patch: the mean of four whole tokens.
-    wx, wy = pool_weights(np.array([[-16.0, -16.0]]), bin_px=32.0, patch_px=patch, grid=grid)
-    np.testing.assert_allclose(pool_tokens_to_bins(token_grid(grid), wx, wy), [[0.5, 0.5]])
+    np.testing.assert_allclose(
+        pooled(tokens, np.array([[-16.0, -16.0]]), bin_px=32.0, patch_px=patch), [[0.5, 0.5]]
+    )
     # Half outside the patch: only the part inside counts.
-    wx, wy = pool_weights(np.array([[-32.0, 24.0]]), bin_px=16.0, patch_px=patch, grid=grid)
+    wx, _ = pool_weights(np.array([[-32.0, 24.0]]), bin_px=16.0, patch_px=patch, grid=grid)
     np.testing.assert_allclose(wx.sum(), 8.0)
-    np.testing.assert_allclose(pool_tokens_to_bins(token_grid(grid), wx, wy), [[3.0, 0.0]])
+    np.testing.assert_allclose(
+        pooled(tokens, np.array([[-32.0, 24.0]]), bin_px=16.0, patch_px=patch), [[3.0, 0.0]]
+    )
 
 
 def test_bins_cover_the_tissue_under_and_between_patches_each_once() -> None:

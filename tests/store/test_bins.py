@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,15 +41,22 @@ def features_of(bins: SampleBins, dim: int = 4) -> np.ndarray:
     return np.random.default_rng(7).normal(size=(bins.n, dim)).astype(np.float32)
 
 
+def begin_with_bins(
+    store: CohortStore, sample_id: str, data: SampleData, bins: SampleBins,
+    spec: dict[str, object] | None = None,
+) -> Any:  # fmt: skip
+    return store.begin_sample(
+        sample_id, rows=data.rows, meta=data.meta, dim=data.embeddings.shape[1],
+        chunk_rows=CHUNK_ROWS, bins=bins, bin_dim=4, bin_spec=spec or SPEC,
+    )  # fmt: skip
+
+
 def write_with_bins(
     store: CohortStore, sample_id: str, data: SampleData, bins: SampleBins,
     *, chunks: list[int] | None = None, spec: dict[str, object] | None = None,
 ) -> None:  # fmt: skip
     features = features_of(bins)
-    writer = store.begin_sample(
-        sample_id, rows=data.rows, meta=data.meta, dim=data.embeddings.shape[1],
-        chunk_rows=CHUNK_ROWS, bins=bins, bin_dim=4, bin_spec=spec or SPEC,
-    )  # fmt: skip
+    writer = begin_with_bins(store, sample_id, data, bins, spec)
     assert writer is not None and writer.has_bins
     with writer:
         for i in writer.pending_chunks() if chunks is None else chunks:
@@ -82,10 +90,7 @@ def test_a_resumed_sample_writes_only_the_missing_chunks_and_reads_the_same(
     with pytest.raises(IncompleteSampleError):
         store.read_bin_features("S1")
     assert any("stuck in 'writing'" in p for p in store.verify())
-    writer = store.begin_sample(
-        "S1", rows=sample.rows, meta=sample.meta, dim=8, chunk_rows=CHUNK_ROWS,
-        bins=bins, bin_dim=4, bin_spec=SPEC,
-    )  # fmt: skip
+    writer = begin_with_bins(store, "S1", sample, bins)
     assert writer is not None
     with writer:
         assert writer.pending_chunks() == [1, 3]
@@ -127,10 +132,7 @@ def test_chunk_features_must_match_the_bins_the_chunk_owns(
     store: CohortStore, sample: SampleData
 ) -> None:
     bins = make_bins(sample)
-    writer = store.begin_sample(
-        "S1", rows=sample.rows, meta=sample.meta, dim=8, chunk_rows=CHUNK_ROWS,
-        bins=bins, bin_dim=4, bin_spec=SPEC,
-    )  # fmt: skip
+    writer = begin_with_bins(store, "S1", sample, bins)
     assert writer is not None
     with writer:
         with pytest.raises(InvalidParameterError, match="needs their features"):

@@ -121,6 +121,12 @@ def predict(
     from tmescope.workflows import predict_sample, predict_subspot
 
     if resolution is not None:
+        if grid:
+            from tmescope.errors import InvalidParameterError
+
+            raise InvalidParameterError(
+                "--grid predicts the grid tiles, --resolution the sub-spot bins: choose one"
+            )
         path = predict_subspot(store, model_dir, sample=sample, resolution_um=resolution, out=out)
         written = ad.read_h5ad(path, backed="r")
         typer.echo(

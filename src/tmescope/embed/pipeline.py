@@ -168,14 +168,15 @@ class Embedder:
     def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """uint8 patches ``(B, H, W, 3)`` (or prepared tensors) → ``(B, dim)`` float32."""
         x = self.prepare(batch) if isinstance(batch, np.ndarray) else batch
-        context = (
-            torch.autocast(self.device.type, dtype=self.autocast)
-            if self.autocast is not None
-            else nullcontext()
-        )
-        with torch.inference_mode(), context:
+        with torch.inference_mode(), self._precision():
             out = self.model(x)
         return out.float().cpu().numpy()
+
+    def _precision(self) -> Any:
+        """The autocast context of this embedder's precision (none for fp32)."""
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
 
 class GridEmbedder(Embedder):
@@ -196,12 +197,7 @@ class GridEmbedder(Embedder):
     def embed_with_grid(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """``(B, dim)`` float32 embeddings and ``(B, g, g, k)`` float32 token grids."""
         x = self.prepare(batch) if isinstance(batch, np.ndarray) else batch
-        context = (
-            torch.autocast(self.device.type, dtype=self.autocast)
-            if self.autocast is not None
-            else nullcontext()
-        )
-        with torch.inference_mode(), context:
+        with torch.inference_mode(), self._precision():
             pooled, grid = self.model.forward_with_grid(x)  # type: ignore[operator]
         grid = grid.float()
         if self._projection is not None:

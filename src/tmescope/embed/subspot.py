@@ -222,20 +222,6 @@ def pool_weights(
     return overlap[:, 0], overlap[:, 1]
 
 
-def pool_tokens_to_bins(tokens: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> np.ndarray:
-    """Area-weighted means ``(n, D)`` of one patch's ``(grid, grid, D)`` tokens over ``n`` bins.
-
-    ``tokens[i, j]`` is the token of row ``i`` (top to bottom) and column ``j`` (left to
-    right); ``wx``/``wy`` come from :func:`pool_weights`.
-    """
-    weight = wy[:, :, None] * wx[:, None, :]  # (n, grid, grid)
-    total = weight.sum(axis=(1, 2))  # (n,)
-    if np.any(total <= 0):
-        raise ValueError("a bin shares no area with its patch: the bin plan is inconsistent")
-    pooled = np.einsum("nij,ijd->nd", weight, tokens, optimize=True)
-    return pooled / total[:, None]
-
-
 class BinPooler:
     """Pools the token grids of consecutive patch rows into the features of the bins they own.
 
@@ -259,15 +245,24 @@ class BinPooler:
         token grids."""
         if grids.shape[0] != rows.stop - rows.start or grids.shape[1] != grids.shape[2]:
             raise ValueError(f"{grids.shape} token grids for rows {rows}: one square grid a row")
+        import scipy.sparse as sp
+
         span = self.bins_of(rows)
-        out = np.empty((span.stop - span.start, grids.shape[3]), dtype=np.float32)
-        for i, row in enumerate(range(rows.start, rows.stop)):
-            start, stop = int(self._starts[row]), int(self._starts[row + 1])
-            if start == stop:
-                continue
-            offsets = self.plan.coords[start:stop].astype(np.float64) - self.centres[row]
-            wx, wy = pool_weights(
-                offsets, bin_px=self.plan.bin_px, patch_px=self.patch_px, grid=grids.shape[1]
-            )
-            out[start - span.start : stop - span.start] = pool_tokens_to_bins(grids[i], wx, wy)
-        return out
+        n, grid, width = span.stop - span.start, grids.shape[1], grids.shape[3]
+        if n == 0:
+            return np.empty((0, width), dtype=np.float32)
+        owner = self.plan.owner[span] - rows.start  # (n,) the bin's patch within the batch
+        offsets = self.plan.coords[span].astype(np.float64) - self.centres[self.plan.owner[span]]
+        wx, wy = pool_weights(offsets, bin_px=self.plan.bin_px, patch_px=self.patch_px, grid=grid)
+        weight = (wy[:, :, None] * wx[:, None, :]).reshape(n, grid * grid)  # (n, g²)
+        total = weight.sum(axis=1)
+        if np.any(total <= 0):
+            raise ValueError("a bin shares no area with its patch: the bin plan is inconsistent")
+        # One sparse product for the whole batch: bin k reads the g² tokens of its own patch.
+        columns = owner[:, None] * grid * grid + np.arange(grid * grid)[None, :]
+        pooling = sp.csr_matrix(
+            ((weight / total[:, None]).ravel(), columns.ravel(), np.arange(n + 1) * grid * grid),
+            shape=(n, grids.shape[0] * grid * grid),
+        )
+        tokens = np.asarray(grids, dtype=np.float32).reshape(-1, width)
+        return np.asarray(pooling @ tokens, dtype=np.float32)

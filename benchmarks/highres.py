@@ -1,0 +1,222 @@
+"""Sub-spot maps: quality against the cells' truth, and what the bins cost.
+
+    python benchmarks/highres.py [--spots 5000] [--json]
+
+One synthetic cohort (seed 31): three training samples of 800 spots, one held-out sample of
+800 spots (kept out of training with ``holdout``), and one capture-area-sized sample of
+``--spots`` spots (5,000 spots at 100 µm pitch: about the 6.5 × 6.5 mm of a Visium capture
+area, ~165,000 bins of 16 µm). All embedded with ``test-vit-tiny`` on the CPU.
+
+- quality (held-out sample, 16 µm bins, truth = share of each type among the cells of a bin):
+  mean Pearson over populations of the model's map, of the *oracle spot map* (each bin takes
+  the true composition of its nearest spot), of the measured deconvolution painted the same way
+  and of its Gaussian interpolation (σ = 50 µm); and the median |log(R / R_truth)| of pair
+  co-location ratios at 30 µm for each;
+- ``embed_ratio``: seconds embedding the capture-area sample with sub-spot bins over seconds
+  without (same encoder, same process, best of two each);
+- ``store_mb_per_capture_area``: bytes on disk of that sample with bins, scaled to 165,000 bins;
+- ``train_s``: ``train --resolution 16`` (cross-validation of the head alone, then the final
+  head and the sub-spot model) on the three training samples;
+- ``predict_s`` / ``predict_peak_rss_mb``: ``tmescope predict --resolution 16`` of that sample
+  in a child process (wall time, peak resident memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from tmescope.datasets import write_synthetic_cohort
+from tmescope.jobs.embed import EmbedSettings, SampleInput
+from tmescope.jobs.train import TrainSettings, train_model
+from tmescope.store import CohortStore
+from tmescope.workflows import embed_samples, fullres_image_of
+
+CAPTURE_AREA_BINS = 165_000  # 6.5 × 6.5 mm of tissue in 16 µm bins
+RADIUS_UM = 30.0  # co-location radius of the pair ratios
+
+
+def bin_truth(xy: np.ndarray, cells: pd.DataFrame, types: list[str], bin_px: float) -> np.ndarray:
+    """``(n, P)`` share of each type among the cells inside each bin's square (NaN: no cell)."""
+    _, nearest = cKDTree(xy).query(cells[["x", "y"]].to_numpy(float), p=np.inf)
+    inside = np.abs(cells[["x", "y"]].to_numpy(float) - xy[nearest]).max(axis=1) <= bin_px / 2
+    counts = np.zeros((len(xy), len(types)))
+    code = pd.Categorical(cells["cell_type"].astype(str), categories=types).codes
+    ok = inside & (code >= 0)
+    np.add.at(counts, (nearest[ok], code[ok]), 1.0)
+    total = counts.sum(axis=1, keepdims=True)
+    return np.where(total > 0, counts / np.maximum(total, 1), np.nan)
+
+
+def mean_pearson(est: np.ndarray, truth: np.ndarray) -> float:
+    keep = np.isfinite(truth).all(axis=1)
+    values = [
+        np.corrcoef(est[keep, k], truth[keep, k])[0, 1]
+        for k in range(truth.shape[1])
+        if truth[keep, k].std() > 0 and est[keep, k].std() > 0 and truth[keep, k].mean() >= 0.01
+    ]
+    return float(np.mean(values))
+
+
+def pair_ratios(
+    xy: np.ndarray, fields: np.ndarray, radius_px: float
+) -> dict[tuple[int, int], float]:
+    """R(A, B) = mean_i A_i · (mean of B over i's neighbours) / (mean A · mean B), symmetrised."""
+    import scipy.sparse as sp
+
+    pairs = cKDTree(xy).query_pairs(radius_px, output_type="ndarray")
+    n = len(xy)
+    rows, cols = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
+    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    lag = (adjacency @ fields) / np.maximum(degree, 1)[:, None]
+    has = degree > 0
+    mean = fields[has].mean(axis=0)
+    out = {}
+    for a, b in itertools.combinations(range(fields.shape[1]), 2):
+        if mean[a] > 0.01 and mean[b] > 0.01:
+            ab = (fields[has, a] * lag[has, b]).mean() + (fields[has, b] * lag[has, a]).mean()
+            out[(a, b)] = float(ab / 2 / (mean[a] * mean[b]))
+    return out
+
+
+def quality(store: Path, prediction: Path, sample_dir: Path, mpp: float) -> dict[str, Any]:
+    import anndata as ad
+
+    maps = ad.read_h5ad(prediction)
+    types = list(maps.obsm["populations"].columns)
+    xy = np.asarray(maps.obsm["spatial"], dtype=float)
+    bin_px = float(maps.uns["subspot"]["bin_um"]) / mpp
+    truth = bin_truth(xy, pd.read_csv(sample_dir / "cells.csv"), types, bin_px)
+    keep = np.isfinite(truth).all(axis=1)
+    spots = pd.read_csv(sample_dir / "ground_truth.csv")
+    _, nearest = cKDTree(spots[["x", "y"]].to_numpy(float)).query(xy)
+    measured = _measured_at_spots(maps, spots, types)
+    distance, near = cKDTree(spots[["x", "y"]].to_numpy(float)).query(xy, k=12)
+    weight = np.exp(-0.5 * (distance * mpp / 50.0) ** 2)
+    known = np.isfinite(measured).all(axis=1)[near]
+    weight = np.where(known, weight, 0.0)
+    interpolated = np.einsum("nk,nkp->np", weight, np.nan_to_num(measured[near]))
+    interpolated /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    estimates = {
+        "model": maps.obsm["populations"].to_numpy(float),
+        "image_only": maps.obsm["populations_image"].to_numpy(float),
+        "oracle_spot_map": spots[types].to_numpy(float)[nearest],
+        "measured_painted": np.nan_to_num(measured[nearest]),
+        "measured_interpolated": interpolated,
+    }
+    true_pairs = pair_ratios(xy[keep], truth[keep], RADIUS_UM / mpp)
+    table = {}
+    for name, est in estimates.items():
+        pairs = pair_ratios(xy[keep], est[keep], RADIUS_UM / mpp)
+        keys = sorted(set(pairs) & set(true_pairs))
+        error = np.median(
+            [abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys]
+        )
+        table[name] = {
+            "pearson": round(mean_pearson(est, truth), 4),
+            "pair_log_error": round(float(error), 4),
+        }
+    return table
+
+
+def _measured_at_spots(maps: Any, spots: pd.DataFrame, types: list[str]) -> np.ndarray:
+    """The measured composition of each spot (the mean of the reconciled bins of its disc, which
+    equals it exactly); NaN for spots with no bin in their disc."""
+    frame = maps.obsm["populations"].copy()
+    frame["spot"] = maps.obs["spot"].to_numpy()
+    means = frame[frame["spot"] != ""].groupby("spot")[types].mean()
+    return means.reindex(spots["barcode"]).to_numpy(float)
+
+
+def embed_seconds(folder: Path, store: Path, subspot: float) -> float:
+    start = time.perf_counter()
+    embed_samples(
+        [SampleInput(folder, image=fullres_image_of(folder), sample_id="capture_area")],
+        store=store,
+        encoder="test-vit-tiny", device="cpu", settings=EmbedSettings(subspot_um=subspot),
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def predict_cost(store: Path, model: Path, sample: str, out: Path) -> tuple[float, float]:
+    code = (
+        "import resource, sys, time\n"
+        "from tmescope.jobs.predict_bins import predict_subspot\n"
+        "t = time.perf_counter()\n"
+        f"predict_subspot({str(store)!r}, {str(model)!r}, sample={sample!r}, resolution_um=16.0,"
+        f" out={str(out)!r})\n"
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    _, peak_kb = done.stdout.split()
+    return wall, int(peak_kb) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spots", type=int, default=5000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tmescope-highres-"))
+    cohort = write_synthetic_cohort(root / "cohort", n_samples=4, n_spots=800, seed=31)
+    (big,) = write_synthetic_cohort(root / "big", n_samples=1, n_spots=args.spots, seed=32)
+    store = root / "h.zarr"
+    embed_samples(
+        [SampleInput(d, image=fullres_image_of(d)) for d in cohort], store=store,
+        encoder="test-vit-tiny", device="cpu",
+    )  # fmt: skip
+    without = min(embed_seconds(big, root / f"plain{i}.zarr", 0.0) for i in range(2))
+    with_bins = min(embed_seconds(big, root / f"bins{i}.zarr", 16.0) for i in range(2))
+    embed_seconds(big, store, 16.0)
+    size = sum(f.stat().st_size for f in (root / "bins0.zarr").rglob("*") if f.is_file())
+    n_bins = CohortStore.open(root / "bins0.zarr").sample_record("capture_area").bins.n_bins  # type: ignore[union-attr]
+    held_out = cohort[-1].name
+    model = root / "model"
+    settings = TrainSettings(
+        reference=root / "cohort" / "reference.h5ad", resolution_um=16.0,
+        holdout=(held_out, "capture_area"), models=("gat",), device="cpu",
+    )  # fmt: skip
+    start = time.perf_counter()
+    train_model(store, model, settings=settings)
+    train_s = time.perf_counter() - start
+    wall, peak = predict_cost(store, model, "capture_area", root / "big.h5ad")
+    predict_cost(store, model, held_out, root / "held_out.h5ad")
+    mpp = float(CohortStore.open(store).sample_record(held_out).meta.mpp)
+    result = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "quality": quality(store, root / "held_out.h5ad", cohort[-1], mpp),
+        "embed_ratio": round(with_bins / without, 3),
+        "embed_s_with_bins": round(with_bins, 1),
+        "embed_s_without": round(without, 1),
+        "capture_area_bins": n_bins,
+        "store_mb_per_capture_area": round(size / 2**20 * CAPTURE_AREA_BINS / n_bins, 1),
+        "predict_s": round(wall, 1),
+        "predict_peak_rss_mb": round(peak, 0),
+        "train_s": round(train_s, 1),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
