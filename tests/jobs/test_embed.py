@@ -335,3 +335,37 @@ def test_bad_settings_leave_no_store_behind(
     with pytest.raises(InvalidParameterError, match=fragment):
         _embed(synth_cohort[:1], path, EmbedSettings(**settings))  # type: ignore[arg-type]
     assert not path.exists()
+
+
+def test_cover_patches_reach_the_tissue_beyond_the_spots(
+    tmp_path: Path, synth_cohort: list[Path]
+) -> None:
+    from tmescope.embed.subspot import cover_centres
+    from tmescope.embed.tissue_mask import TissueMask
+    from tmescope.io import read_visium
+
+    sample_dir = synth_cohort[0]
+    path = tmp_path / "cover.zarr"
+    (plain,) = _embed([sample_dir], tmp_path / "plain.zarr")
+    (summary,) = _embed([sample_dir], path, EmbedSettings(cover=True))
+    assert plain.n_cover == 0 and plain.rows_written == plain.n_spots  # rows are the spots
+    assert summary.n_cover > 0 and summary.rows_written == summary.n_spots + summary.n_cover
+    assert summary.n_bins > plain.n_bins
+    store = CohortStore.open(path)
+    assert store.verify() == []
+    sid = sample_dir.name
+    kind, barcodes = store.read_kind(sid), store.read_barcodes(sid)
+    assert all(b.startswith("cover_") for b in barcodes[kind == RowKind.COVER])
+    counts = store.read_counts(sid)
+    assert counts is not None and counts.n_obs == summary.n_spots  # covers have no counts
+    # With the covers, no tissue bin of the capture area is left without a patch.
+    with read_visium(sample_dir, image=fullres_image_of(sample_dir)) as sample:
+        mask = TissueMask.from_sample(sample)
+        xy = sample.spots[["x", "y"]].to_numpy(float)
+    half = PATCH_UM / 0.5 / 2
+    region = (*(xy.min(axis=0) - half), *(xy.max(axis=0) + half))
+    left = cover_centres(
+        store.read_coords(sid).astype(float), patch_px=2 * half, bin_px=32.0, tissue=mask,
+        region=region,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert left.shape == (0, 2)

@@ -89,6 +89,15 @@ def embed(
             "tissue, under the spots and between them (0: none). Not finer than its tokens.",
         ),
     ] = 16.0,
+    cover: Annotated[
+        bool,
+        typer.Option(
+            "--cover",
+            help="With --subspot: also cut cover patches (rows of kind 'cover') over tissue "
+            "beyond every spot's patch, so that every tissue bin of the capture area has "
+            "features. Without it, bins lie under the spots' (and grid tiles') patches.",
+        ),
+    ] = False,
     patch_um: Annotated[
         float | None,
         typer.Option(
@@ -128,7 +137,7 @@ def embed(
     ]
     settings = EmbedSettings(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
-        overwrite=overwrite, subspot_um=subspot,
+        overwrite=overwrite, subspot_um=subspot, cover=cover,
     )  # fmt: skip
     with progress_bar(Console(stderr=True), disable=as_json) as bar:
 

@@ -50,6 +50,7 @@ class EmbedSettings:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
     subspot_um: float = DEFAULT_SUBSPOT_UM  # sub-spot bin size; 0: no sub-spot features
+    cover: bool = False  # cover patches where tissue lies beyond every spot's (or tile's) patch
 
     def __post_init__(self) -> None:
         # Checked here, before any store is opened: a refused run must leave nothing behind.
@@ -263,11 +264,12 @@ def _plan_bins(
     )
     patch_px = plan.size_um / sample.mpp
     bin_px = spec.bin_um / sample.mpp
-    covers = cover_centres(
-        plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask,
-        region=_capture_area(sample, margin=patch_px / 2),
-    )  # fmt: skip
-    plan = with_cover_patches(plan, covers, side_px=patch_px, mask=mask)
+    if settings.cover:
+        covers = cover_centres(
+            plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask,
+            region=_capture_area(sample, margin=patch_px / 2),
+        )  # fmt: skip
+        plan = with_cover_patches(plan, covers, side_px=patch_px, mask=mask)
     bin_plan = plan_bins(plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask)
     stored = SampleBins(
         coords=bin_plan.coords, cells=bin_plan.cells, owner=bin_plan.owner,
