@@ -44,6 +44,11 @@ def predict_subspot(
             f"{model_dir} --reference REF.h5ad --resolution {resolution_um:g}`"
         )
     subspot = SubspotModel.load(Path(model_dir) / SUBSPOT_DIR)
+    if abs(subspot.bin_um - resolution_um) > 1e-6:
+        raise ModelMismatchError(
+            f"the sub-spot model of {model_dir} was trained on {subspot.bin_um:g} µm bins, not "
+            f"{resolution_um:g} µm; predict with --resolution {subspot.bin_um:g}"
+        )
     bins = read_bin_sample(opened, sample, reference=subspot.reference, bin_um=resolution_um)
     prediction = predict_bins(subspot, bins)
 
