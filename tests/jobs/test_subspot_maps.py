@@ -113,3 +113,16 @@ def test_bad_training_inputs_are_refused_before_anything_is_written(
     with pytest.raises(ReferenceDataError, match="fewer than 10 cells"):
         train_model(store, tmp_path / "b", settings=settings(tmp_path / "small.h5ad"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_expression_targets_still_give_a_sub_spot_model(
+    cohort: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, reference = cohort
+    out = tmp_path / "expression"
+    train_model(store, out, settings=settings(reference, target="expression"))
+    assert (out / "subspot" / "subspot.json").is_file()
+    maps = ad.read_h5ad(
+        predict_subspot(store, out, sample="synth_02", resolution_um=16.0, out=tmp_path / "p.h5ad")
+    )
+    assert maps.obsm["populations"].shape[1] > 1

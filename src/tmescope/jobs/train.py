@@ -122,7 +122,9 @@ def train_model(
     folds = _folds(settings, sample_ids)
     gene_sets, reference = _state_sources(settings)
     if settings.resolution_um is not None:
-        _check_subspot_inputs(opened, sample_ids, settings.resolution_um, reference)
+        # With --target expression the states take no reference, but the sub-spot model does.
+        subspot_reference = reference or _load_reference(settings)
+        _check_subspot_inputs(opened, sample_ids, settings.resolution_um, subspot_reference)
     device = device_name(settings.device)
     start = time.perf_counter()
     tables = {s: read_spot_table(opened, s) for s in sample_ids}
@@ -154,7 +156,7 @@ def train_model(
     ensemble = fit_gat(everything, n_members=settings.n_members, seed=settings.seed, device=device)
     parts = {}
     if settings.resolution_um is not None:
-        subspot = _fit_subspot(opened, sample_ids, settings, reference, say)
+        subspot = _fit_subspot(opened, sample_ids, settings, subspot_reference, say)
         parts[SUBSPOT_DIR] = subspot.save
     report = {
         "store": str(opened.path),
@@ -259,19 +261,25 @@ def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:
 
 def _state_sources(settings: TrainSettings) -> tuple[tuple[Any, ...], Any]:
     from tmescope.fusion.genesets import load_gene_sets
-    from tmescope.fusion.reference import load_reference
 
     if settings.target == "expression":
         return (), None
     if settings.reference is not None:
-        # With --resolution, a type with too few cells is an error (check_reference), not
-        # dropped: sub-spot maps must show every population the user asked for.
-        return (), load_reference(
-            settings.reference,
-            label_key=settings.label_key or DEFAULT_LABEL_KEY,
-            min_cells=1 if settings.resolution_um is not None else 10,
-        )
+        return (), _load_reference(settings)
     return load_gene_sets(settings.gene_sets), None
+
+
+def _load_reference(settings: TrainSettings) -> Any:
+    from tmescope.fusion.reference import load_reference
+
+    assert settings.reference is not None
+    # With --resolution, a type with too few cells is an error (check_reference), not dropped:
+    # sub-spot maps must show every population the user asked for.
+    return load_reference(
+        settings.reference,
+        label_key=settings.label_key or DEFAULT_LABEL_KEY,
+        min_cells=1 if settings.resolution_um is not None else 10,
+    )
 
 
 def scorable_sets(gene_sets: Sequence[Any], panels: Sequence[Sequence[str]]) -> tuple[Any, ...]:
