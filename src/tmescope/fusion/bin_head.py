@@ -144,10 +144,16 @@ def fit_bin_heads(
 
 def predict_shares(heads: Sequence[BinHead], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over members of each bin's composition, ``(n, P)`` each."""
+    from tmescope.fusion.calibration import tempered_shares
+
+    return tempered_shares(member_logits(heads, x))
+
+
+def member_logits(heads: Sequence[BinHead], x: np.ndarray) -> list[np.ndarray]:
+    """Every member's logits for the bins ``x``, ``(n, P)`` each."""
     inputs = torch.from_numpy(np.asarray(x, dtype=np.float32))
     with torch.inference_mode():
-        members = np.stack([torch.softmax(h(inputs), dim=1).numpy() for h in heads])
-    return members.mean(axis=0), members.std(axis=0)
+        return [h(inputs).numpy() for h in heads]
 
 
 def _tensors(sample: WeakSample) -> tuple[Tensor, Tensor, Tensor]:

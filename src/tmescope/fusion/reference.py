@@ -166,6 +166,7 @@ def deconvolve_poisson(
     reference: ReferenceProfiles,
     *,
     min_shared_genes: int = 50,
+    gene_sensitivity: bool = True,
     iterations: int = 300,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """``(n_spots, n_types)`` float32 shares of RNA by Poisson maximum likelihood, and the names.
@@ -176,18 +177,47 @@ def deconvolve_poisson(
     keep ``w`` non-negative and raise the likelihood at every step. Unlike least squares on
     normalised counts, every count weighs by its own noise, so the many low-count genes that
     mark small populations count; on the synthetic cohort it halves NNLS's error per spot.
-    Spots with no counts on the shared genes get a row of NaN.
+
+    With ``gene_sensitivity``, each gene also gets a factor ``s_g`` shared by every spot of the
+    sample (``p_tg`` becomes ``s_g p_tg``, renormalised), estimated with ``w`` by alternating
+    updates: a reference measured on another platform or batch captures genes with different
+    efficiency, and without the factor that difference is explained by whichever type expresses
+    the gene (cell2location's per-gene technical effect does the same). It uses the sample's own
+    counts only. Spots with no counts on the shared genes get a row of NaN.
     """
     counts, ref_cols = _on_shared_genes(spot_counts, spot_genes, reference, min_shared_genes)
-    basis = reference.profiles[:, ref_cols].astype(np.float64)  # (n_types, n_shared)
-    basis /= np.maximum(basis.sum(axis=1, keepdims=True), 1e-300)
+    profiles = reference.profiles[:, ref_cols].astype(np.float64)  # (n_types, n_shared)
     library = counts.sum(axis=1, keepdims=True)
-    weights = np.repeat(library / basis.shape[0], basis.shape[0], axis=1)
-    for _ in range(iterations):
-        weights *= (counts / np.maximum(weights @ basis, 1e-300)) @ basis.T
+    weights = np.repeat(library / profiles.shape[0], profiles.shape[0], axis=1)
+    sensitivity = np.ones(profiles.shape[1])
+    rounds = SENSITIVITY_ROUNDS if gene_sensitivity else 0
+    gene_totals = counts.sum(axis=0)
+    for _ in range(rounds):
+        basis = _normalised(profiles * sensitivity)
+        weights = _poisson_em(counts, basis, weights, SENSITIVITY_STEPS)
+        # Multiplicative update of s_g towards the ratio of observed to fitted totals; the +1
+        # keeps genes without counts from running to zero.
+        sensitivity *= (gene_totals + 1.0) / ((weights @ basis).sum(axis=0) + 1.0)
+    weights = _poisson_em(counts, _normalised(profiles * sensitivity), weights, iterations)
     total = weights.sum(axis=1, keepdims=True)
     shares = np.where(total > 0, weights / np.where(total > 0, total, 1.0), np.nan)
     return shares.astype(np.float32), reference.cell_types
+
+
+SENSITIVITY_ROUNDS = 6  # alternations between the spots' weights and the genes' sensitivities
+SENSITIVITY_STEPS = 50  # EM steps on the weights per alternation (warm-started)
+
+
+def _poisson_em(
+    counts: np.ndarray, basis: np.ndarray, weights: np.ndarray, steps: int
+) -> np.ndarray:
+    for _ in range(steps):
+        weights = weights * ((counts / np.maximum(weights @ basis, 1e-300)) @ basis.T)
+    return weights
+
+
+def _normalised(profiles: np.ndarray) -> np.ndarray:
+    return profiles / np.maximum(profiles.sum(axis=1, keepdims=True), 1e-300)
 
 
 def _on_shared_genes(

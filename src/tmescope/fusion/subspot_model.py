@@ -152,19 +152,25 @@ def fit_subspot_model(
 
 @dataclass(frozen=True, eq=False)
 class BinPrediction:
-    """Per bin: the image's compositions, their spread over members, and the reconciled ones."""
+    """Per bin: the image's compositions, their spread over members, and the reconciled ones;
+    the temperature the sample's spots chose (:mod:`tmescope.fusion.calibration`)."""
 
     image: np.ndarray  # (n, P)
     std: np.ndarray  # (n, P)
     reconciled: np.ndarray  # (n, P)
+    temperature: float = 1.0
 
 
 def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
-    """Compositions of every bin of ``sample``, reconciled with its measured spots."""
-    from tmescope.fusion.bin_head import predict_shares
+    """Compositions of every bin of ``sample``, calibrated on and reconciled with its measured
+    spots."""
+    from tmescope.fusion.bin_head import member_logits
+    from tmescope.fusion.calibration import fit_temperature, tempered_shares
     from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
 
-    image, std = predict_shares(model.heads, model.reduce(sample.x))
+    logits = member_logits(model.heads, model.reduce(sample.x))
+    temperature = fit_temperature(logits, sample.discs, sample.measured)
+    image, std = tempered_shares(logits, temperature)
     inside = reconcile_discs(image, sample.disc, sample.measured)
     # Corrections compare the measurement with the *image's* disc means (after reconciliation
     # they would all be nothing); bins between spots are left alone by reconcile_discs.
@@ -173,7 +179,7 @@ def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
         sigma_px=SPREAD_SIGMA_UM / sample.mpp,
     )  # fmt: skip
     reconciled = np.where((sample.disc >= 0)[:, None], inside, between)
-    return BinPrediction(image=image, std=std, reconciled=reconciled)
+    return BinPrediction(image=image, std=std, reconciled=reconciled, temperature=temperature)
 
 
 def describe(model: SubspotModel) -> dict[str, Any]:

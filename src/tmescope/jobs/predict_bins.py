@@ -13,15 +13,28 @@ size, the model and what the maps assume.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 
 def predict_subspot(
     store: Path | str, model_dir: Path | str, *, sample: str, resolution_um: float, out: Path | str
 ) -> Path:
     """Predict ``sample`` at ``resolution_um`` bins with the sub-spot model of ``model_dir``."""
+    from tmescope.jobs.predict import _write_h5ad
+
+    adata = subspot_anndata(store, model_dir, sample=sample, resolution_um=resolution_um)
+    return _write_h5ad(adata, Path(out))
+
+
+def subspot_anndata(
+    store: Path | str, model_dir: Path | str, *, sample: str, resolution_um: float
+) -> ad.AnnData:
+    """:func:`predict_subspot`'s AnnData, in memory."""
     import anndata as ad
     import pandas as pd
 
@@ -30,7 +43,7 @@ def predict_subspot(
     from tmescope.fusion.model_dir import load_model
     from tmescope.fusion.subspot_data import check_resolution, read_bin_sample
     from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel, describe, predict_bins
-    from tmescope.jobs.predict import _spatial_uns, _write_h5ad, check_model_fits_store
+    from tmescope.jobs.predict import _spatial_uns, check_model_fits_store
     from tmescope.store import CohortStore, RowKind
 
     opened = CohortStore.open(store, mode="r")
@@ -77,17 +90,24 @@ def predict_subspot(
     ):
         adata.obsm[key] = pd.DataFrame(table.astype(np.float32), index=index, columns=names)
     adata.layers["uncertainty"] = np.sqrt(prediction.std**2 @ profiles**2).astype(np.float32)
-    adata.uns["subspot"] = _uns(describe(subspot), model_dir, resolution_um)
+    adata.uns["subspot"] = {
+        **_uns(describe(subspot), model_dir, resolution_um, bins.mpp),
+        "temperature": prediction.temperature,
+    }
     adata.uns["spatial"] = _spatial_uns(opened, sample)
-    return _write_h5ad(adata, Path(out))
+    return adata
 
 
-def _uns(described: dict[str, Any], model_dir: Path | str, bin_um: float) -> dict[str, Any]:
+def _uns(
+    described: dict[str, Any], model_dir: Path | str, bin_um: float, um_per_px: float
+) -> dict[str, Any]:
     return {
         **described,
         "bin_um": float(bin_um),
+        "um_per_px": float(um_per_px),
         "model_dir": str(model_dir),
-        "abundance": "shares of cells (reference NNLS shares of RNA / counts per cell)",
+        "abundance": "shares of cells (the spots' Poisson deconvolution against the reference: "
+        "shares of RNA / each type's counts per cell)",
         "reconciled": "inside spot discs the mean over the disc equals the measured spot; "
         "between spots, the image corrected by nearby spots",
         "X": "expected expression of the bin's composition under the reference profiles "
