@@ -28,10 +28,16 @@ _LAZY = {
     "InteractionReport": "tmescope.jobs.interactions",
     "InteractionSettings": "tmescope.jobs.interactions",
     "run_interactions": "tmescope.jobs.interactions",
+    "InterfaceReport": "tmescope.jobs.interfaces",
+    "InterfaceSettings": "tmescope.jobs.interfaces",
+    "run_interfaces": "tmescope.jobs.interfaces",
+    "adata_pair_statistics": "tmescope.jobs.interfaces",
+    "adata_interface_maps": "tmescope.jobs.interfaces",
     "NicheReport": "tmescope.jobs.niches",
     "find_niches": "tmescope.jobs.niches",
     "predict_sample": "tmescope.jobs.predict",
     "predict_subspot": "tmescope.jobs.predict_bins",
+    "subspot_anndata": "tmescope.jobs.predict_bins",
     "embed_query_image": "tmescope.jobs.query",
     "query_store": "tmescope.jobs.query",
     "write_query_gallery": "tmescope.jobs.query",
@@ -59,11 +65,15 @@ __all__ = [
     "EmbedSummary",
     "InteractionReport",
     "InteractionSettings",
+    "InterfaceReport",
+    "InterfaceSettings",
     "NicheReport",
     "ProgressReporter",
     "SampleInput",
     "TrainResult",
     "TrainSettings",
+    "adata_interface_maps",
+    "adata_pair_statistics",
     "analysis_sections",
     "build_cohort_index",
     "describe_encoders",
@@ -83,10 +93,12 @@ __all__ = [
     "remove_samples",
     "run_demo",
     "run_interactions",
+    "run_interfaces",
     "sample_summary",
     "serve",
     "store_info",
     "store_summary",
+    "subspot_anndata",
     "synthesize_cohort",
     "train_model",
     "verify_store",
@@ -110,9 +122,16 @@ if TYPE_CHECKING:
     from tmescope.jobs.index import build_cohort_index
     from tmescope.jobs.info import describe_sample, sample_summary
     from tmescope.jobs.interactions import InteractionReport, InteractionSettings, run_interactions
+    from tmescope.jobs.interfaces import (
+        InterfaceReport,
+        InterfaceSettings,
+        adata_interface_maps,
+        adata_pair_statistics,
+        run_interfaces,
+    )
     from tmescope.jobs.niches import NicheReport, find_niches
     from tmescope.jobs.predict import predict_sample
-    from tmescope.jobs.predict_bins import predict_subspot
+    from tmescope.jobs.predict_bins import predict_subspot, subspot_anndata
     from tmescope.jobs.query import embed_query_image, query_store, write_query_gallery
     from tmescope.jobs.report import write_report
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section

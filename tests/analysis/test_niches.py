@@ -91,7 +91,7 @@ def test_profiles_names_genes_and_composition() -> None:
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [({"k": 3, "resolution": 1.0}, "not both"), ({"k": 1}, "--k must"),
-     ({"resolution": -1.0}, "--resolution must")],
+     ({"resolution": -1.0}, "--leiden-resolution must")],
 )  # fmt: skip
 def test_bad_settings_are_refused(kwargs: dict, fragment: str) -> None:
     x, _ = planted(n_per=20)

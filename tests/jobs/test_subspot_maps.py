@@ -126,3 +126,41 @@ def test_expression_targets_still_give_a_sub_spot_model(
         predict_subspot(store, out, sample="synth_02", resolution_um=16.0, out=tmp_path / "p.h5ad")
     )
     assert maps.obsm["populations"].shape[1] > 1
+
+
+def test_interactions_on_sub_spot_bins_pool_and_map_the_pairs(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    store, _ = cohort
+    settings = InterfaceSettings(pairs=(("tumour", "t_cell"),), n_shifts=19)
+    report = run_interfaces(
+        store, model, samples=["synth_01", "synth_02"], settings=settings, out=tmp_path / "out"
+    )
+    rows = report.pairs()
+    assert [(r["a"], r["b"]) for r in rows] == [("tumour", "t_cell")]
+    assert set(rows[0]["per_sample"]) == {"synth_01", "synth_02"} and rows[0]["ratio"] > 0
+    assert report.cohort is not None and report.samples[0].n_bins > 100
+    names = {p.name for p in report.figures}
+    assert {"interfaces_cohort.png", "interface_map_synth_02.png"} <= names
+    assert all(p.stat().st_size > 1000 for p in report.figures)
+    assert json.loads(json.dumps(report.to_json()))["null"].startswith("toroidal")
+
+
+def test_the_cli_refuses_a_pair_naming_an_unknown_population(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    store, _ = cohort
+    result = subprocess.run(
+        [sys.executable, "-m", "tmescope", "interactions", str(store), str(model),
+         "--resolution", "16", "--pair", "tumour,dragon", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "unknown population 'dragon'" in errors[0], result.stderr
+    assert not (tmp_path / "o").exists()

@@ -64,7 +64,7 @@ def fit_niches(
 ) -> NicheModel:
     """Cluster ``(n, d)`` fused embeddings of spots into niches."""
     if k is not None and resolution is not None:
-        raise InvalidParameterError("give either --k or --resolution, not both")
+        raise InvalidParameterError("give either --k or --leiden-resolution, not both")
     x = np.asarray(fused, dtype=np.float64)
     n = x.shape[0]
     if x.ndim != 2 or n < 10 or not np.isfinite(x).all():
@@ -74,7 +74,7 @@ def fit_niches(
     if k is not None and not (isinstance(k, int) and 2 <= k <= min(50, n // 5)):
         raise InvalidParameterError(f"--k must be an int from 2 to {min(50, n // 5)}, got {k!r}")
     if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
-        raise InvalidParameterError(f"--resolution must be a positive number, got {resolution!r}")
+        raise InvalidParameterError(f"--leiden-resolution must be a positive number, got {resolution!r}")
     mean, scale, components = _projection(x, seed)
     z = ((x - mean) / scale) @ components.T
     if resolution is not None:

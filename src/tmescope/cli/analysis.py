@@ -25,9 +25,11 @@ def niches(
         int | None,
         typer.Option("--k", help="Number of k-means niches (default: chosen by silhouette)."),
     ] = None,
-    resolution: Annotated[
+    leiden_resolution: Annotated[
         float | None,
-        typer.Option("--resolution", help="Leiden resolution instead of k-means (needs igraph)."),
+        typer.Option(
+            "--leiden-resolution", help="Leiden resolution instead of k-means (needs igraph)."
+        ),
     ] = None,
     annotations: Annotated[
         Path | None,
@@ -49,7 +51,7 @@ def niches(
     from tmescope.workflows import find_niches
 
     report = find_niches(
-        store, model_dir, k=k, resolution=resolution, seed=seed, annotations=annotations,
+        store, model_dir, k=k, resolution=leiden_resolution, seed=seed, annotations=annotations,
         annotation_key=annotation_key, out=out, device=device, progress=_progress(),
     )  # fmt: skip
     if as_json:
@@ -80,12 +82,33 @@ def interactions(
         bool, typer.Option("--grid", help="Use the grid tiles between spots (embed --grid).")
     ] = False,
     perms: Annotated[
-        int, typer.Option("--perms", help="Permutations of the enrichment null.")
-    ] = 1000,
-    k: Annotated[int | None, typer.Option("--k", help="With --on niches: as niches --k.")] = None,
-    resolution: Annotated[
-        float | None, typer.Option("--resolution", help="With --on niches: Leiden resolution.")
+        int | None,
+        typer.Option(
+            "--perms",
+            help="Permutations of the null: label shuffles (default 1000), or with --resolution "
+            "toroidal shifts (default 199).",
+        ),
     ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="With --on niches: as niches --k.")] = None,
+    leiden_resolution: Annotated[
+        float | None,
+        typer.Option("--leiden-resolution", help="With --on niches: Leiden resolution."),
+    ] = None,
+    resolution: Annotated[
+        float | None,
+        typer.Option(
+            "--resolution",
+            help="Sub-spot bins of this many µm (train --resolution): co-location of every pair "
+            "of populations on continuous abundances, with a toroidal-shift null.",
+        ),
+    ] = None,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option("--pair", help="With --resolution: a pair to map, as A,B (repeatable)."),
+    ] = None,
+    radius: Annotated[
+        float, typer.Option("--radius", help="With --resolution: contact radius in µm.")
+    ] = 30.0,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder for heatmaps, co-occurrence curves and label maps."),
@@ -100,13 +123,26 @@ def interactions(
 
     if cohort and sample:
         raise InvalidParameterError("give --sample or --cohort, not both")
+    if resolution is not None:
+        if on != "states" or grid or k is not None or leiden_resolution is not None:
+            raise InvalidParameterError(
+                "--resolution maps populations on sub-spot bins: it does not take --on, --grid, "
+                "--k or --leiden-resolution (those label spots or tiles)"
+            )
+        _sub_spot_interactions(
+            store, model_dir, sample, resolution=resolution, pairs=pair or [], radius=radius,
+            perms=199 if perms is None else perms, seed=seed, out=out, as_json=as_json,
+        )  # fmt: skip
+        return
+    if pair:
+        raise InvalidParameterError("--pair needs --resolution (pairs of sub-spot populations)")
     settings = InteractionSettings(
         on=on,  # type: ignore[arg-type]  # checked by InteractionSettings
         grid=grid,
-        n_perms=perms,
+        n_perms=1000 if perms is None else perms,
         seed=seed,
         k=k,
-        resolution=resolution,
+        resolution=leiden_resolution,
     )
     report = run_interactions(
         store, model_dir, samples=sample or None, settings=settings, out=out, device=device,
@@ -118,6 +154,80 @@ def interactions(
     Console().print(enrichment_table(report))
     for path in report.figures:
         typer.echo(f"wrote {path}")
+
+
+def _sub_spot_interactions(
+    store: Path,
+    model_dir: Path,
+    samples: list[str] | None,
+    *,
+    resolution: float,
+    pairs: list[str],
+    radius: float,
+    perms: int,
+    seed: int,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    from tmescope.workflows import InterfaceSettings, run_interfaces
+
+    settings = InterfaceSettings(
+        resolution_um=resolution, pairs=tuple(_pair(p) for p in pairs), radius_um=radius,
+        n_shifts=perms, seed=seed,
+    )  # fmt: skip
+    console = Console(stderr=True, highlight=False)
+    report = run_interfaces(
+        store, model_dir, samples=samples or None, settings=settings, out=out,
+        progress=lambda sid, done, total: console.print(
+            f"[dim]sub-spot maps and pair statistics: {sid} ({done}/{total})[/dim]"
+        ),
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    Console().print(interface_table(report))
+    for path in report.figures:
+        typer.echo(f"wrote {path}")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    from tmescope.errors import InvalidParameterError
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise InvalidParameterError(f"--pair takes two populations as A,B; found {text!r}")
+    return parts[0], parts[1]
+
+
+def interface_table(report: Any, *, limit: int | None = None) -> Table:
+    """Pairs of populations on sub-spot bins: co-location ratio, its spread and z."""
+    pooled = report.cohort is not None
+    s = report.settings
+    n = len(report.samples)
+    table = Table(
+        title=f"co-location of populations at {s.radius_um:g} µm on {s.resolution_um:g} µm bins, "
+        + (f"{n} samples pooled" if pooled else report.samples[0].sample_id),
+        title_justify="left",
+        caption="ratio: contact between A and B over what evenly mixed populations would give "
+        f"(1 = chance); z against {s.n_shifts} toroidal shifts of B's map, which keep each "
+        "population's own patches" + ("; pooled: geometric mean ± sd of log, Stouffer z"
+                                       if pooled else ""),
+    )  # fmt: skip
+    table.add_column("population A")
+    table.add_column("population B")
+    table.add_column("ratio", justify="right")
+    table.add_column("z", justify="right")
+    table.add_column("samples" if pooled else "p", justify="right")
+    rows = report.pairs()
+    for row in rows[:limit] if limit is not None else rows:
+        spread = f" ± {row['log_ratio_sd']:.2f}" if row["log_ratio_sd"] is not None else ""
+        last = str(len(row["per_sample"])) if pooled else _p(row["p"])
+        table.add_row(row["a"], row["b"], f"{row['ratio']:.2f}{spread}", _f(row["z"]), last)
+    return table
+
+
+def _p(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def niche_table(report: NicheReport) -> Table:

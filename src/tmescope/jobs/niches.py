@@ -101,7 +101,7 @@ def find_niches(
     from tmescope.jobs.fused import write_fused
 
     if k is not None and resolution is not None:  # before any work: refused input costs nothing
-        raise InvalidParameterError("give either --k or --resolution, not both")
+        raise InvalidParameterError("give either --k or --leiden-resolution, not both")
     truth = read_annotations(annotations, annotation_key) if annotations else None
     cohort = write_fused(store, model_dir, device=device, progress=progress)
     report = niches_of(cohort, k=k, resolution=resolution, seed=seed, truth=truth)
