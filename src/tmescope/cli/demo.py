@@ -45,6 +45,10 @@ def demo(
             console.print(f"niches vs the synthetic regions: adjusted Rand index {agreement:.2f}")
     if result.interactions is not None:
         console.print(enrichment_table(result.interactions, limit=10))
+    if result.interfaces is not None:
+        from tmescope.cli.analysis import interface_table
+
+        console.print(interface_table(result.interfaces, limit=10))
     first = result.samples[0]
     lines = [
         f"[bold]cohort[/bold]    {result.cohort_dir}",
@@ -65,6 +69,12 @@ def demo(
         lines.append(
             f"[bold]meetings[/bold]  {result.out_dir / 'interactions'} (enrichment heatmaps, "
             "co-occurrence curves, label maps)"
+        )
+    if result.subspot_predictions is not None:
+        held = ", held out of training" if result.held_out else ""
+        lines.append(
+            f"[bold]sub-spot[/bold]  {result.subspot_predictions} (16 µm bins{held}); maps and "
+            f"interfaces of every sample in {result.out_dir / 'subspot'}"
         )
     if result.report is not None:
         lines.append(f"[bold]report[/bold]    {result.report} (open it in a browser)")

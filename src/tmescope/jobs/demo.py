@@ -19,18 +19,20 @@ from tmescope.jobs.embed import (
 from tmescope.jobs.index import build_cohort_index
 from tmescope.jobs.info import sample_summary
 from tmescope.jobs.interactions import InteractionReport, run_interactions
+from tmescope.jobs.interfaces import InterfaceReport, InterfaceSettings, run_interfaces
 from tmescope.jobs.niches import NicheReport, find_niches
 from tmescope.jobs.predict import predict_sample
+from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.query import query_store, write_query_gallery
 from tmescope.jobs.report import write_report
-from tmescope.jobs.report_sections import interaction_section, niche_section
+from tmescope.jobs.report_sections import interaction_section, niche_section, subspot_section
 from tmescope.jobs.synth import fullres_image_of, synthesize_cohort
 from tmescope.jobs.train import TrainSettings, train_model
 
 DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machinery, not biology
 
 DEMO_GRID_UM = 80.0  # tiles between the 100 µm spots, for predictions at sub-spot resolution
-
+DEMO_BIN_UM = 16.0  # sub-spot bins: the store's default, the test encoder's token size
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class DemoResult:
     predictions: Path | None = None
     niches: NicheReport | None = None
     interactions: InteractionReport | None = None
+    held_out: tuple[str, ...] = ()
+    subspot_predictions: Path | None = None
+    interfaces: InterfaceReport | None = None
     report: Path | None = None
 
 
@@ -69,9 +74,12 @@ def run_demo(
     Synthesise a cohort, read every sample back with its full-resolution slide, summarise it,
     draw an overview, embed every spot into ``out_dir/cohort.zarr``, index it for similarity
     search and write a gallery of the regions most like a lymphocyte-rich spot, then train the
-    graph-attention head against its baselines and predict the first sample, spots and the grid
-    of tiles between them; find the cohort's niches (scored against the synthetic regions) and
-    where its TME populations meet.
+    graph-attention head against its baselines (and, from the cohort's single-cell reference,
+    the sub-spot model) and predict the first sample, spots and the grid of tiles between them;
+    find the cohort's niches (scored against the synthetic regions) and where its TME
+    populations meet; map every sample at 16 µm bins and where populations meet on them. With
+    three samples or more, the last is held out of training altogether, so that its maps are
+    honest predictions.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -110,29 +118,49 @@ def run_demo(
     model_dir, training, predictions = None, {}, None
     niches: NicheReport | None = None
     interactions: InteractionReport | None = None
+    interfaces: InterfaceReport | None = None
+    held_out: tuple[str, ...] = ()
+    subspot_predictions: Path | None = None
     if len(sample_dirs) > 1:  # cross-validation needs two samples
         if progress is not None:
             progress("training the graph-attention head against its baselines (cross-validated)")
-        trained = train_model(
-            store, out_dir / "model", settings=TrainSettings(n_members=3), progress=progress
-        )
+        held_out = (sample_dirs[-1].name,) if len(sample_dirs) >= 3 else ()
+        settings = TrainSettings(
+            n_members=3, reference=cohort_dir / "reference.h5ad", resolution_um=DEMO_BIN_UM,
+            holdout=held_out,
+        )  # fmt: skip
+        trained = train_model(store, out_dir / "model", settings=settings, progress=progress)
         model_dir, training = trained.model_dir, trained.report
         first = spot.partition(":")[0]
         predictions = predict_sample(
             store, model_dir, sample=first, grid=True, out=out_dir / f"{first}_predictions.h5ad"
         )
         niches, interactions = _demo_analysis(store, model_dir, sample_dirs, out_dir, progress)
+        mapped = held_out[0] if held_out else first
+        if progress is not None:
+            progress(f"mapping every sample at {DEMO_BIN_UM:g} µm and where populations meet")
+        subspot_predictions = predict_subspot(
+            store, model_dir, sample=mapped, resolution_um=DEMO_BIN_UM,
+            out=out_dir / f"{mapped}_subspot.h5ad",
+        )  # fmt: skip
+        interfaces = run_interfaces(
+            store, model_dir, settings=InterfaceSettings(resolution_um=DEMO_BIN_UM),
+            out=out_dir / "subspot",
+        )  # fmt: skip
     if progress is not None:
         progress("writing the report")
     sections = []
     if niches is not None and interactions is not None:
         sections = [niche_section(niches), interaction_section(interactions)]
+    if interfaces is not None:
+        sections.append(subspot_section(interfaces, held_out=held_out))
     report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
         samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
         gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
-        niches=niches, interactions=interactions, report=report,
+        niches=niches, interactions=interactions, held_out=held_out,
+        subspot_predictions=subspot_predictions, interfaces=interfaces, report=report,
     )  # fmt: skip
 
 

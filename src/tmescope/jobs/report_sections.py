@@ -16,6 +16,7 @@ from tmescope.viz.report.page import ReportSection, escape, figure, note
 
 if TYPE_CHECKING:
     from tmescope.jobs.interactions import InteractionReport
+    from tmescope.jobs.interfaces import InterfaceReport
     from tmescope.jobs.niches import NicheReport
 
 PAIRS_SHOWN = 12
@@ -96,6 +97,51 @@ def interaction_section(report: InteractionReport) -> ReportSection:
     return ReportSection("Interactions", how + table + _figures(shown))
 
 
+def subspot_section(report: InterfaceReport, *, held_out: tuple[str, ...] = ()) -> ReportSection:
+    """Sub-spot maps and where populations meet on them: the pairs, then a part per sample."""
+    s = report.settings
+    pooled = report.cohort is not None
+    rows = []
+    for p in report.pairs()[:PAIRS_SHOWN]:
+        spread = f" ± {p['log_ratio_sd']:.2f}" if p["log_ratio_sd"] is not None else ""
+        last = str(len(p["per_sample"])) if pooled else ("–" if p["p"] is None else f"{p['p']:.3f}")
+        rows.append(
+            f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
+            f"<td class='num'>{p['ratio']:.2f}{spread}</td><td class='num'>{_z(p['z'])}</td>"
+            f"<td class='num'>{last}</td></tr>"
+        )
+    table = (
+        "<table><thead><tr><th>population A</th><th>population B</th><th>co-location ratio</th>"
+        f"<th>{'Stouffer z' if pooled else 'z'}</th><th>{'samples' if pooled else 'p'}</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    how = note(
+        f"Every sample mapped at {s.resolution_um:g} µm bins: the share of each population's "
+        "cells per bin, from the H&E's sub-spot features, fitted to the measured spots "
+        "(inside a spot's disc the bins add up to what the spot measured; between spots the "
+        "image is corrected by the nearby spots), with the ensemble's spread as uncertainty. "
+        f"Two populations meet where one is and the other lies within {s.radius_um:g} µm: the "
+        "interface score maps it (1 = as much contact as evenly mixed populations, 0 none); the "
+        "co-location ratio is its mean over the sample. Its z compares it with "
+        f"{s.n_shifts} toroidal shifts of one population's map, which keep each population's "
+        "own patches (shuffling bins would call any two smooth fields interacting). Pairs with "
+        "the strongest evidence of contact (z > 0) or avoidance (z < 0):"
+    )
+    parts = [how, table]
+    cohort = [p for p in report.figures if p.name == "interfaces_cohort.png"]
+    parts.append(_figures(tuple(cohort)))
+    for result in report.samples:
+        sid = result.sample_id
+        mine = tuple(
+            p for p in report.figures if p.stem.endswith(f"_{sid}") and p.name not in cohort
+        )
+        tag = " (held out of training)" if sid in held_out else " (a training sample)"
+        parts.append(f"<h3>{escape(sid)}{escape(tag if held_out else '')}</h3>")
+        parts.append(note(f"{result.n_bins:,} bins."))
+        parts.append(_figures(mine))
+    return ReportSection("Sub-spot maps and interfaces", "".join(parts))
+
+
 def analysis_sections(
     store: Path | str, model_dir: Path | str, *, device: str = "auto"
 ) -> list[ReportSection]:
@@ -111,7 +157,7 @@ def analysis_sections(
 
 def _figures(paths: tuple[Path, ...]) -> str:
     """Every figure inline, cohort-wide ones first, in a grid."""
-    ordered = sorted(paths, key=lambda p: ("cohort" not in p.name and "composition" not in p.name))
+    ordered = sorted(paths, key=lambda p: "cohort" not in p.name and "composition" not in p.name)
     parts = []
     for path in ordered:
         if not path.is_file():
@@ -124,7 +170,9 @@ def _figures(paths: tuple[Path, ...]) -> str:
 
 def _inline(path: Path) -> tuple[bytes, str]:
     """Maps over the H&E photograph as JPEG (a fifth of the PNG), charts as PNG (sharp text)."""
-    if not path.name.startswith(("labels_", "niches_")):
+    if not path.name.startswith(
+        ("labels_", "niches_", "populations_", "uncertainty_", "interface_map_")
+    ):
         return path.read_bytes(), "image/png"
     import io
 
