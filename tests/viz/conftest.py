@@ -32,3 +32,18 @@ def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     train_model(store, root / "model", settings=settings)
     build_cohort_index(store, space="fused", model_dir=root / "model")  # writes the fused sets
     return store, root / "model"
+
+
+@pytest.fixture(scope="session")
+def viewer_subspot_model(viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The viewer's store and a second quick model with a sub-spot model (16 µm bins, the
+    cohort's reference), for the sub-spot layers."""
+    from tmescope.jobs.train import TrainSettings, train_model
+
+    store, model = viewer_store
+    settings = TrainSettings(
+        models=("ridge",), n_genes=10, n_members=2, device="cpu",
+        reference=store.parent / "cohort" / "reference.h5ad", resolution_um=16.0,
+    )  # fmt: skip
+    train_model(store, model.parent / "subspot_model", settings=settings)
+    return store, model.parent / "subspot_model"

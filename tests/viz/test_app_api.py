@@ -6,12 +6,14 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from tmescope.errors import ModelMismatchError, StoreNotFoundError
+from tmescope.jobs.predict_bins import subspot_anndata
 from tmescope.jobs.serve import make_app
 
 pytestmark = pytest.mark.slow
@@ -114,7 +116,6 @@ def test_similar_regions_leave_the_query_out_and_have_thumbnails(
 
 def test_deep_zoom_tiles_cover_the_image(client: TestClient) -> None:
 
-
     dz = client.get("/api/samples/synth_00/dzi").json()
     assert 2 ** (dz["max_level"] - 1) < max(dz["width"], dz["height"]) <= 2 ** dz["max_level"]
     top = client.get("/api/samples/synth_00/tiles/0/0_0.jpg")
@@ -168,7 +169,9 @@ def test_similar_regions_in_the_fused_space(client: TestClient, spots: dict) -> 
     params = {"sample": "synth_01", "spot": barcode, "k": 5}
     raw = client.get("/api/query", params=params).json()["hits"]
     fused = client.get("/api/query", params={**params, "space": "fused"}).json()["hits"]
-    assert len(fused) == 5 and all((h["sample"], h["barcode"]) != ("synth_01", barcode) for h in fused)
+    assert len(fused) == 5 and all(
+        (h["sample"], h["barcode"]) != ("synth_01", barcode) for h in fused
+    )
     assert [h["barcode"] for h in fused] != [h["barcode"] for h in raw]
     refused = client.get("/api/query", params={**params, "space": "other"})
     assert refused.status_code == 422 and "space must be one of" in refused.json()["detail"]
@@ -221,9 +224,11 @@ def test_without_a_model_measured_values_and_search_still_work(
 def test_the_page_and_openapi_are_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and '<section id="interactions" hidden>' in page.text
+    assert '<section id="subspot" hidden>' in page.text
     assert client.get("/static/viewer.js").headers["content-type"].startswith("text/javascript")
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/samples", "/api/query", "/api/samples/{sample_id}/dzi"} <= set(paths)
+    assert {"/api/samples/{sample_id}/bins", "/api/samples/{sample_id}/bins/values"} <= set(paths)
 
 
 def test_a_missing_store_or_a_foreign_model_is_refused(
@@ -242,3 +247,105 @@ def test_a_missing_store_or_a_foreign_model_is_refused(
     (foreign / "model.json").write_text(json.dumps(header))
     with pytest.raises(ModelMismatchError, match="another-encoder"):
         make_app(store, foreign)
+
+
+# Sub-spot layers: a second model with a sub-spot model, over the same store.
+
+
+@pytest.fixture(scope="module")
+def subspot_client(viewer_subspot_model: tuple[Path, Path]) -> Iterator[TestClient]:
+    store, model = viewer_subspot_model
+    with TestClient(make_app(store, model)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def subspot_maps(viewer_subspot_model: tuple[Path, Path]) -> ad.AnnData:
+    """What `tmescope predict --resolution 16` gives for synth_01: what the viewer must show."""
+    store, model = viewer_subspot_model
+    return subspot_anndata(store, model, sample="synth_01", resolution_um=16.0)
+
+
+def test_bins_are_the_sub_spot_predictions_bins(
+    subspot_client: TestClient, subspot_maps: ad.AnnData
+) -> None:
+    assert subspot_client.get("/api/info").json()["has_subspot"] is True
+    body = subspot_client.get("/api/samples/synth_01/bins").json()
+    n = subspot_maps.n_obs
+    assert body["n"] == n == len(body["x"]) == len(body["y"]) and n > 90
+    np.testing.assert_allclose(
+        np.c_[body["x"], body["y"]], subspot_maps.obsm["spatial"], rtol=0, atol=0.051
+    )
+    assert body["populations"] == list(subspot_maps.obsm["populations"].columns)
+    about = subspot_maps.uns["subspot"]
+    assert body["bin_um"] == 16.0
+    assert body["bin_px"] == pytest.approx(16.0 / about["um_per_px"], abs=1e-3)
+    missing = subspot_client.get("/api/samples/nope/bins")
+    assert missing.status_code == 404 and "no sample 'nope'" in missing.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "key"),
+    [("populations", "populations"), ("uncertainty", "populations_std"),
+     ("image", "populations_image"), ("interface", None)],
+)  # fmt: skip
+def test_each_sub_spot_layer_has_one_value_per_bin(
+    subspot_client: TestClient, subspot_maps: ad.AnnData, layer: str, key: str | None
+) -> None:
+    from tmescope.analysis.adata_pairs import adata_interface_maps
+
+    a, b = list(subspot_maps.obsm["populations"].columns)[:2]
+    if key is None:
+        feature = f"{a}|{b}"
+        expected = adata_interface_maps(subspot_maps, [(a, b)], radius_um=30.0)[feature]
+    else:
+        feature = a
+        expected = subspot_maps.obsm[key][a].to_numpy(float)
+    body = subspot_client.get(
+        "/api/samples/synth_01/bins/values", params={"layer": layer, "feature": feature}
+    ).json()
+    assert (body["layer"], body["feature"]) == (layer, feature)
+    values = np.array(body["values"], dtype=float)  # null → NaN
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-4)
+    assert body["min"] == pytest.approx(np.nanmin(expected), abs=1e-6)
+    assert body["max"] == pytest.approx(np.nanmax(expected), abs=1e-6)
+    assert body["max"] > body["min"]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "words"),
+    [
+        ("layer=raw&feature=tumour", 422, "layer must be one of populations, uncertainty"),
+        ("layer=populations&feature=NOPE", 404, "no population 'NOPE' in the sub-spot model"),
+        ("layer=image&feature=a|b", 404, "no population 'a|b'"),
+        ("layer=interface&feature=tumour", 422, "two different populations as A|B"),
+        ("layer=interface&feature=tumour|tumour", 422, "two different populations"),
+        ("layer=interface&feature=tumour|NOPE", 404, "no population 'NOPE'"),
+        ("layer=populations", 422, "feature"),
+    ],
+)
+def test_bad_sub_spot_requests_get_a_clear_json_error(
+    subspot_client: TestClient, query: str, status: int, words: str
+) -> None:
+    response = subspot_client.get(f"/api/samples/synth_01/bins/values?{query}")
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    if status == 404 and "NOPE" in query:
+        assert "its populations are" in response.json()["detail"]
+
+
+def test_without_a_sub_spot_model_the_bins_say_how_to_train_one(
+    client: TestClient, bare_client: TestClient
+) -> None:
+    assert client.get("/api/info").json()["has_subspot"] is False
+    refused = client.get("/api/samples/synth_01/bins")
+    assert refused.status_code == 409
+    assert "has no sub-spot model" in refused.json()["detail"]
+    assert "--reference REF.h5ad --resolution 16" in refused.json()["detail"]
+    values = client.get(
+        "/api/samples/synth_01/bins/values", params={"layer": "populations", "feature": "x"}
+    )
+    assert values.status_code == 409 and "has no sub-spot model" in values.json()["detail"]
+    assert bare_client.get("/api/info").json()["has_subspot"] is False
+    bare = bare_client.get("/api/samples/synth_01/bins")
+    assert bare.status_code == 409 and "--model" in bare.json()["detail"]

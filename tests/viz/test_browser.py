@@ -1,5 +1,5 @@
 """The viewer page in a real headless Chromium: slide and spots drawn, recolouring, a clicked
-spot's attention and similar regions. ``tmescope serve`` runs as a subprocess, as a user runs it.
+spot's attention and similar regions, sub-spot bins. ``tmescope serve`` runs as a subprocess, as a user runs it.
 
 Skipped, with the reason, only when no Chromium or Playwright can be had or the page's npm
 libraries are not installed (``make viewer-assets``).
@@ -13,11 +13,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tmescope.viz.app.assets import openseadragon_dir
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +47,13 @@ def trained_store(viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(trained_store: tuple[Path, Path]) -> Iterator[str]:
-    store, model = trained_store
+    with _serving(*trained_store) as url:
+        yield url
+
+
+@contextmanager
+def _serving(store: Path, model: Path) -> Iterator[str]:
+    """``tmescope serve store --model model`` on a free port, stopped on leaving."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tmescope", "serve", str(store), "--model", str(model),
@@ -75,6 +86,7 @@ def test_the_page_draws_the_slide_recolours_and_explains_a_clicked_spot(server: 
             page.wait_for_timeout(1000)  # tiles fade in
             drawn = page.evaluate("window.tmescopeViewer.state.overlay.drawn")
             assert drawn == 90, "every spot of synth_00 is on screen at the home zoom"
+            assert not page.locator("#subspot").is_visible()  # the model has no sub-spot model
             with_spots = page.locator("#slide").screenshot()
             page.locator("#opacity").fill("0")  # the slider hides the spots: H&E alone
             slide_alone = page.locator("#slide").screenshot()
@@ -140,6 +152,56 @@ def test_the_page_draws_the_slide_recolours_and_explains_a_clicked_spot(server: 
             browser.close()
 
 
+def test_the_sub_spot_layers_draw_every_bin_and_give_the_spots_back(
+    trained_store: tuple[Path, Path], viewer_subspot_model: tuple[Path, Path]
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with _serving(*viewer_subspot_model) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url)
+            page.wait_for_selector("body[data-slide='loaded'][data-coloured-by]", timeout=20_000)
+            assert page.locator("#subspot").is_visible()
+            assert not page.locator("#subspot-b-label").is_visible()  # for interfaces only
+            before = _painted(page)
+            page.locator("#subspot-on").check()
+            page.wait_for_selector("body[data-coloured-by^='subspot:populations:']", timeout=60_000)
+            population = page.evaluate("document.getElementById('subspot-a').value")
+            n_bins = page.evaluate("window.tmescopeViewer.state.bins.n")
+            assert page.evaluate("window.tmescopeViewer.state.overlay.binsDrawn") == n_bins > 90
+            assert page.evaluate("window.tmescopeViewer.state.overlay.drawn") == 0  # no spots
+            assert page.locator("#legend-title").inner_text().startswith(population)
+            assert page.locator("#legend-min").inner_text() != "–"
+            assert _painted(page) > before  # squares tile what discs left bare
+            page.wait_for_timeout(500)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer-subspot.png"))
+
+            page.select_option("#subspot-layer", "interface")
+            assert page.locator("#subspot-b-label").is_visible()
+            other = page.evaluate("document.getElementById('subspot-b').value")
+            assert other != population
+            page.wait_for_selector(
+                f"body[data-coloured-by='subspot:interface:{population}|{other}']",
+                timeout=30_000,
+            )
+            assert (
+                page.locator("#legend-title").inner_text().startswith(f"{population} meets {other}")
+            )
+
+            page.locator("#subspot-on").uncheck()  # back to the spots, coloured as before
+            page.wait_for_selector("body[data-coloured-by^='measured:']", timeout=30_000)
+            assert page.evaluate("window.tmescopeViewer.state.overlay.drawn") == 90
+            assert page.evaluate("window.tmescopeViewer.state.overlay.binsDrawn") == 0
+            assert errors == []
+        finally:
+            browser.close()
+
+
 def test_serve_refuses_a_port_in_use(trained_store: tuple[Path, Path]) -> None:
     store, _ = trained_store
     with socket.socket() as taken:
@@ -165,6 +227,17 @@ def _stained_fraction(png: bytes) -> float:
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     return float(((r - g > 30) & (b - g > 10)).mean())
+
+
+def _painted(page: Page) -> int:
+    """How many pixels of the overlay canvas are painted (not transparent)."""
+    return int(
+        page.evaluate(
+            "(() => { const c = document.querySelector('canvas.spot-overlay');"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()"
+        )
+    )
 
 
 def _free_port() -> int:

@@ -53,20 +53,20 @@ def make_app(
         return measured_expression(opened, sample_id)
 
     if model_dir is None:
-        data, analysis = CohortData(opened, measured=measured), None
+        data, analysis, subspot = CohortData(opened, measured=measured), None, None
     else:
         from tmescope.fusion.model_dir import load_model
         from tmescope.jobs.predict import check_model_fits_store
-        from tmescope.jobs.serve_analysis import ViewerAnalysis
+        from tmescope.jobs.serve_analysis import ViewerAnalysis, ViewerSubspot
 
         model = load_model(model_dir, device=device)
         check_model_fits_store(model, opened.fingerprint, where=f"the store {opened.path}")
         data = CohortData(opened, measured=measured, model=ModelPredictions(opened, model))
-        analysis = ViewerAnalysis(opened, model)
+        analysis, subspot = ViewerAnalysis(opened, model), ViewerSubspot(opened, model)
     assets = openseadragon_dir()
     if assets is None:
         warnings.warn(MISSING_MESSAGE, TmescopeWarning, stacklevel=2)
-    return create_app(data, SlideTiles(opened), assets=assets, analysis=analysis)
+    return create_app(data, SlideTiles(opened), assets=assets, analysis=analysis, subspot=subspot)
 
 
 class ModelPredictions:

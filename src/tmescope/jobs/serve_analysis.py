@@ -1,30 +1,46 @@
-"""Niches and interactions for the viewer (``viz.app.analysis.CohortAnalysis``), computed once.
+"""Niches and interactions for the viewer (``viz.app.analysis.CohortAnalysis``), computed once,
+and its sub-spot maps (``viz.app.subspot.SubspotMaps``), predicted once per sample.
 
 The first request that needs them reads the model's fused sets from the store (computing the
 missing ones in memory: the viewer opens the store read-only), fits the niches and runs the
 interaction statistics of every sample and of the cohort, with the same defaults as
 ``tmescope niches`` and ``tmescope interactions``; later requests reuse them. Figures are drawn
-on demand into a temporary folder that lives as long as the viewer.
+on demand into a temporary folder that lives as long as the viewer. A sample's sub-spot maps are
+``tmescope predict --resolution``'s, made in memory on the sample's first request.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tmescope.viz.app.subspot import PAIR_SEP, SubspotBins
+
 if TYPE_CHECKING:
+    import anndata as ad
+
     from tmescope.fusion.model_dir import FusionModel
     from tmescope.jobs.fused import FusedCohort
     from tmescope.jobs.interactions import InteractionReport
     from tmescope.jobs.niches import NicheReport
     from tmescope.store import CohortStore
     from tmescope.viz.app.analysis import FigureKind
+    from tmescope.viz.app.subspot import SubspotLayer
 
 PAIRS_SHOWN = 12
+MAPS_KEPT = 4  # samples whose sub-spot maps stay in memory
+INTERFACE_RADIUS_UM = 30.0  # as `tmescope interactions --resolution`: contact, not region
+# Where each sub-spot layer (but the interface, computed from the shares) is in the AnnData.
+_OBSM: dict[str, str] = {
+    "populations": "populations",
+    "uncertainty": "populations_std",
+    "image": "populations_image",
+}
 
 
 class ViewerAnalysis:
@@ -124,6 +140,90 @@ class ViewerAnalysis:
                 self._interactions = interactions_of(self._fused, samples, InteractionSettings())
             assert self._niches is not None and self._interactions is not None
             return self._fused, self._niches, self._interactions
+
+
+class ViewerSubspot:
+    """Each sample's sub-spot maps, predicted on its first request (under its own lock, so that
+    two samples predict at once and niches never wait), the last :data:`MAPS_KEPT` kept."""
+
+    def __init__(self, store: CohortStore, model: FusionModel) -> None:
+        self._store = store
+        self._model = model
+        self._lock = threading.Lock()  # guards the members below, never held while predicting
+        self._sample_locks: dict[str, threading.Lock] = {}
+        self._maps: OrderedDict[str, ad.AnnData] = OrderedDict()
+        self._bin_um: float | None = None
+
+    @property
+    def available(self) -> bool:
+        from tmescope.fusion.subspot_model import SUBSPOT_DIR
+
+        return (self._model.path / SUBSPOT_DIR).is_dir()
+
+    def bins(self, sample_id: str) -> SubspotBins:
+        maps = self._maps_of(sample_id)
+        about = maps.uns["subspot"]
+        return SubspotBins(
+            bin_um=float(about["bin_um"]), um_per_px=float(about["um_per_px"]),
+            populations=tuple(str(c) for c in maps.obsm["populations"].columns),
+            xy=np.asarray(maps.obsm["spatial"], dtype=np.float64),
+        )  # fmt: skip
+
+    def values(self, sample_id: str, layer: SubspotLayer, feature: str) -> np.ndarray:
+        maps = self._maps_of(sample_id)
+        if layer == "interface":
+            from tmescope.analysis.adata_pairs import adata_interface_maps
+
+            a, b = feature.split(PAIR_SEP)
+            scores = adata_interface_maps(maps, [(a, b)], radius_um=INTERFACE_RADIUS_UM)
+            return np.asarray(next(iter(scores.values())), dtype=np.float64)
+        return maps.obsm[_OBSM[layer]][feature].to_numpy(dtype=np.float64)
+
+    def _maps_of(self, sample_id: str) -> ad.AnnData:
+        with self._lock:
+            maps = self._maps.get(sample_id)
+            if maps is not None:
+                self._maps.move_to_end(sample_id)
+                return maps
+            sample_lock = self._sample_locks.setdefault(sample_id, threading.Lock())
+        with sample_lock:
+            with self._lock:
+                maps = self._maps.get(sample_id)  # a concurrent first request made them
+            if maps is None:
+                maps = self._predict(sample_id)
+                with self._lock:
+                    self._maps[sample_id] = maps
+                    while len(self._maps) > MAPS_KEPT:
+                        self._maps.popitem(last=False)
+            return maps
+
+    def _predict(self, sample_id: str) -> ad.AnnData:
+        import anndata as ad
+        import pandas as pd
+
+        from tmescope.errors import ModelMismatchError
+        from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel
+        from tmescope.jobs.predict_bins import subspot_anndata
+
+        if not self.available:
+            raise ModelMismatchError(
+                f"the model {self._model.path} has no sub-spot model, so there are no sub-spot "
+                "layers: train it with `tmescope train STORE --out MODEL_DIR --reference "
+                "REF.h5ad --resolution 16` and serve that model"
+            )
+        with self._lock:
+            if self._bin_um is None:
+                self._bin_um = SubspotModel.load(self._model.path / SUBSPOT_DIR).bin_um
+            bin_um = self._bin_um
+        full = subspot_anndata(
+            self._store.path, self._model.path, sample=sample_id, resolution_um=bin_um
+        )
+        # Only what the layers read: X (bins × genes) would hold gigabytes for a whole slide.
+        return ad.AnnData(
+            obs=pd.DataFrame(index=full.obs_names),
+            obsm={key: full.obsm[key] for key in ("spatial", *_OBSM.values())},
+            uns={"subspot": dict(full.uns["subspot"])},
+        )
 
 
 def _check_pooled(report: InteractionReport) -> None:

@@ -37,6 +37,7 @@ from tmescope.viz.app.sample_data import (
 from tmescope.viz.app.schemas import (
     Attention,
     AttentionEdge,
+    BinTable,
     DeepZoomInfo,
     FeatureAt,
     Interactions,
@@ -50,6 +51,7 @@ from tmescope.viz.app.schemas import (
     ViewerInfo,
 )
 from tmescope.viz.app.slide_tiles import PATCH_PX, SlideTiles
+from tmescope.viz.app.subspot import SUBSPOT_LAYERS, SubspotMaps, check_feature, check_layer
 
 MAX_LEVEL = 40  # a 2^40-pixel image: far beyond any slide, a bound for the path only
 MAX_TILE_INDEX = 1 << 20
@@ -62,6 +64,10 @@ SampleId = Annotated[str, PathParam(max_length=128, description="a sample id of 
 Layer = Annotated[str, Query(description=f"one of {', '.join(LAYERS)}", max_length=16)]
 Feature = Annotated[str, Query(description="a gene or TME state name", max_length=256)]
 Barcode = Annotated[str, Query(description="a spot barcode or tile name", max_length=256)]
+BinLayer = Annotated[str, Query(description=f"one of {', '.join(SUBSPOT_LAYERS)}", max_length=16)]
+Population = Annotated[
+    str, Query(description="a population, or A|B for an interface", max_length=256)
+]
 
 
 def create_app(
@@ -70,9 +76,11 @@ def create_app(
     *,
     assets: Path | None,
     analysis: CohortAnalysis | None = None,
+    subspot: SubspotMaps | None = None,
 ) -> FastAPI:
     """The app over ``data``; ``assets`` is the OpenSeadragon folder (``None``: missing);
-    ``analysis`` gives niches and interactions (``None``: started without a model)."""
+    ``analysis`` gives niches and interactions, ``subspot`` the sub-spot maps (each ``None``:
+    started without a model)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +94,15 @@ def create_app(
                 "with `tmescope serve STORE --model MODEL_DIR`"
             )
         return analysis
+
+    def subspotted() -> SubspotMaps:
+        if subspot is None:
+            raise PredictionsUnavailableError(
+                "no sub-spot layers: the viewer was started without a model; start it with "
+                "`tmescope serve STORE --model MODEL_DIR`, a model trained with --reference "
+                "REF.h5ad --resolution 16"
+            )
+        return subspot
 
     app = FastAPI(
         lifespan=lifespan,
@@ -111,6 +128,7 @@ def create_app(
             model_id=data.model.model_id if data.model is not None else None,
             samples=[_sample_info(data, tiles, s) for s in data.sample_ids],
             assets_missing=None if assets is not None else MISSING_MESSAGE,
+            has_subspot=subspot is not None and subspot.available,
         )
 
     @app.get("/api/samples", response_model=list[SampleInfo])
@@ -139,12 +157,28 @@ def create_app(
     def values(sample_id: SampleId, layer: Layer, feature: Feature) -> Values:
         """One value of a gene or TME state per row of ``/spots``, and their range."""
         array = data.values(data.check_sample(sample_id), layer=layer, feature=feature)
-        finite = array[np.isfinite(array)]
-        return Values(
-            sample_id=sample_id, layer=layer, feature=feature, values=_json_floats(array),
-            min=float(finite.min()) if finite.size else None,
-            max=float(finite.max()) if finite.size else None,
+        return _values(sample_id, layer, feature, array)
+
+    @app.get("/api/samples/{sample_id}/bins", response_model=BinTable)
+    def bins(sample_id: SampleId) -> BinTable:
+        """The sample's sub-spot bins: their size, the populations and each bin's centre
+        (the first request predicts the sample's maps: a few seconds)."""
+        got = subspotted().bins(data.check_sample(sample_id))
+        return BinTable(
+            sample_id=sample_id, n=int(got.xy.shape[0]), bin_um=got.bin_um,
+            bin_px=round(got.bin_px, 3), populations=list(got.populations),
+            x=_pixels(got.xy[:, 0]), y=_pixels(got.xy[:, 1]),
         )  # fmt: skip
+
+    @app.get("/api/samples/{sample_id}/bins/values", response_model=Values)
+    def bin_values(sample_id: SampleId, layer: BinLayer, feature: Population) -> Values:
+        """One value per bin of ``/bins``: a population's share, its spread over the ensemble,
+        its image-only share, or the interface score of two populations (``A|B``)."""
+        checked = check_layer(layer)
+        maps = subspotted()
+        populations = maps.bins(data.check_sample(sample_id)).populations
+        check_feature(checked, feature, populations)
+        return _values(sample_id, layer, feature, maps.values(sample_id, checked, feature))
 
     @app.get("/api/samples/{sample_id}/spot", response_model=SpotValues)
     def spot_values(sample_id: SampleId, spot: Barcode) -> SpotValues:
@@ -295,6 +329,15 @@ def _sample_info(data: CohortData, tiles: SlideTiles, sample_id: str) -> SampleI
         spot_diameter_um=float(record.meta.extra.get("spot_diameter_um") or SPOT_UM), width=width, height=height, slide_error=slide_error, has_counts=record.has_counts,
         has_predictions=data.has_predictions, genes=list(data.genes(sample_id)),
         states=list(data.state_names()),
+    )  # fmt: skip
+
+
+def _values(sample_id: str, layer: str, feature: str, array: np.ndarray) -> Values:
+    finite = array[np.isfinite(array)]
+    return Values(
+        sample_id=sample_id, layer=layer, feature=feature, values=_json_floats(array),
+        min=float(finite.min()) if finite.size else None,
+        max=float(finite.max()) if finite.size else None,
     )  # fmt: skip
 
 

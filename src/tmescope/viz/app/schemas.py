@@ -29,6 +29,7 @@ class ViewerInfo(BaseModel):
     model_id: str | None
     samples: list[SampleInfo]
     assets_missing: str | None = Field(description="why the page cannot draw, when it cannot")
+    has_subspot: bool = Field(description="the model has a sub-spot model: /bins layers")
 
 
 class SpotTable(BaseModel):
@@ -48,7 +49,8 @@ class SpotTable(BaseModel):
 
 
 class Values(BaseModel):
-    """One value per row of :class:`SpotTable`, for recolouring without reloading the rows."""
+    """One value per row of :class:`SpotTable` (or per bin of :class:`BinTable`), for
+    recolouring without reloading the rows."""
 
     sample_id: str
     layer: str
@@ -56,6 +58,19 @@ class Values(BaseModel):
     values: list[float | None]
     min: float | None
     max: float | None
+
+
+class BinTable(BaseModel):
+    """A sample's sub-spot bins, squares of side ``bin_px`` centred on ``x``, ``y``, and the
+    populations their layers show."""
+
+    sample_id: str
+    n: int
+    bin_um: float
+    bin_px: float = Field(description="the side of a bin in full-resolution pixels")
+    populations: list[str]
+    x: list[float] = Field(description="bin centres, full-resolution pixels")
+    y: list[float]
 
 
 class FeatureAt(BaseModel):

@@ -21,5 +21,8 @@ export const api = {
     getJSON(`/api/samples/${encodeURIComponent(sample)}/attention`, { spot }),
   similar: (sample, spot, k = 8, space = "raw") => getJSON("/api/query", { sample, spot, k, space }),
   niches: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/niches`),
+  bins: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/bins`),
+  binValues: (sample, layer, feature) =>
+    getJSON(`/api/samples/${encodeURIComponent(sample)}/bins/values`, { layer, feature }),
   interactions: (sample) => getJSON("/api/interactions", sample ? { sample } : {}),
 };

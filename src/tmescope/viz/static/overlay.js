@@ -1,8 +1,10 @@
-// Spots, grid tiles and attention lines drawn on a canvas laid over the OpenSeadragon viewer.
-// Positions are full-resolution pixels, the frame of the deep-zoom image; every redraw maps
-// them to screen pixels through the viewer's own viewport conversion.
+// Spots, grid tiles, sub-spot bins and attention lines drawn on a canvas laid over the
+// OpenSeadragon viewer. Positions are full-resolution pixels, the frame of the deep-zoom image;
+// every redraw maps them to screen pixels through the viewer's own viewport conversion.
 
 import { categoryColour, colourAt } from "./colours.js";
+
+const BIN_STEPS = 64; // colour steps of the bins: finer than the eye tells apart on a map
 
 export class SpotOverlay {
   constructor(viewer) {
@@ -22,6 +24,13 @@ export class SpotOverlay {
     this.selected = -1;
     this.edges = [];
     this.drawn = 0;
+    this.bins = null; // /bins of the sample: drawn instead of spots and tiles while set
+    this.binValues = null;
+    this.binRange = null;
+    this.binsDrawn = 0;
+    // Bins are painted opaque here, then blended once: squares at partial opacity would show
+    // their shared edges as seams.
+    this.binCanvas = document.createElement("canvas");
     for (const event of ["animation", "update-viewport", "resize", "open"]) {
       viewer.addHandler(event, () => this.draw());
     }
@@ -32,6 +41,7 @@ export class SpotOverlay {
     this.values = null;
     this.selected = -1;
     this.edges = [];
+    this.bins = null;
     this.radius = { spot: spotRadius, tile: tileHalfStep(rows) ?? spotRadius };
     this.draw();
   }
@@ -41,6 +51,14 @@ export class SpotOverlay {
     this.values = values;
     this.range = range;
     this.categorical = categorical;
+    this.draw();
+  }
+
+  // bins: {x, y, bin_px} (null: back to the spots); values: one per bin; range: [min, max].
+  setBins(bins, values = null, range = null) {
+    this.bins = bins;
+    this.binValues = values;
+    this.binRange = range;
     this.draw();
   }
 
@@ -93,15 +111,17 @@ export class SpotOverlay {
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, box.width, box.height);
     this.drawn = 0;
+    this.binsDrawn = 0;
     if (!this.rows || this.viewer.world.getItemCount() === 0) return;
     // The image → screen map is a scale and a shift: two conversions give it for every row.
     const [ox, oy] = this.toScreen(0, 0);
     const [ux] = this.toScreen(1, 0);
     const scale = ux - ox;
+    if (this.bins) this.drawBins(ctx, ox, oy, scale, ratio);
     ctx.globalAlpha = this.opacity;
     const { x, y, kind } = this.rows;
     for (const layer of ["tile", "spot"]) { // spots on top of the denser tile map
-      if (!this.show[layer]) continue;
+      if (!this.show[layer] || this.bins) continue;
       const r = Math.max(1.5, this.radius[layer] * scale);
       for (let i = 0; i < x.length; i++) {
         if (kind[i] !== layer) continue;
@@ -130,6 +150,48 @@ export class SpotOverlay {
     }
     ctx.globalAlpha = 1;
     this.drawSelection(ctx, ox, oy, scale);
+  }
+
+  // Every bin on screen as a square of its true size, one path per colour step (a few dozen
+  // fills, not one per bin), in device pixels rounded so that neighbours tile without gaps.
+  drawBins(ctx, ox, oy, scale, ratio) {
+    const out = this.canvas;
+    const off = this.binCanvas;
+    if (off.width !== out.width || off.height !== out.height) {
+      off.width = out.width;
+      off.height = out.height;
+    }
+    const octx = off.getContext("2d");
+    octx.clearRect(0, 0, off.width, off.height);
+    const { x, y, bin_px: side } = this.bins;
+    const values = this.binValues;
+    const [lo, hi] = this.binRange || [0, 1];
+    const half = (side * scale * ratio) / 2;
+    const paths = Array.from({ length: BIN_STEPS }, () => new Path2D());
+    for (let i = 0; i < x.length; i++) {
+      const v = values ? values[i] : null;
+      if (v === null || !Number.isFinite(v)) continue;
+      const cx = (ox + x[i] * scale) * ratio;
+      const cy = (oy + y[i] * scale) * ratio;
+      if (cx < -half || cy < -half || cx > off.width + half || cy > off.height + half) continue;
+      const t = Math.min(1, Math.max(0, (v - lo) / (hi - lo)));
+      const x0 = Math.round(cx - half);
+      const y0 = Math.round(cy - half);
+      const w = Math.max(1, Math.round(cx + half) - x0);
+      const h = Math.max(1, Math.round(cy + half) - y0);
+      paths[Math.round(t * (BIN_STEPS - 1))].rect(x0, y0, w, h);
+      this.binsDrawn += 1;
+    }
+    paths.forEach((path, step) => {
+      const [r, g, b] = colourAt(step / (BIN_STEPS - 1));
+      octx.fillStyle = `rgb(${r},${g},${b})`;
+      octx.fill(path);
+    });
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.globalAlpha = this.opacity;
+    ctx.drawImage(off, 0, 0);
+    ctx.restore();
   }
 
   drawSelection(ctx, ox, oy, scale) {

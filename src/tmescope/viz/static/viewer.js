@@ -1,5 +1,5 @@
-// The viewer page: OpenSeadragon shows the H&E deep-zoom tiles, SpotOverlay colours the spots,
-// and the side panel explains a clicked spot. State lives in one object; every control calls
+// The viewer page: OpenSeadragon shows the H&E deep-zoom tiles, SpotOverlay colours the spots
+// (or the sub-spot bins), and the side panel explains a clicked spot. State lives in one object; every control calls
 // one function that updates it and redraws.
 
 import { api } from "./api.js";
@@ -14,6 +14,7 @@ const state = {
   info: null,
   sample: null, // SampleInfo
   rows: null, // /spots of the current sample
+  bins: null, // /bins of the current sample, once the sub-spot maps were asked for
   viewer: null,
   overlay: null,
 };
@@ -56,6 +57,13 @@ async function main() {
   select.addEventListener("change", () => openSample(select.value).catch(fail));
   $("layer").addEventListener("change", () => { fillFeatures(); recolour().catch(fail); });
   $("feature").addEventListener("change", () => recolour().catch(fail));
+  $("subspot").hidden = !state.info.has_subspot;
+  $("subspot-on").addEventListener("change", () => recolour().catch(fail));
+  $("subspot-layer").addEventListener("change", () => {
+    $("subspot-b-label").hidden = $("subspot-layer").value !== "interface";
+    recolour().catch(fail);
+  });
+  for (const id of ["subspot-a", "subspot-b"]) $(id).addEventListener("change", () => recolour().catch(fail));
   $("interactions-scope").addEventListener("change", () => showInteractions().catch(fail));
   $("similar-space").addEventListener("change", () => {
     const barcode = document.body.dataset.selected;
@@ -90,6 +98,7 @@ async function openSample(sampleId, focus = null) {
   fillFeatures();
   const [dzi, rows] = await Promise.all([api.dzi(sampleId), api.spots(sampleId)]);
   state.rows = rows;
+  state.bins = null;
   delete document.body.dataset.slide;
   const opened = new Promise((resolve) => state.viewer.addOnceHandler("open", resolve));
   state.viewer.open({
@@ -141,7 +150,14 @@ async function recolour() {
   const ticket = ++recolouring;
   const layer = $("layer").value;
   const feature = $("feature").value;
-  $("feature").disabled = layer === "niches";
+  const binsOn = state.info.has_subspot && $("subspot-on").checked;
+  $("layer").disabled = binsOn;
+  $("feature").disabled = binsOn || layer === "niches";
+  if (binsOn) {
+    await recolourBins(ticket);
+    return;
+  }
+  state.overlay.setBins(null);
   if (layer === "niches") {
     setStatus("finding the cohort's niches (the first time takes a while)…");
     const body = await api.niches(state.sample.id);
@@ -163,6 +179,45 @@ async function recolour() {
   state.overlay.setValues(body.values, range);
   drawLegend(`${feature} — ${$("layer").selectedOptions[0].textContent}`, range);
   document.body.dataset.colouredBy = `${layer}:${feature}`;
+}
+
+// The sub-spot bins of the sample, coloured by the layer and population(s) of the panel.
+async function recolourBins(ticket) {
+  const sampleId = state.sample.id;
+  if (!state.bins || state.bins.sample_id !== sampleId) {
+    setStatus(`predicting the sub-spot maps of ${sampleId} (the first time takes a few seconds)…`);
+    const bins = await api.bins(sampleId);
+    if (state.sample.id !== sampleId) return;
+    state.bins = bins;
+    fillPopulations(bins.populations);
+    if (ticket !== recolouring) return;
+  }
+  const bins = state.bins;
+  const layer = $("subspot-layer").value;
+  const [a, b] = [$("subspot-a").value, $("subspot-b").value];
+  if (layer === "interface" && a === b) {
+    setStatus("an interface needs two different populations", true);
+    return;
+  }
+  const feature = layer === "interface" ? `${a}|${b}` : a;
+  const body = await api.binValues(sampleId, layer, feature);
+  if (ticket !== recolouring) return;
+  const range = rangeOf(body.values);
+  state.overlay.setBins(bins, body.values, range);
+  const name = layer === "interface" ? `${a} meets ${b}` : a;
+  drawLegend(`${name} — ${$("subspot-layer").selectedOptions[0].textContent}`, range);
+  document.body.dataset.colouredBy = `subspot:${layer}:${feature}`;
+  setStatus(`${sampleId}: ${bins.n} bins of ${bins.bin_um} µm`);
+}
+
+// The population selectors, keeping what was chosen; B starts on another population than A.
+function fillPopulations(populations) {
+  for (const [id, fallback] of [["subspot-a", 0], ["subspot-b", 1]]) {
+    const select = $(id);
+    const previous = select.value;
+    select.replaceChildren(...populations.map((name) => new Option(name, name)));
+    select.value = populations.includes(previous) ? previous : populations[Math.min(fallback, populations.length - 1)];
+  }
 }
 
 // The interaction panel: the strongest pairs and the two figures, of the sample or the cohort.
