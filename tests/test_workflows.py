@@ -44,8 +44,14 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert (result.out_dir / "niches" / "niche_composition.png").exists()
     assert result.interactions is not None and result.interactions.cohort is not None
     assert (result.out_dir / "interactions" / "enrichment_cohort.png").exists()
+    assert result.subspot_predictions is not None and result.held_out == ()  # 2 samples: none
+    maps = ad.read_h5ad(result.subspot_predictions)
+    assert maps.uns["subspot"]["bin_um"] == 16.0 and maps.obsm["populations"].shape[1] > 1
+    assert result.interfaces is not None and result.interfaces.cohort is not None
+    assert (result.out_dir / "subspot" / "interface_map_synth_01.png").exists()
     page = result.report.read_text() if result.report else ""
-    assert all(f"<h2>{part}</h2>" in page for part in ("Cross-validation", "Niches", "Interactions"))
+    parts = ("Cross-validation", "Niches", "Interactions", "Sub-spot maps and interfaces")
+    assert all(f"<h2>{part}</h2>" in page for part in parts)
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

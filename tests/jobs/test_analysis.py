@@ -16,10 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tmescope.errors import ModelMismatchError, SampleNotFoundError, TrainingDataError
+from tmescope.errors import (
+    InvalidParameterError,
+    ModelMismatchError,
+    SampleNotFoundError,
+    TrainingDataError,
+)
 from tmescope.jobs.embed import EmbedSettings, SampleInput
 from tmescope.jobs.fused import write_fused
 from tmescope.jobs.interactions import InteractionSettings, run_interactions
+from tmescope.jobs.niche_views import VIEWS, check_view, spot_view
 from tmescope.jobs.niches import find_niches
 from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore, RowKind
@@ -189,3 +195,33 @@ def test_report_sections_inline_the_figures(
     # The cohort heatmap and curves, and each sample's label map; per-sample charts stay in --out.
     assert part.title == "Interactions" and part.html.count("<img") == 5
     assert "fibroblasts" in part.html and "Stouffer z" in part.html
+
+
+def test_every_view_gives_one_row_per_spot_in_fused_order(
+    cohort: tuple[Path, Path, Path],
+) -> None:
+    store, model, _ = cohort
+    cohort = write_fused(store, model, device="cpu")
+    opened = CohortStore.open(store, mode="r")
+    for view in VIEWS:
+        matrices = spot_view(opened, cohort, view)
+        for sid, rows in cohort.samples.items():
+            assert matrices[sid].shape[0] == int(rows.is_spot.sum())
+            assert np.isfinite(matrices[sid]).all()
+    joint = np.concatenate(list(spot_view(opened, cohort, "joint").values()))
+    assert joint.shape[1] <= 60  # 30 components of each view
+
+
+def test_views_are_compared_against_the_regions(cohort: tuple[Path, Path, Path]) -> None:
+    store, model, regions = cohort
+    report = find_niches(store, model, k=4, annotations=regions, compare_views=True, device="cpu")
+    assert set(report.views) == set(VIEWS)
+    assert report.views["fused"] == pytest.approx(report.agreement["cohort"])
+    # The synthetic regions are written into the expression: it must find them.
+    assert report.views["expression"] is not None and report.views["expression"] > 0.2
+    assert report.to_json()["views"].keys() == set(VIEWS)
+
+
+def test_an_unknown_view_is_named() -> None:
+    with pytest.raises(InvalidParameterError, match="--view must be one of fused, image"):
+        check_view("pixels")

@@ -61,8 +61,12 @@ def fit_niches(
     k: int | None = None,
     resolution: float | None = None,
     seed: int = 0,
+    scale_columns: bool = True,
 ) -> NicheModel:
-    """Cluster ``(n, d)`` fused embeddings of spots into niches."""
+    """Cluster ``(n, d)`` fused embeddings of spots into niches.
+
+    Columns are standardised first unless ``scale_columns`` is False (for inputs already put on
+    a common scale, whose relative weights must be kept)."""
     if k is not None and resolution is not None:
         raise InvalidParameterError("give either --k or --leiden-resolution, not both")
     x = np.asarray(fused, dtype=np.float64)
@@ -75,7 +79,7 @@ def fit_niches(
         raise InvalidParameterError(f"--k must be an int from 2 to {min(50, n // 5)}, got {k!r}")
     if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
         raise InvalidParameterError(f"--leiden-resolution must be a positive number, got {resolution!r}")
-    mean, scale, components = _projection(x, seed)
+    mean, scale, components = _projection(x, seed, scale_columns=scale_columns)
     z = ((x - mean) / scale) @ components.T
     if resolution is not None:
         labels = _leiden(z, resolution, seed)
@@ -147,11 +151,13 @@ def composition(labels_by_sample: Mapping[str, np.ndarray], k: int) -> pd.DataFr
     return frame
 
 
-def _projection(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _projection(
+    x: np.ndarray, seed: int, *, scale_columns: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.decomposition import PCA
 
     mean = x.mean(axis=0)
-    scale = x.std(axis=0)
+    scale = x.std(axis=0) if scale_columns else np.ones(x.shape[1])
     scale[scale < 1e-9] = 1.0
     components = min(N_COMPONENTS, x.shape[1], x.shape[0] - 1)
     pca = PCA(n_components=components, random_state=seed).fit((x - mean) / scale)

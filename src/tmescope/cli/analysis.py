@@ -43,6 +43,14 @@ def niches(
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for niche maps and composition (PNG).")
     ] = None,
+    compare_views: Annotated[
+        bool,
+        typer.Option(
+            "--compare-views",
+            help="Also cluster the image alone, the measured expression alone and both jointly "
+            "into as many niches; with --annotations, each view's agreement side by side.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the niches as JSON.")] = False,
     device: _DEVICE = "auto",
@@ -52,7 +60,8 @@ def niches(
 
     report = find_niches(
         store, model_dir, k=k, resolution=leiden_resolution, seed=seed, annotations=annotations,
-        annotation_key=annotation_key, out=out, device=device, progress=_progress(),
+        annotation_key=annotation_key, out=out, compare_views=compare_views, device=device,
+        progress=_progress(),
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -61,6 +70,9 @@ def niches(
     if report.agreement:
         scores = ", ".join(f"{k} {v:.2f}" for k, v in report.agreement.items())
         typer.echo(f"adjusted Rand index with {annotation_key}: {scores}")
+    if report.views and any(v is not None for v in report.views.values()):
+        views = ", ".join(f"{k} {v:.2f}" for k, v in report.views.items() if v is not None)
+        typer.echo(f"the same {report.k} niches from each view, ARI with {annotation_key}: {views}")
     for path in report.figures:
         typer.echo(f"wrote {path}")
 

@@ -43,6 +43,12 @@ def demo(
         agreement = result.niches.agreement.get("cohort")
         if agreement is not None:
             console.print(f"niches vs the synthetic regions: adjusted Rand index {agreement:.2f}")
+        views = {k: v for k, v in result.niches.views.items() if v is not None}
+        if views:
+            console.print(
+                "the same niches from each view of the spots, ARI: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in views.items())
+            )
     if result.interactions is not None:
         console.print(enrichment_table(result.interactions, limit=10))
     if result.interfaces is not None:

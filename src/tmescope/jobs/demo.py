@@ -179,7 +179,9 @@ def _demo_analysis(
     pd.concat(truth)[["sample_id", "barcode", "region"]].to_csv(regions, index=False)
     if progress is not None:
         progress("finding niches in the fused embeddings (written back into the store)")
-    niches = find_niches(store, model_dir, annotations=regions, out=out_dir / "niches")
+    niches = find_niches(
+        store, model_dir, annotations=regions, out=out_dir / "niches", compare_views=True
+    )
     build_cohort_index(store, space="fused", model_dir=model_dir)  # the viewer's "in context"
     if progress is not None:
         progress("measuring where TME populations meet (enrichment, co-occurrence)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,9 @@ class NicheReport:
     is_spot: Mapping[str, np.ndarray]  # sample → which of those rows are spots
     agreement: Mapping[str, float]  # "cohort" and each sample → ARI with the annotations
     figures: tuple[Path, ...] = ()
+    # With compare_views: for each view (fused, image, expression, joint) its cohort ARI with
+    # the annotations at the same k (None without annotations).
+    views: Mapping[str, float | None] = field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -74,6 +77,7 @@ class NicheReport:
                 )
             },
             "adjusted_rand_index": {k: _finite(v) for k, v in self.agreement.items()},
+            "views": {k: _finite(v) if v is not None else None for k, v in self.views.items()},
             "figures": [str(p) for p in self.figures],
         }
 
@@ -88,6 +92,7 @@ def find_niches(
     annotations: Path | str | None = None,
     annotation_key: str = "region",
     out: Path | str | None = None,
+    compare_views: bool = False,
     device: str = "auto",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> NicheReport:
@@ -97,6 +102,9 @@ def find_niches(
     asks for Leiden instead. ``annotations`` is a CSV with columns ``sample_id``, ``barcode``
     and ``annotation_key``: the adjusted Rand index of niches against it is reported. With
     ``out``, niche maps over each H&E thumbnail and the composition bars are drawn there.
+    With ``compare_views``, the spots are also clustered into as many niches from the image
+    alone, the measured expression alone and both jointly (:mod:`tmescope.jobs.niche_views`),
+    and each view's agreement with the annotations is reported beside the fused one's.
     """
     from tmescope.jobs.fused import write_fused
 
@@ -105,6 +113,11 @@ def find_niches(
     truth = read_annotations(annotations, annotation_key) if annotations else None
     cohort = write_fused(store, model_dir, device=device, progress=progress)
     report = niches_of(cohort, k=k, resolution=resolution, seed=seed, truth=truth)
+    if compare_views:
+        from tmescope.store import CohortStore
+
+        opened = CohortStore.open(store, mode="r")
+        report = replace(report, views=view_agreement(opened, cohort, report, truth, seed=seed))
     if out is not None:
         figures = draw_niches(store, cohort, report, Path(out))
         report = replace(report, figures=tuple(figures))
@@ -149,6 +162,30 @@ def niches_of(
         agreement=_agreement(cohort, spot_labels, truth) if truth is not None else {},
     )
     return report
+
+
+def view_agreement(
+    store: Any, cohort: FusedCohort, report: NicheReport, truth: pd.DataFrame | None, *, seed: int
+) -> dict[str, float | None]:
+    """Each view's niches at the report's number of niches, and their cohort ARI (None without
+    annotations): which of image, expression or both finds the annotated regions best."""
+    from tmescope.analysis.niches import fit_niches
+    from tmescope.jobs.niche_views import VIEWS, spot_view
+
+    scores: dict[str, float | None] = {}
+    for view in VIEWS:
+        if view == "fused":
+            labels = {s: report.labels[s][report.is_spot[s]] for s in report.labels}
+        else:
+            matrices = spot_view(store, cohort, view)
+            stacked = np.concatenate([matrices[s] for s in cohort.samples])
+            model = fit_niches(stacked, k=report.k, seed=seed, scale_columns=view != "joint")
+            sizes = np.cumsum([0] + [len(matrices[s]) for s in cohort.samples])
+            labels = {
+                s: model.labels[sizes[i] : sizes[i + 1]] for i, s in enumerate(cohort.samples)
+            }
+        scores[view] = None if truth is None else _agreement(cohort, labels, truth)["cohort"]
+    return scores
 
 
 def read_annotations(path: Path | str, key: str) -> pd.DataFrame:

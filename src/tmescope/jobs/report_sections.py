@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from tmescope.jobs.niches import NicheReport
 
 PAIRS_SHOWN = 12
+VIEW_NAMES = {
+    "fused": "fused (the model's view)",
+    "image": "image only",
+    "expression": "measured expression only",
+    "joint": "image + expression",
+}
 
 
 def niche_section(report: NicheReport) -> ReportSection:
@@ -55,7 +61,17 @@ def niche_section(report: NicheReport) -> ReportSection:
             f"Agreement with the annotated regions (adjusted Rand index; 1 identical, 0 random): "
             f"{scores}."
         )
-    return ReportSection("Niches", how + agreement + table + _figures(report.figures))
+    views = ""
+    if report.views and any(v is not None for v in report.views.values()):
+        cells = "".join(
+            f"<td class='num'>{'–' if v is None else f'{v:.2f}'}</td>" for v in report.views.values()
+        )
+        heads = "".join(f"<th>{escape(VIEW_NAMES.get(k, k))}</th>" for k in report.views)
+        views = note(
+            f"The same number of niches ({report.k}) found from each view of the spots alone, "
+            "and their agreement with the annotated regions (adjusted Rand index):"
+        ) + f"<table><thead><tr>{heads}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
+    return ReportSection("Niches", how + agreement + views + table + _figures(report.figures))
 
 
 def interaction_section(report: InteractionReport) -> ReportSection:
