@@ -112,8 +112,9 @@ def pair_statistics(
         raise InvalidParameterError(f"n_shifts must be from 10 to 100000; found {n_shifts}")
     if radius <= 0:
         raise InvalidParameterError(f"radius must be > 0; found {radius}")
-    lag = neighbour_weights(xy, radius) @ values
-    has = np.asarray(neighbour_weights(xy, radius).sum(axis=1)).ravel() > 0
+    weights = neighbour_weights(xy, radius)
+    lag = weights @ values
+    has = np.diff(weights.indptr) > 0  # locations with a neighbour
     observed = _ratios(values, lag, has)
     null = np.stack(list(_shifted_ratios(xy, values, lag, has, radius, n_shifts, min_shift, seed)))
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():

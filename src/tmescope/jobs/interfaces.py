@@ -145,15 +145,17 @@ def run_interfaces(
     check_samples(opened, wanted)
     populations = _populations(model_dir)
     pairs_of(populations, settings.pairs or None)  # an unknown name fails before any work
-    results, maps = [], {}
+    out_dir = Path(out) if out is not None else None
+    results, figures = [], []
     for done, sample_id in enumerate(wanted, start=1):
         adata = _predicted(store, model_dir, sample_id, settings.resolution_um)
         stats = adata_pair_statistics(
             adata, radius_um=settings.radius_um, n_shifts=settings.n_shifts, seed=settings.seed
         )
-        results.append(SampleInterfaces(sample_id, adata.n_obs, stats))
-        if out is not None:
-            maps[sample_id] = adata
+        result = SampleInterfaces(sample_id, adata.n_obs, stats)
+        results.append(result)
+        if out_dir is not None:  # drawn now: a cohort of slides' maps never sits in memory
+            figures += _draw_sample(opened, result, adata, settings, out_dir)
         if progress is not None:
             progress(sample_id, done, len(wanted))
     report = InterfaceReport(
@@ -163,16 +165,23 @@ def run_interfaces(
         samples=tuple(results),
         cohort=pool_pairs([r.stats for r in results]) if len(results) > 1 else None,
     )
-    if out is not None:
-        report = _draw(opened, report, maps, Path(out))
-    return report
+    if out_dir is not None and report.cohort is not None:
+        figures.insert(0, _draw_cohort(report, out_dir))
+    return replace(report, figures=tuple(figures))
 
 
-def mapped_pairs(report: InterfaceReport, n: int = MAPPED_PAIRS) -> list[tuple[str, str]]:
-    """The pairs named, else the ``n`` with the strongest evidence of contact or avoidance."""
-    if report.settings.pairs:
-        return list(report.settings.pairs)
-    return [(r["a"], r["b"]) for r in report.pairs()[:n]]
+def mapped_pairs(
+    settings: InterfaceSettings, stats: PairStatistics, n: int = MAPPED_PAIRS
+) -> list[tuple[str, str]]:
+    """The pairs named, else the ``n`` of the sample with the strongest evidence of contact or
+    avoidance (largest |z|)."""
+    if settings.pairs:
+        return list(settings.pairs)
+    names = stats.names
+    upper = [(abs(stats.zscore[a, b]), names[a], names[b])
+             for a in range(len(names)) for b in range(a + 1, len(names))
+             if np.isfinite(stats.zscore[a, b])]  # fmt: skip
+    return [(a, b) for _, a, b in sorted(upper, reverse=True)[:n]]
 
 
 def _populations(model_dir: Path | str) -> tuple[str, ...]:
@@ -192,43 +201,43 @@ def _predicted(store: Path | str, model_dir: Path | str, sample: str, bin_um: fl
     from tmescope.jobs.predict_bins import subspot_anndata
 
     log.info("sub-spot maps of %s at %g µm", sample, bin_um)
-    return subspot_anndata(store, model_dir, sample=sample, resolution_um=bin_um)
+    return subspot_anndata(store, model_dir, sample=sample, resolution_um=bin_um, expression=False)
 
 
-def _draw(
-    store: Any, report: InterfaceReport, maps: dict[str, ad.AnnData], out: Path
-) -> InterfaceReport:
+def _draw_cohort(report: InterfaceReport, out: Path) -> Path:
+    from tmescope.viz.interaction_plots import plot_enrichment_heatmap
+
+    assert report.cohort is not None
+    s = report.settings
+    return plot_enrichment_heatmap(
+        report.cohort.stouffer_z, list(report.populations), out / "interfaces_cohort.png",
+        title=f"co-location at {s.radius_um:g} µm, {len(report.samples)} samples "
+        "(Stouffer z, toroidal-shift null)",
+    )  # fmt: skip
+
+
+def _draw_sample(
+    store: Any, result: SampleInterfaces, adata: ad.AnnData, s: InterfaceSettings, out: Path
+) -> list[Path]:
+    """A sample's population and uncertainty maps, its interface maps and its z heatmap."""
     from tmescope.viz.interaction_plots import plot_enrichment_heatmap
     from tmescope.viz.thumbnails import sample_thumbnail
 
-    names = list(report.populations)
-    s = report.settings
-    figures = []
-    if report.cohort is not None:
-        figures.append(
-            plot_enrichment_heatmap(
-                report.cohort.stouffer_z, names, out / "interfaces_cohort.png",
-                title=f"co-location at {s.radius_um:g} µm, {len(report.samples)} samples "
-                "(Stouffer z, toroidal-shift null)",
-            )
-        )  # fmt: skip
-    chosen = mapped_pairs(report)
-    for result in report.samples:
-        sid = result.sample_id
-        adata = maps[sid]
-        thumb, scale = sample_thumbnail(store, sid)
-        xy = np.asarray(adata.obsm["spatial"]) * scale
-        figures.extend(_population_maps(adata, thumb, xy, sid, out / f"populations_{sid}.png"))
-        if chosen:
-            path = out / f"interface_map_{sid}.png"
-            figures.append(_interface_maps(adata, thumb, xy, chosen, s, path))
-        figures.append(
-            plot_enrichment_heatmap(
-                result.stats.zscore, names, out / f"interfaces_{sid}.png",
-                title=f"{sid}: co-location at {s.radius_um:g} µm (z, toroidal-shift null)",
-            )
-        )  # fmt: skip
-    return replace(report, figures=tuple(figures))
+    sid = result.sample_id
+    thumb, scale = sample_thumbnail(store, sid)
+    xy = np.asarray(adata.obsm["spatial"]) * scale
+    figures = _population_maps(adata, thumb, xy, sid, out / f"populations_{sid}.png")
+    chosen = mapped_pairs(s, result.stats)
+    if chosen:
+        path = out / f"interface_map_{sid}.png"
+        figures.append(_interface_maps(adata, thumb, xy, chosen, s, path))
+    figures.append(
+        plot_enrichment_heatmap(
+            result.stats.zscore, list(result.stats.names), out / f"interfaces_{sid}.png",
+            title=f"{sid}: co-location at {s.radius_um:g} µm (z, toroidal-shift null)",
+        )
+    )  # fmt: skip
+    return figures
 
 
 def _interface_maps(

@@ -32,9 +32,15 @@ def predict_subspot(
 
 
 def subspot_anndata(
-    store: Path | str, model_dir: Path | str, *, sample: str, resolution_um: float
+    store: Path | str,
+    model_dir: Path | str,
+    *,
+    sample: str,
+    resolution_um: float,
+    expression: bool = True,
 ) -> ad.AnnData:
-    """:func:`predict_subspot`'s AnnData, in memory."""
+    """:func:`predict_subspot`'s AnnData, in memory; without ``expression``, no genes (``X`` and
+    the uncertainty layer are bins × 0): the populations alone, a fraction of the memory."""
     import anndata as ad
     import pandas as pd
 
@@ -68,6 +74,7 @@ def subspot_anndata(
     genes = [g for g in model.spec.genes if g in subspot.reference.genes] or list(
         subspot.reference.genes
     )
+    genes = genes if expression else []
     columns = [subspot.reference.genes.index(g) for g in genes]
     profiles = subspot.reference.profiles[:, columns].astype(np.float64)  # (P, G) per 1e4
     names = list(subspot.populations)

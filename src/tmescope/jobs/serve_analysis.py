@@ -216,8 +216,9 @@ class ViewerSubspot:
                 self._bin_um = SubspotModel.load(self._model.path / SUBSPOT_DIR).bin_um
             bin_um = self._bin_um
         full = subspot_anndata(
-            self._store.path, self._model.path, sample=sample_id, resolution_um=bin_um
-        )
+            self._store.path, self._model.path, sample=sample_id, resolution_um=bin_um,
+            expression=False,
+        )  # fmt: skip
         # Only what the layers read: X (bins × genes) would hold gigabytes for a whole slide.
         return ad.AnnData(
             obs=pd.DataFrame(index=full.obs_names),
