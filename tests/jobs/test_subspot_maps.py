@@ -146,6 +146,12 @@ def test_interactions_on_sub_spot_bins_pool_and_map_the_pairs(
     assert {"interfaces_cohort.png", "interface_map_synth_02.png"} <= names
     assert all(p.stat().st_size > 1000 for p in report.figures)
     assert json.loads(json.dumps(report.to_json()))["null"].startswith("toroidal")
+    from tmescope.jobs.report_sections import subspot_section
+
+    head, *per_sample = subspot_section(report, held_out=("synth_02",))
+    assert head.level == 2 and [s.level for s in per_sample] == [3, 3]
+    assert per_sample[1].title == "synth_02: sub-spot maps (held out of training)"
+    assert sum(s.html.count("<img") for s in (head, *per_sample)) == len(report.figures)
 
 
 def test_the_cli_refuses_a_pair_naming_an_unknown_population(

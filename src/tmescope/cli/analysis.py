@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -222,8 +223,9 @@ def interface_table(report: Any, *, limit: int | None = None) -> Table:
         title_justify="left",
         caption="ratio: contact between A and B over what evenly mixed populations would give "
         f"(1 = chance); z against {s.n_shifts} toroidal shifts of B's map, which keep each "
-        "population's own patches" + ("; pooled: geometric mean ± sd of log, Stouffer z"
-                                       if pooled else ""),
+        "population's own patches"
+        + ("; pooled: geometric mean ×/÷ its geometric sd over samples, Stouffer z"
+           if pooled else ""),
     )  # fmt: skip
     table.add_column("population A")
     table.add_column("population B")
@@ -232,7 +234,9 @@ def interface_table(report: Any, *, limit: int | None = None) -> Table:
     table.add_column("samples" if pooled else "p", justify="right")
     rows = report.pairs()
     for row in rows[:limit] if limit is not None else rows:
-        spread = f" ± {row['log_ratio_sd']:.2f}" if row["log_ratio_sd"] is not None else ""
+        spread = (  # the geometric spread: the ratio is times or divided by this over samples
+            f" ×/÷ {math.exp(row['log_ratio_sd']):.2f}" if row["log_ratio_sd"] is not None else ""
+        )
         last = str(len(row["per_sample"])) if pooled else _p(row["p"])
         table.add_row(row["a"], row["b"], f"{row['ratio']:.2f}{spread}", _f(row["z"]), last)
     return table

@@ -153,7 +153,7 @@ def run_demo(
     if niches is not None and interactions is not None:
         sections = [niche_section(niches), interaction_section(interactions)]
     if interfaces is not None:
-        sections.append(subspot_section(interfaces, held_out=held_out))
+        sections += subspot_section(interfaces, held_out=held_out)
     report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,

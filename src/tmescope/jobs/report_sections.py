@@ -8,6 +8,7 @@ sections: a table, a sentence on how to read it, and the figures inline.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,13 +65,17 @@ def niche_section(report: NicheReport) -> ReportSection:
     views = ""
     if report.views and any(v is not None for v in report.views.values()):
         cells = "".join(
-            f"<td class='num'>{'–' if v is None else f'{v:.2f}'}</td>" for v in report.views.values()
+            f"<td class='num'>{'–' if v is None else f'{v:.2f}'}</td>"
+            for v in report.views.values()
         )
         heads = "".join(f"<th>{escape(VIEW_NAMES.get(k, k))}</th>" for k in report.views)
-        views = note(
-            f"The same number of niches ({report.k}) found from each view of the spots alone, "
-            "and their agreement with the annotated regions (adjusted Rand index):"
-        ) + f"<table><thead><tr>{heads}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
+        views = (
+            note(
+                f"The same number of niches ({report.k}) found from each view of the spots alone, "
+                "and their agreement with the annotated regions (adjusted Rand index):"
+            )
+            + f"<table><thead><tr>{heads}</tr></thead><tbody><tr>{cells}</tr></tbody></table>"
+        )
     return ReportSection("Niches", how + agreement + views + table + _figures(report.figures))
 
 
@@ -113,13 +118,17 @@ def interaction_section(report: InteractionReport) -> ReportSection:
     return ReportSection("Interactions", how + table + _figures(shown))
 
 
-def subspot_section(report: InterfaceReport, *, held_out: tuple[str, ...] = ()) -> ReportSection:
+def subspot_section(
+    report: InterfaceReport, *, held_out: tuple[str, ...] = ()
+) -> list[ReportSection]:
     """Sub-spot maps and where populations meet on them: the pairs, then a part per sample."""
     s = report.settings
     pooled = report.cohort is not None
     rows = []
     for p in report.pairs()[:PAIRS_SHOWN]:
-        spread = f" ± {p['log_ratio_sd']:.2f}" if p["log_ratio_sd"] is not None else ""
+        spread = (  # the geometric spread: the ratio is times or divided by this over samples
+            f" ×/÷ {math.exp(p['log_ratio_sd']):.2f}" if p["log_ratio_sd"] is not None else ""
+        )
         last = str(len(p["per_sample"])) if pooled else ("–" if p["p"] is None else f"{p['p']:.3f}")
         rows.append(
             f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
@@ -143,19 +152,23 @@ def subspot_section(report: InterfaceReport, *, held_out: tuple[str, ...] = ()) 
         "own patches (shuffling bins would call any two smooth fields interacting). Pairs with "
         "the strongest evidence of contact (z > 0) or avoidance (z < 0):"
     )
-    parts = [how, table]
-    cohort = [p for p in report.figures if p.name == "interfaces_cohort.png"]
-    parts.append(_figures(tuple(cohort)))
+    cohort = tuple(p for p in report.figures if p.name == "interfaces_cohort.png")
+    sections = [ReportSection("Sub-spot maps and interfaces", how + table + _figures(cohort))]
     for result in report.samples:
         sid = result.sample_id
-        mine = tuple(
-            p for p in report.figures if p.stem.endswith(f"_{sid}") and p.name not in cohort
+        mine = tuple(p for p in report.figures if p.stem.endswith(f"_{sid}") and p not in cohort)
+        tag = ""
+        if held_out:
+            tag = " (held out of training)" if sid in held_out else " (a training sample)"
+        sections.append(
+            ReportSection(
+                f"{sid}: sub-spot maps{tag}",
+                note(f"{result.n_bins:,} bins of {s.resolution_um:g} µm.") + _figures(mine),
+                level=3,
+                anchor=f"subspot {sid}",
+            )
         )
-        tag = " (held out of training)" if sid in held_out else " (a training sample)"
-        parts.append(f"<h3>{escape(sid)}{escape(tag if held_out else '')}</h3>")
-        parts.append(note(f"{result.n_bins:,} bins."))
-        parts.append(_figures(mine))
-    return ReportSection("Sub-spot maps and interfaces", "".join(parts))
+    return sections
 
 
 def analysis_sections(
@@ -168,7 +181,25 @@ def analysis_sections(
     with tempfile.TemporaryDirectory(prefix="tmescope-report-") as folder:
         niches = find_niches(store, model_dir, out=Path(folder) / "niches", device=device)
         meetings = run_interactions(store, model_dir, out=Path(folder) / "meet", device=device)
-        return [niche_section(niches), interaction_section(meetings)]
+        sections = [niche_section(niches), interaction_section(meetings)]
+        if (Path(model_dir) / "subspot").is_dir():  # trained with --resolution (SUBSPOT_DIR)
+            sections += _subspot_now(store, model_dir, Path(folder) / "subspot")
+        return sections
+
+
+def _subspot_now(store: Path | str, model_dir: Path | str, out: Path) -> list[ReportSection]:
+    """The sub-spot section of every sample, at the bin size the model was trained on."""
+    import json
+
+    from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    bin_um = SubspotModel.load(Path(model_dir) / SUBSPOT_DIR).bin_um
+    header = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8"))
+    report = run_interfaces(
+        store, model_dir, settings=InterfaceSettings(resolution_um=bin_um), out=out
+    )
+    return subspot_section(report, held_out=tuple(header.get("holdout", ())))
 
 
 def _figures(paths: tuple[Path, ...]) -> str:

@@ -46,6 +46,7 @@ def plot_value_maps(
     if any(a.size != len(xy) for a in arrays):
         raise InvalidParameterError(f"every map needs one value per point ({len(xy)})")
     columns = min(len(arrays), 3)
+    lattice = _lattice(xy) if marker_px is None else None
     if marker_px is None:
         width = thumbnail.shape[1] if thumbnail is not None else float(np.ptp(xy[:, 0]) or 1.0)
         marker_px = _spacing(xy) * PANEL_AXES_PT / width
@@ -64,10 +65,20 @@ def plot_value_maps(
             float(np.percentile(finite, 99)) if robust and finite.size else float(np.nanmax(array))
         )
         low = min(0.0, float(finite.min())) if finite.size else 0.0
-        drawn = ax.scatter(
-            xy[:, 0], xy[:, 1], c=array, s=marker_px**2, marker="s", linewidths=0, cmap=cmap,
-            vmin=low, vmax=high if high > low else low + 1e-9,
-        )  # fmt: skip
+        limits = {"vmin": low, "vmax": high if high > low else low + 1e-9, "cmap": cmap}
+        if lattice is not None:  # bins of one lattice: an image of them tiles without seams
+            rows_, cols_, shape, extent = lattice
+            raster = np.full(shape, np.nan)
+            raster[rows_, cols_] = array
+            view = ax.get_xlim(), ax.get_ylim()
+            drawn = ax.imshow(raster, extent=extent, interpolation="nearest", **limits)
+            if thumbnail is not None:
+                ax.set_xlim(*view[0])
+                ax.set_ylim(*view[1])
+        else:
+            drawn = ax.scatter(
+                xy[:, 0], xy[:, 1], c=array, s=marker_px**2, marker="s", linewidths=0, **limits
+            )
         fig.colorbar(drawn, ax=ax, shrink=0.75, label=colour_label)
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
@@ -76,6 +87,28 @@ def plot_value_maps(
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+def _lattice(
+    xy: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[float, float, float, float]] | None:
+    """Rows, columns, shape and imshow extent when the points lie on one square lattice (as a
+    sample's bins do); None otherwise (or when the raster would be huge)."""
+    if len(xy) < 4:
+        return None
+    step = _spacing(xy)
+    origin = xy.min(axis=0)
+    index = (xy - origin) / step
+    rounded = np.rint(index)
+    if np.abs(index - rounded).max() > 0.05:
+        return None
+    cols, rows = rounded[:, 0].astype(np.int64), rounded[:, 1].astype(np.int64)
+    shape = (int(rows.max()) + 1, int(cols.max()) + 1)
+    if shape[0] * shape[1] > 25_000_000:
+        return None
+    left, top = origin - step / 2
+    extent = (left, left + shape[1] * step, top + shape[0] * step, top)  # y down, as the slide
+    return rows, cols, shape, extent
 
 
 def _spacing(xy: np.ndarray) -> float:
