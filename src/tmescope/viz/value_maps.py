@@ -35,6 +35,8 @@ def plot_value_maps(
     percentile with ``robust`` (so that a few extreme bins do not wash out the map).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     xy = np.asarray(coords, dtype=np.float64)
@@ -65,20 +67,22 @@ def plot_value_maps(
             float(np.percentile(finite, 99)) if robust and finite.size else float(np.nanmax(array))
         )
         low = min(0.0, float(finite.min())) if finite.size else 0.0
-        limits = {"vmin": low, "vmax": high if high > low else low + 1e-9, "cmap": cmap}
+        norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
+        drawn: ScalarMappable
         if lattice is not None:  # bins of one lattice: an image of them tiles without seams
             rows_, cols_, shape, extent = lattice
             raster = np.full(shape, np.nan)
             raster[rows_, cols_] = array
             view = ax.get_xlim(), ax.get_ylim()
-            drawn = ax.imshow(raster, extent=extent, interpolation="nearest", **limits)
+            drawn = ax.imshow(raster, extent=extent, interpolation="nearest", cmap=cmap, norm=norm)
             if thumbnail is not None:
                 ax.set_xlim(*view[0])
                 ax.set_ylim(*view[1])
         else:
             drawn = ax.scatter(
-                xy[:, 0], xy[:, 1], c=array, s=marker_px**2, marker="s", linewidths=0, **limits
-            )
+                xy[:, 0], xy[:, 1], c=array, s=marker_px**2, marker="s", linewidths=0,
+                cmap=cmap, norm=norm,
+            )  # fmt: skip
         fig.colorbar(drawn, ax=ax, shrink=0.75, label=colour_label)
         ax.set_title(title, fontsize=10)
         ax.set_axis_off()
