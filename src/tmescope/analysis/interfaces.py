@@ -68,13 +68,13 @@ class PairStatistics:
 def neighbour_weights(coords: np.ndarray, radius: float) -> sp.csr_matrix:
     """Row-standardised weights of each location's neighbours within ``radius`` (self excluded);
     a location without neighbours has an empty row."""
+    from tmescope.analysis.crosscorr import row_standardise
+
     pairs = cKDTree(coords).query_pairs(radius, output_type="ndarray")
     n = len(coords)
     rows = np.r_[pairs[:, 0], pairs[:, 1]]
     cols = np.r_[pairs[:, 1], pairs[:, 0]]
-    w = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-    degree = np.asarray(w.sum(axis=1)).ravel()
-    return sp.csr_matrix(sp.diags(1.0 / np.maximum(degree, 1.0)) @ w)
+    return row_standardise(sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)))
 
 
 def interface_map(

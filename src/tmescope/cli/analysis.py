@@ -161,12 +161,7 @@ def interactions(
         store, model_dir, samples=sample or None, settings=settings, out=out, device=device,
         progress=_progress(),
     )  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-        return
-    Console().print(enrichment_table(report))
-    for path in report.figures:
-        typer.echo(f"wrote {path}")
+    _print_report(report, enrichment_table, as_json=as_json)
 
 
 def _sub_spot_interactions(
@@ -195,10 +190,15 @@ def _sub_spot_interactions(
             f"[dim]sub-spot maps and pair statistics: {sid} ({done}/{total})[/dim]"
         ),
     )  # fmt: skip
+    _print_report(report, interface_table, as_json=as_json)
+
+
+def _print_report(report: Any, table: Any, *, as_json: bool) -> None:
+    """The report as JSON, or its table and the figures it wrote."""
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    Console().print(interface_table(report))
+    Console().print(table(report))
     for path in report.figures:
         typer.echo(f"wrote {path}")
 
