@@ -16,6 +16,9 @@ area, ~165,000 bins of 16 µm). All embedded with ``test-vit-tiny`` on the CPU.
   30 µm for each. Beside them, the same error for the spot-level statistics of today: the ratio
   computed on the spots themselves (each spot's measured composition, or its dominant type as a
   one-hot label, neighbours within 1.5 spot pitches);
+- ``quality_markers``: the same sub-spot model trained without a reference, its populations the
+  default marker gene sets (shares of marker signal; sets of one cell type summed, as
+  :data:`MARKER_TYPES` says), against the true shares of cells and the oracle on the same types;
 - ``embed_ratio``: seconds embedding the capture-area sample with sub-spot bins over seconds
   without (same encoder, same process, best of two each);
 - ``store_mb_per_capture_area``: bytes on disk of that sample with bins, scaled to 165,000 bins;
@@ -156,6 +159,58 @@ def quality(
     return table
 
 
+# Default population gene sets → the synthetic cell type whose markers they are (the sub-spot
+# model without --reference maps the sets; their shares are summed per type to be scored).
+MARKER_TYPES = {
+    "t_cells": "t_cell",
+    "cytotoxic_t": "t_cell",
+    "b_plasma": "b_cell",
+    "macrophages": "macrophage",
+    "endothelial": "endothelial",
+    "fibroblasts": "fibroblast",
+    "osteoclasts": "osteoclast",
+    "tumour": "tumour",
+}
+
+
+def quality_markers(prediction: Path, sample_dir: Path, mpp: float) -> dict[str, Any]:
+    """The marker-set model's maps (shares of marker signal, summed per synthetic type) against
+    each type's true share of cells, beside the oracle spot map on the same types."""
+    import anndata as ad
+
+    maps = ad.read_h5ad(prediction)
+    xy = np.asarray(maps.obsm["spatial"], dtype=float)
+    cells = pd.read_csv(sample_dir / "cells.csv")
+    every = sorted(cells["cell_type"].astype(str).unique())
+    types = sorted({MARKER_TYPES[p] for p in maps.obsm["populations"].columns})
+    bin_px = float(maps.uns["subspot"]["bin_um"]) / mpp
+    truth = bin_truth(xy, cells, every, bin_px)[:, [every.index(t) for t in types]]
+    keep = np.isfinite(truth).all(axis=1)
+    populations = maps.obsm["populations"]
+    model = np.column_stack(
+        [populations[[p for p in populations.columns if MARKER_TYPES[p] == t]].sum(axis=1)
+         for t in types]
+    )  # fmt: skip
+    spots = pd.read_csv(sample_dir / "ground_truth.csv")
+    _, nearest = cKDTree(spots[["x", "y"]].to_numpy(float)).query(xy)
+    true_pairs = pair_ratios(xy[keep], truth[keep], RADIUS_UM / mpp)
+    table = {"populations": list(populations.columns), "scored_as": types}
+    for name, est in (
+        ("model_markers", model),
+        ("oracle_spot_map", spots[types].to_numpy(float)[nearest]),
+    ):
+        pairs = pair_ratios(xy[keep], est[keep], RADIUS_UM / mpp)
+        keys = sorted(set(pairs) & set(true_pairs))
+        error = np.median(
+            [abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys]
+        )
+        table[name] = {
+            "pearson": round(mean_pearson(est, truth), 4),
+            "pair_log_error": round(float(error), 4),
+        }
+    return table
+
+
 def _grid_painted(grid: Any, xy: np.ndarray, types: list[str]) -> np.ndarray:
     """The spot-level head's proportions at spots and grid tiles, painted on the nearest bins."""
     states = grid.obsm["tme_states"]
@@ -227,6 +282,13 @@ def main() -> None:
     start = time.perf_counter()
     train_model(store, model, settings=settings)
     train_s = time.perf_counter() - start
+    # The same sub-spot model with its populations from the default marker gene sets.
+    train_model(
+        store, root / "markers",
+        settings=TrainSettings(resolution_um=16.0, holdout=settings.holdout, models=("ridge",),
+                               device="cpu"),
+    )  # fmt: skip
+    predict_cost(store, root / "markers", held_out, root / "held_out_markers.h5ad")
     wall, peak = predict_cost(store, model, "capture_area", root / "big.h5ad")
     predict_cost(store, model, held_out, root / "held_out.h5ad")
     predict_sample(store, model, sample=held_out, grid=True, out=root / "held_out_grid.h5ad")
@@ -240,6 +302,7 @@ def main() -> None:
         "quality": quality(
             store, root / "held_out.h5ad", cohort[-1], mpp, root / "held_out_grid.h5ad"
         ),
+        "quality_markers": quality_markers(root / "held_out_markers.h5ad", cohort[-1], mpp),
         "embed_ratio": round(with_bins / without, 3),
         "embed_s_with_bins": round(with_bins, 1),
         "embed_s_without": round(without, 1),

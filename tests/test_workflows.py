@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,17 +25,21 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     with Image.open(result.overview) as overview:
         assert overview.width > 400 and overview.height > 300
     assert any("read back 2 samples" in m for m in messages)
-    assert [e.status for e in result.embedded] == ["embedded", "embedded"]
+    assert [e.status for e in result.embedded] == ["embedded"] * 3
     store = CohortStore.open(result.store)
-    assert store.sample_ids() == ["synth_00", "synth_01"]
+    # The H&E-only slide joins the cohort without counts, and is never trained on.
+    assert sorted(store.sample_ids()) == ["archive_01", "synth_00", "synth_01"]
+    assert result.slides == ("archive_01",)
+    assert not store.sample_record("archive_01").has_counts
     assert store.read_embeddings("synth_00")[:40].shape == (40, store.fingerprint["embed_dim"])
     assert store.sample_record("synth_00").n_spots == 40 and store.sample_record("synth_00").n_tiles
     assert store.verify() == []
-    assert result.index_rows == store.sample_record("synth_00").n + store.sample_record("synth_01").n
+    assert result.index_rows == sum(store.sample_record(s).n for s in store.sample_ids())
     page = result.gallery.read_text() if result.gallery else ""
     assert result.gallery_query.startswith("synth_00:")
     assert page.count("<img") == 9 and "synth_01" in page and "http" not in page
     assert set(result.training["models"]) == {"gat", "mlp", "ridge", "ridge-cv", "smooth-ridge"}
+    assert "archive_01" not in {s for f in result.training["folds"] for s in f["train"]}
     assert result.model_dir is not None and (result.model_dir / "model.json").exists()
     import anndata as ad
 
@@ -49,9 +54,19 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert maps.uns["subspot"]["bin_um"] == 16.0 and maps.obsm["populations"].shape[1] > 1
     assert result.interfaces is not None and result.interfaces.cohort is not None
     assert (result.out_dir / "subspot" / "interface_map_synth_01.png").exists()
+    assert result.slide_predictions is not None
+    slide_maps = ad.read_h5ad(result.slide_predictions)
+    assert slide_maps.uns["subspot"]["measured_spots"] == 0 and slide_maps.n_obs > 0
+    sdata_path, geojson_path = result.exports
+    import spatialdata
+
+    sdata = spatialdata.read_zarr(sdata_path)
+    assert "archive_01_populations" in sdata.tables and "archive_01_measured" not in sdata.tables
+    assert json.loads(geojson_path.read_text())["features"]
     page = result.report.read_text() if result.report else ""
     parts = ("Cross-validation", "Niches", "Interactions", "Sub-spot maps and interfaces")
     assert all(f"<h2>{part}</h2>" in page for part in parts)
+    assert "archive_01: sub-spot maps (H&amp;E only" in page
 
 
 def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:

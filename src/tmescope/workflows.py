@@ -19,8 +19,11 @@ _LAZY = {
     "EmbedSummary": "tmescope.jobs.embed",
     "ProgressReporter": "tmescope.jobs.embed",
     "SampleInput": "tmescope.jobs.embed",
+    "SlideInput": "tmescope.jobs.embed",
     "embed_sample_into_store": "tmescope.jobs.embed",
     "embed_samples": "tmescope.jobs.embed",
+    "ExportSummary": "tmescope.jobs.export",
+    "export_store": "tmescope.jobs.export",
     "write_fused": "tmescope.jobs.fused",
     "build_cohort_index": "tmescope.jobs.index",
     "describe_sample": "tmescope.jobs.info",
@@ -63,6 +66,7 @@ __all__ = [
     "DemoResult",
     "EmbedSettings",
     "EmbedSummary",
+    "ExportSummary",
     "InteractionReport",
     "InteractionSettings",
     "InterfaceReport",
@@ -70,6 +74,7 @@ __all__ = [
     "NicheReport",
     "ProgressReporter",
     "SampleInput",
+    "SlideInput",
     "TrainResult",
     "TrainSettings",
     "adata_interface_maps",
@@ -81,6 +86,7 @@ __all__ = [
     "embed_query_image",
     "embed_sample_into_store",
     "embed_samples",
+    "export_store",
     "find_niches",
     "fullres_image_of",
     "interaction_section",
@@ -115,9 +121,11 @@ if TYPE_CHECKING:
         EmbedSummary,
         ProgressReporter,
         SampleInput,
+        SlideInput,
         embed_sample_into_store,
         embed_samples,
     )
+    from tmescope.jobs.export import ExportSummary, export_store
     from tmescope.jobs.fused import write_fused
     from tmescope.jobs.index import build_cohort_index
     from tmescope.jobs.info import describe_sample, sample_summary

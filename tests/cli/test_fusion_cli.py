@@ -45,7 +45,7 @@ def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_pat
         (["--model", "forest"], "forest"),
         (["--members", "0"], "--members"),
         (["--label-key", "cell_type"], "give --reference"),
-        (["--resolution", "16"], "--resolution needs --reference"),
+        (["--resolution", "-16"], "--resolution must be a bin size"),
         (["--folds", "nofile.csv"], "nofile.csv"),
     ],
 )

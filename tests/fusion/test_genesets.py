@@ -53,6 +53,8 @@ def test_default_sets_are_complete_and_well_formed() -> None:
     for s in sets:
         assert s.label and s.description and len(s.genes) >= 5
         assert len(set(s.genes)) == len(s.genes)
+    states = {s.name for s in sets if s.kind == "state"}
+    assert states == {"proliferation", "hypoxia"}  # every other set is a population
 
 
 @pytest.mark.parametrize("name", sorted(SYNTHETIC_SOURCE))
@@ -101,6 +103,7 @@ def test_user_json_in_both_forms(tmp_path: Path) -> None:
         ("nogenes.toml", '[t]\nlabel = "T"\n', "'genes' must be a non-empty list"),
         ("blank.toml", 't = ["A", " "]\n', "genes must be non-empty strings"),
         ("label.toml", '[t]\nlabel = 1\ngenes = ["A"]\n', "'label' must be a string"),
+        ("kind.toml", '[t]\nkind = "cell"\ngenes = ["A"]\n', "'kind' must be 'population' or"),
         ("sets.yaml", "t: [A]\n", r"should end in \.toml or \.json"),
     ],
 )

@@ -10,9 +10,16 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.spatial import cKDTree
 
-from tmescope.errors import InvalidParameterError, ReferenceDataError, TrainingDataError
-from tmescope.jobs.embed import SampleInput
+from factories import write_fullres_tiff
+from tmescope.errors import (
+    InvalidParameterError,
+    ReferenceDataError,
+    TmescopeWarning,
+    TrainingDataError,
+)
+from tmescope.jobs.embed import SampleInput, SlideInput
 from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore
@@ -21,12 +28,21 @@ from tmescope.workflows import embed_samples
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Three small synthetic samples embedded with 16 µm bins, and the cohort's reference."""
+    """Three small synthetic samples embedded with 16 µm bins, an H&E-only slide (a crop of the
+    third sample's H&E: ``archive``), and the cohort's reference."""
     from tmescope.datasets import write_synthetic_cohort
+    from tmescope.io import open_slide
 
     root = tmp_path_factory.mktemp("subspot")
     dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=5)
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs]
+    with open_slide(next(dirs[2].glob("*_he.tif"))) as he:
+        x, y = he.width // 2 - 300, he.height // 2 - 300
+        crop = he.read_level(0, x, y, 600, 600)
+    archive = write_fullres_tiff(root / "archive.tif", crop, mpp=0.5)
+    items: list[SampleInput | SlideInput] = [
+        SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs
+    ]
+    items.append(SlideInput(archive))
     embed_samples(items, store=root / "cohort.zarr", encoder="test-vit-tiny", device="cpu")
     return root / "cohort.zarr", root / "cohort" / "reference.h5ad"
 
@@ -49,6 +65,7 @@ def model(cohort: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
 
 def test_the_held_out_sample_never_reaches_training(model: Path) -> None:
     header = json.loads((model / "model.json").read_text())
+    # The H&E-only slide ("archive") has no counts: never trained on, nor needs holding out.
     assert header["samples"] == ["synth_00", "synth_01"] and header["holdout"] == ["synth_02"]
     assert all("synth_02" not in f["train"] + f["test"] for f in header["cv"]["folds"])
     subspot = json.loads((model / "subspot" / "subspot.json").read_text())
@@ -89,6 +106,28 @@ def test_predicting_at_16_um_writes_one_observation_per_bin(
     assert (maps.obs["spot"] != "").sum() == (sample.disc >= 0).sum()
 
 
+def test_an_h_and_e_only_slide_is_mapped_from_its_image_alone(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    """Training skipped it (no counts: see the held-out test); its maps are the image's, at
+    every bin, with nothing reconciled, and the spot-level head predicts its tiles."""
+    from tmescope.jobs.predict import predict_sample
+
+    store, _ = cohort
+    maps = ad.read_h5ad(
+        predict_subspot(store, model, sample="archive", resolution_um=16.0, out=tmp_path / "a.h5ad")
+    )
+    assert maps.n_obs == CohortStore.open(store).read_bins("archive").n and maps.n_obs > 50
+    assert maps.uns["subspot"]["measured_spots"] == 0 and (maps.obs["spot"] == "").all()
+    np.testing.assert_array_equal(
+        maps.obsm["populations"].to_numpy(), maps.obsm["populations_image"].to_numpy()
+    )
+    assert "lowres" in maps.uns["spatial"]["archive"]["images"]
+    tiles = ad.read_h5ad(predict_sample(store, model, sample="archive", out=tmp_path / "t.h5ad"))
+    assert (tiles.obs["kind"] == "tile").all() and tiles.n_obs > 4
+    assert "measured" not in tiles.layers and np.isfinite(tiles.X).all()
+
+
 def test_a_bin_finer_than_the_tokens_is_refused_naming_them(
     cohort: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
@@ -104,8 +143,6 @@ def test_bad_training_inputs_are_refused_before_anything_is_written(
     store, reference = cohort
     with pytest.raises(TrainingDataError, match="--holdout synth_9"):
         train_model(store, tmp_path / "a", settings=settings(reference, holdout=("synth_9",)))
-    with pytest.raises(InvalidParameterError, match="--resolution needs --reference"):
-        settings(None)
     small = ad.read_h5ad(reference)
     keep = np.flatnonzero(small.obs["cell_type"].astype(str).to_numpy() != "osteoclast")
     rare = np.flatnonzero(small.obs["cell_type"].astype(str).to_numpy() == "osteoclast")[:4]
@@ -115,17 +152,35 @@ def test_bad_training_inputs_are_refused_before_anything_is_written(
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_expression_targets_still_give_a_sub_spot_model(
+def test_without_a_reference_the_populations_are_the_marker_sets(
     cohort: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    store, reference = cohort
-    out = tmp_path / "expression"
-    train_model(store, out, settings=settings(reference, target="expression"))
-    assert (out / "subspot" / "subspot.json").is_file()
+    """With --target expression the spot-level head takes no gene sets nor reference, yet the
+    sub-spot model still gets populations: the marker sets' (a reference's when given)."""
+    store, _ = cohort
+    out = tmp_path / "markers"
+    with pytest.warns(TmescopeWarning, match="nk_cells"):
+        train_model(store, out, settings=settings(None, target="expression"))
+    header = json.loads((out / "subspot" / "subspot.json").read_text())
+    assert header["populations_from"] == "markers" and header["counts_per_cell"] == []
+    assert {"tumour", "fibroblasts", "t_cells"} <= set(header["populations"])
+    assert not {"proliferation", "hypoxia"} & set(header["populations"])
     maps = ad.read_h5ad(
         predict_subspot(store, out, sample="synth_02", resolution_um=16.0, out=tmp_path / "p.h5ad")
     )
-    assert maps.obsm["populations"].shape[1] > 1
+    assert list(maps.obsm["populations"].columns) == header["populations"]
+    assert maps.n_vars == 0  # flat marker profiles predict no genes
+    assert maps.uns["subspot"]["populations_from"] == "markers"
+    assert "marker signal" in maps.uns["subspot"]["abundance"]
+    shares = maps.obsm["populations"].to_numpy()
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-4)
+    # Where the image and the spots say tumour, the truth has tumour cells.
+    cells = pd.read_csv(store.parent / "cohort" / "synth_02" / "cells.csv")
+    tumour_cells = cKDTree(cells.loc[cells["cell_type"] == "tumour", ["x", "y"]].to_numpy())
+    xy = np.asarray(maps.obsm["spatial"])
+    near = np.isfinite(tumour_cells.query(xy, distance_upper_bound=40.0)[0])
+    tumour = maps.obsm["populations"]["tumour"].to_numpy()
+    assert tumour[near].mean() > 2 * tumour[~near].mean()
 
 
 def test_interactions_on_sub_spot_bins_pool_and_map_the_pairs(

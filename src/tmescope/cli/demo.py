@@ -82,6 +82,16 @@ def demo(
             f"[bold]sub-spot[/bold]  {result.subspot_predictions} (16 µm bins{held}); maps and "
             f"interfaces of every sample in {result.out_dir / 'subspot'}"
         )
+    if result.slide_predictions is not None:
+        lines.append(
+            f"[bold]H&E only[/bold]  {result.slide_predictions} ({', '.join(result.slides)}: an "
+            "archived slide without expression, mapped from its image alone)"
+        )
+    if result.exports:
+        lines.append(
+            f"[bold]exports[/bold]   {', '.join(map(str, result.exports))} (SpatialData: napari, "
+            "spatialdata-plot, sopa; GeoJSON: QuPath's Import objects, over the slide)"
+        )
     if result.report is not None:
         lines.append(f"[bold]report[/bold]    {result.report} (open it in a browser)")
     if result.model_dir is not None:

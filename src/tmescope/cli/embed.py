@@ -57,14 +57,14 @@ def progress_bar(console: Console, *, disable: bool = False) -> Progress:
 
 
 def embed(
-    samples: Annotated[
-        list[Path],
-        typer.Argument(help="Space Ranger folders (outs/, its parent, or spatial/ + matrix)."),
-    ],
     store: Annotated[Path, typer.Option("--store", help="Cohort store (created when absent).")],
     encoder: Annotated[
         str, typer.Option("--encoder", help="Encoder name; see `tmescope encoders`.")
     ],
+    samples: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Space Ranger folders (outs/, its parent, or spatial/ + matrix)."),
+    ] = None,
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -74,6 +74,28 @@ def embed(
     image: Annotated[
         list[Path] | None,
         typer.Option("--image", help="Full-resolution slide; repeat once per sample, in order."),
+    ] = None,
+    slide: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--slide",
+            help="An H&E-only slide (SVS, TIFF, OME-TIFF, NDPI, …) without expression: tiles and "
+            "sub-spot bins over all its tissue. Repeatable.",
+        ),
+    ] = None,
+    sample_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sample-id",
+            help="Sample id of a --slide (default: its file name); repeat once per --slide.",
+        ),
+    ] = None,
+    mpp: Annotated[
+        float | None,
+        typer.Option(
+            "--mpp",
+            help="µm per pixel of the --slide(s), when their metadata does not say (or is wrong).",
+        ),
     ] = None,
     grid: Annotated[
         float | None,
@@ -123,17 +145,35 @@ def embed(
         bool, typer.Option("--json", help="Print one JSON summary per sample.")
     ] = False,
 ) -> None:
-    """Embed the tissue under every spot (and, with --grid, between spots) into a Zarr store."""
-    from tmescope.workflows import EmbedSettings, SampleInput, embed_samples
+    """Embed the tissue under every spot (and, with --grid, between spots), or all the tissue
+    of an H&E-only --slide, into a Zarr store."""
+    from tmescope.workflows import EmbedSettings, SampleInput, SlideInput, embed_samples
 
-    images = image or []
+    samples, slides, images, ids = samples or [], slide or [], image or [], sample_id or []
+    if not samples and not slides:
+        raise InvalidParameterError(
+            "nothing to embed: give Space Ranger folders, or H&E-only slides with --slide"
+        )
     if images and len(images) != len(samples):
         raise InvalidParameterError(
             f"{len(images)} --image for {len(samples)} samples; give one --image per sample, in "
             "the same order, or none"
         )
-    items = [
+    if ids and len(ids) != len(slides):
+        raise InvalidParameterError(
+            f"{len(ids)} --sample-id for {len(slides)} --slide; give one --sample-id per --slide, "
+            "in the same order, or none (the file names are used)"
+        )
+    if mpp is not None and not slides:
+        raise InvalidParameterError(
+            "--mpp sets the µm per pixel of --slide images; a Space Ranger sample's comes from "
+            "its spot pitch"
+        )
+    items: list[SampleInput | SlideInput] = [
         SampleInput(path=s, image=images[i] if images else None) for i, s in enumerate(samples)
+    ]
+    items += [
+        SlideInput(path=s, sample_id=ids[i] if ids else None, mpp=mpp) for i, s in enumerate(slides)
     ]
     settings = EmbedSettings(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,

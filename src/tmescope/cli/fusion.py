@@ -64,8 +64,9 @@ def train(
         float | None,
         typer.Option(
             "--resolution",
-            help="Also fit the sub-spot model on the stored bins of this many µm (needs "
-            "--reference; embed with --subspot).",
+            help="Also fit the sub-spot model on the stored bins of this many µm (embed with "
+            "--subspot): populations are --reference's cell types, else the population gene "
+            "sets' markers.",
         ),
     ] = None,
     members: Annotated[int, typer.Option("--members", help="Heads in the ensemble.")] = 5,

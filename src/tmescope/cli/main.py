@@ -21,6 +21,7 @@ from tmescope.cli import (
     demo,
     embed,
     encoders,
+    export,
     fusion,
     info,
     report,
@@ -55,6 +56,7 @@ app.command("report")(report.report)
 app.command("niches")(analysis.niches)
 app.command("serve")(serve.serve)
 app.command("interactions")(analysis.interactions)
+app.command("export")(export.export)
 app.add_typer(store.app, name="store")
 app.command("demo")(demo.demo)
 

@@ -1,5 +1,6 @@
-"""Where to cut patches: under every spot in tissue, on a dense grid over the tissue, and as
-cover patches over tissue that no other patch reaches (for sub-spot bins).
+"""Where to cut patches: under every spot in tissue, on a dense grid over the tissue, as cover
+patches over tissue that no other patch reaches (for sub-spot bins), and as tiles over the whole
+tissue of an H&E-only slide.
 
 Patches are cut at the encoder's µm/px, centred on full-resolution pixel coordinates, and
 visited in raster order (bands of rows, left to right) so that consecutive patches share slide
@@ -15,6 +16,7 @@ import numpy as np
 from tmescope.embed.tissue_mask import TissueMask
 from tmescope.errors import InvalidParameterError, SampleContentError
 from tmescope.io import Sample
+from tmescope.io.slide_sample import SlideSample
 
 SPOT, TILE, COVER = 0, 1, 2  # values of PatchPlan.kind (store.RowKind)
 DEFAULT_MIN_TISSUE = 0.25  # grid tiles with less tissue than this are left out
@@ -140,3 +142,33 @@ def _grid_over_tissue(
         np.char.add("tile_", rows[keep].astype(str)), np.char.add("_", cols[keep].astype(str))
     )
     return ids.astype(str), centres[keep]
+
+
+def plan_slide_tiles(
+    sample: SlideSample, *, size_um: float, size_px: int, bin_um: float, mask: TissueMask
+) -> PatchPlan:
+    """Tiles of an H&E-only slide: a lattice of patch-sized squares (anchored at pixel (0, 0),
+    so tiles never overlap) wherever one holds a tissue bin of ``bin_um``; every tissue bin of
+    the slide then lies in a tile. A :class:`SampleContentError` when no tissue is found."""
+    from tmescope.embed.subspot import cover_centres
+
+    side = size_um / sample.mpp
+    region = (0.0, 0.0, float(sample.slide.width), float(sample.slide.height))
+    centres = cover_centres(
+        np.zeros((0, 2)), patch_px=side, bin_px=bin_um / sample.mpp, tissue=mask, region=region
+    )
+    if not len(centres):
+        raise SampleContentError(
+            f"no tissue found on slide {sample.source} ({sample.slide.width} × "
+            f"{sample.slide.height} px): tissue is found as stained, non-white pixels on a "
+            "thumbnail; check that this is a brightfield H&E slide"
+        )
+    cells = np.floor(centres / side).astype(np.int64)
+    ids = np.char.add(
+        np.char.add("tile_", cells[:, 1].astype(str)), np.char.add("_", cells[:, 0].astype(str))
+    ).astype(str)
+    return PatchPlan(
+        ids=ids, kind=np.full(len(ids), TILE, np.uint8), centres=centres,
+        tissue_fraction=mask.fractions(centres, side=side), size_um=float(size_um),
+        size_px=int(size_px),
+    )  # fmt: skip

@@ -23,6 +23,7 @@ import torch
 from tmescope.embed.patches import PatchPlan
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample
+from tmescope.io.slide_sample import SlideSample
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def resolve_precision(
 class BatchReader:
     """Reads batches of patches of one sample on ``readers`` threads, ``prefetch`` batches ahead."""
 
-    sample: Sample
+    sample: Sample | SlideSample
     plan: PatchPlan
     readers: int = 2
     prefetch: int = 4

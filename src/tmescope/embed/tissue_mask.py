@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tmescope.io import Sample
+from tmescope.io.slide_sample import SlideSample
 
 MASK_MAX_PX = 2048
 WHITE_GREY = 235  # glass, even slightly tinted, is brighter than this
@@ -27,7 +28,7 @@ class TissueMask:
     _integral: np.ndarray  # (h + 1, w + 1) int64 cumulative sums of the mask
 
     @classmethod
-    def from_sample(cls, sample: Sample, *, max_px: int = MASK_MAX_PX) -> TissueMask:
+    def from_sample(cls, sample: Sample | SlideSample, *, max_px: int = MASK_MAX_PX) -> TissueMask:
         """Detect tissue on a thumbnail of the sample's slide."""
         thumb = sample.slide.thumbnail(max_px)
         mask = detect_tissue(thumb)

@@ -28,7 +28,8 @@ from tmescope.fusion.targets import pool_gene_moments
 log = logging.getLogger(__name__)
 
 DEFAULT_GENE_SETS = "data/tme_gene_sets.toml"  # inside the tmescope.fusion package
-_FIELDS = frozenset({"label", "description", "genes"})
+_FIELDS = frozenset({"label", "description", "genes", "kind"})
+SET_KINDS = ("population", "state")  # a set marks cells of a population, or a state of any cell
 _EXAMPLE = 'a set looks like [t_cells] label = "T cells" genes = ["CD3D", "CD3E"]'
 
 
@@ -40,6 +41,7 @@ class GeneSet:
     label: str  # for plots and reports
     genes: tuple[str, ...]
     description: str = ""
+    kind: str = "population"  # or "state" (proliferation, hypoxia): not a population of cells
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +91,9 @@ def load_gene_sets(path: str | Path | None = None) -> tuple[GeneSet, ...]:
     """Gene sets of a TOML or JSON file; the default TME sets when ``path`` is ``None``.
 
     A file maps set names to a gene list (``t_cells = ["CD3D", "CD3E"]``) or to a table with
-    ``genes`` and optional ``label`` and ``description``.
+    ``genes`` and optional ``label``, ``description`` and ``kind`` (``"population"``, the
+    default, or ``"state"`` for a state any cell may be in, such as proliferation: sub-spot
+    populations from markers use the population sets only).
     """
     if path is None:
         source = "the default gene sets"
@@ -229,7 +233,7 @@ def _build_set(name: str, value: Any, text: str, source: str) -> GeneSet:
     if unknown:
         raise GeneSetError(
             f"{where}: unknown field(s) {', '.join(unknown)}; a set holds only "
-            "'genes', 'label' and 'description'"
+            "'genes', 'label', 'description' and 'kind'"
         )
     genes = value.get("genes")
     if not isinstance(genes, list) or not genes:
@@ -242,11 +246,17 @@ def _build_set(name: str, value: Any, text: str, source: str) -> GeneSet:
     for field in ("label", "description"):
         if not isinstance(value.get(field, ""), str):
             raise GeneSetError(f"{where}: '{field}' must be a string, found {value[field]!r}")
+    kind = value.get("kind", "population")
+    if kind not in SET_KINDS:
+        raise GeneSetError(
+            f"{where}: 'kind' must be {' or '.join(map(repr, SET_KINDS))}, found {kind!r}"
+        )
     return GeneSet(
         name=name,
         label=value.get("label") or name,
         genes=tuple(dict.fromkeys(g.strip() for g in genes)),
         description=value.get("description", ""),
+        kind=kind,
     )
 
 

@@ -33,13 +33,19 @@ _SHOWN = 5  # names an error message lists
 
 @dataclass(frozen=True, eq=False)
 class ReferenceProfiles:
-    """Mean library-size-normalised expression (each cell scaled to 1e4) of each cell type."""
+    """Mean library-size-normalised expression (each cell scaled to 1e4) of each cell type.
+
+    With ``markers``, a pseudo-reference of marker gene sets instead
+    (:mod:`tmescope.fusion.marker_reference`): each population's profile is uniform over its
+    markers, no cells stand behind it (``n_cells`` all 0) and there are no counts per cell.
+    """
 
     cell_types: tuple[str, ...]
     genes: tuple[str, ...]
     profiles: np.ndarray  # (n_types, n_genes) float32
     n_cells: tuple[int, ...]  # cells behind each profile
     counts_per_cell: tuple[float, ...] | None = None  # mean raw library size of each type
+    markers: bool = False  # profiles of marker gene sets, not of measured cells
 
 
 def build_reference_profiles(

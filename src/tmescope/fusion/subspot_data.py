@@ -8,6 +8,10 @@ type's counts per cell (:func:`tmescope.fusion.reference.cell_shares`), and shar
 :data:`MIN_SHARE` set to zero: a deconvolution leaves small spurious shares of every type, and
 the conversion to cells inflates those of RNA-poor types, which would flatten every
 co-location towards "no preference".
+
+With a pseudo-reference of marker genes (:mod:`tmescope.fusion.marker_reference`) the
+compositions are the deconvolution's shares of marker signal, floored the same way: there are no
+counts per cell to convert them with.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tmescope.store import CohortStore
 VISIUM_SPOT_UM = 55.0  # a spot's diameter when the sample does not say
 MIN_REFERENCE_CELLS = 10  # fewer cells of a type make its profile noise
 MIN_SHARE = 0.05  # a spot's cell shares below this are taken as absent
+MIN_MARKER_GENES = 4  # markers a spot's deconvolution needs against a marker pseudo-reference
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +70,9 @@ def without_traces(shares: np.ndarray, *, floor: float = MIN_SHARE) -> np.ndarra
 
 def check_reference(reference: ReferenceProfiles) -> None:
     """Refuse a reference that cannot give cell shares: too few cells of a type, or no counts
-    per cell to convert RNA shares with."""
+    per cell to convert RNA shares with (a marker pseudo-reference has neither, by design)."""
+    if reference.markers:
+        return
     small = {
         t: n
         for t, n in zip(reference.cell_types, reference.n_cells, strict=True)
@@ -104,23 +111,39 @@ def check_resolution(store: CohortStore, sample_id: str, resolution_um: float) -
         )
 
 
+def spot_compositions(
+    counts: sp.spmatrix | np.ndarray, genes: tuple[str, ...], reference: ReferenceProfiles
+) -> np.ndarray:
+    """``(n_spots, P)`` compositions of measured spots: shares of cells against a single-cell
+    reference, shares of marker signal against a marker pseudo-reference; traces removed."""
+    if reference.markers:
+        signal, _ = deconvolve_poisson(counts, genes, reference, min_shared_genes=MIN_MARKER_GENES)
+        return without_traces(signal)
+    rna, _ = deconvolve_poisson(counts, genes, reference)
+    return without_traces(cell_shares(rna, reference.counts_per_cell or ()))
+
+
 def read_bin_sample(
     store: CohortStore, sample_id: str, *, reference: ReferenceProfiles, bin_um: float
 ) -> BinSample:
-    """The bins of ``sample_id`` with the compositions its measured spots give."""
+    """The bins of ``sample_id`` with the compositions its measured spots give (none for an
+    H&E-only slide: ``measured`` and ``spot_xy`` are empty and every bin lies between spots)."""
     record = store.sample_record(sample_id)
     check_resolution(store, sample_id, bin_um)
     bins = store.read_bins(sample_id)
     features = store.read_bin_features(sample_id)
     x = standardise_per_sample(with_context(features, context_operators(bins.cells)))
-    table = read_spot_table(store, sample_id)
-    assert table.counts is not None  # read_spot_table refuses a sample without counts
-    rna, _ = deconvolve_poisson(table.counts, table.genes, reference)
-    measured = without_traces(cell_shares(rna, reference.counts_per_cell or ()))
+    if record.has_counts:
+        table = read_spot_table(store, sample_id)
+        assert table.counts is not None  # read_spot_table refuses a sample without counts
+        measured = spot_compositions(table.counts, table.genes, reference)
+        spot_xy = np.asarray(table.coords_px, dtype=np.float64)
+    else:  # an H&E-only slide: no spot measures anything, the image alone speaks
+        measured = np.zeros((0, len(reference.cell_types)), dtype=np.float32)
+        spot_xy = np.zeros((0, 2))
     mpp = float(record.meta.mpp)
     diameter = float(record.meta.extra.get("spot_diameter_um") or VISIUM_SPOT_UM)
     xy = np.asarray(bins.coords, dtype=np.float64)
-    spot_xy = np.asarray(table.coords_px, dtype=np.float64)
     discs = spot_discs(xy, spot_xy, radius_px=diameter / 2 / mpp)
     return BinSample(
         sample_id=sample_id, xy=xy, x=x, discs=discs, disc=disc_of_bins(discs),

@@ -4,7 +4,8 @@ sample's bins and reconciled with its measured spots.
 ::
 
     MODEL_DIR/subspot/
-      subspot.json            bin size, populations, counts per cell, reference genes, config
+      subspot.json            bin size, populations (and whether they come from a single-cell
+                              reference or from marker genes), counts per cell, genes, config
       weights.safetensors     the PCA projection, every member's weights, the reference profiles
 
 Inputs (bin features and context-ring means, standardised per sample) are reduced by a PCA
@@ -74,6 +75,7 @@ class SubspotModel:
             "populations": list(self.populations),
             "n_cells": list(self.reference.n_cells),
             "counts_per_cell": list(self.reference.counts_per_cell or ()),
+            "populations_from": populations_from(self.reference),
             "genes": list(self.reference.genes),
             "config": self.config.to_dict(),
             "d_in": int(self.mean.size),
@@ -114,7 +116,8 @@ class SubspotModel:
         reference = ReferenceProfiles(
             cell_types=tuple(header["populations"]), genes=tuple(header["genes"]),
             profiles=tensors["reference.profiles"], n_cells=tuple(header["n_cells"]),
-            counts_per_cell=tuple(header["counts_per_cell"]),
+            counts_per_cell=tuple(header["counts_per_cell"]) or None,
+            markers=header.get("populations_from") == "markers",
         )  # fmt: skip
         return cls(
             bin_um=float(header["bin_um"]), reference=reference, config=config,
@@ -163,7 +166,7 @@ class BinPrediction:
 
 def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
     """Compositions of every bin of ``sample``, calibrated on and reconciled with its measured
-    spots."""
+    spots; for a sample without spots (an H&E-only slide), the image's at temperature 1."""
     from tmescope.fusion.bin_head import member_logits
     from tmescope.fusion.calibration import fit_temperature, tempered_shares
     from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
@@ -171,6 +174,8 @@ def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
     logits = member_logits(model.heads, model.reduce(sample.x))
     temperature = fit_temperature(logits, sample.discs, sample.measured)
     image, std = tempered_shares(logits, temperature)
+    if not len(sample.spot_xy):  # an H&E-only slide: nothing to calibrate or reconcile with
+        return BinPrediction(image=image, std=std, reconciled=image, temperature=temperature)
     inside = reconcile_discs(image, sample.disc, sample.measured)
     # Corrections compare the measurement with the *image's* disc means (after reconciliation
     # they would all be nothing); bins between spots are left alone by reconcile_discs.
@@ -182,11 +187,17 @@ def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
     return BinPrediction(image=image, std=std, reconciled=reconciled, temperature=temperature)
 
 
+def populations_from(reference: ReferenceProfiles) -> str:
+    """``"markers"`` (gene sets, shares of marker signal) or ``"reference"`` (shares of cells)."""
+    return "markers" if reference.markers else "reference"
+
+
 def describe(model: SubspotModel) -> dict[str, Any]:
     """What ``uns`` says about the model that made a prediction."""
     return {
         "bin_um": model.bin_um,
         "populations": list(model.populations),
+        "populations_from": populations_from(model.reference),
         "trained_on": list(model.samples),
         "members": model.config.n_members,
         "pca_dim": int(model.components.shape[1]),

@@ -58,6 +58,10 @@ class Slide(ABC):
     def close(self) -> None:  # noqa: B027 - backends without handles need nothing
         """Release file handles."""
 
+    def check_complete(self) -> None:  # noqa: B027 - formats without an index cannot tell
+        """Raise :class:`~tmescope.errors.SlideReadError` when the file is cut short (a copy
+        that stopped), before any pixel is read; backends that cannot tell accept it."""
+
     def __enter__(self) -> Self:
         return self
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import xml.etree.ElementTree as ET
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,8 @@ class TiffSlide(Slide):
         with ExitStack() as on_error:  # a file we refuse is closed again
             try:
                 self._tif = on_error.enter_context(tifffile.TiffFile(path))
-                series = self._tif.series[0]
+                with _quiet_tifffile():
+                    series = self._tif.series[0]
                 self._axes = series.axes
                 self._arrays = [
                     zarr.open_array(series.aszarr(level=i), mode="r")
@@ -142,6 +144,29 @@ class TiffSlide(Slide):
             return padded_read(read, (lvl.width, lvl.height), x, y, width, height)
         except (ValueError, OSError, RuntimeError) as exc:
             raise SlideReadError(f"could not decode a region of {self.path}: {exc}") from exc
+
+    def check_complete(self) -> None:
+        """Every tile or strip of every page lies inside the file: a truncated copy is caught
+        from the TIFF's own index, not halfway through embedding."""
+        size = self.path.stat().st_size
+        try:
+            with _quiet_tifffile():
+                # Pyramid levels may be SubIFDs, which the file's page list does not hold.
+                pages = [p for level in self._tif.series[0].levels for p in level.pages if p]
+                pages += list(self._tif.pages)
+        except (tifffile.TiffFileError, OSError, ValueError) as exc:
+            raise SlideReadError(
+                f"slide {self.path} is damaged or truncated ({exc}); copy the slide again"
+            ) from exc
+        for page in pages:
+            offsets = getattr(page, "dataoffsets", ())
+            counts = getattr(page, "databytecounts", ())
+            ends = [o + c for o, c in zip(offsets, counts, strict=False) if c]
+            if ends and max(ends) > size:
+                raise SlideReadError(
+                    f"slide {self.path} is truncated: its image data reach byte {max(ends):,} "
+                    f"but the file holds {size:,} bytes; copy the slide again"
+                )
 
     def close(self) -> None:
         for tiles in self._tiles:
@@ -247,6 +272,19 @@ def _pil_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGB", "RGBA", "L", "LA"):
         return np.asarray(image)
     return np.asarray(image.convert("RGBA"))
+
+
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """Silence tifffile's log while it parses: a damaged file makes it log every broken tag
+    list, and the :class:`SlideReadError` we raise says what is wrong once."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _looks_like_tiff(path: Path) -> bool:

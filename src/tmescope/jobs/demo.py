@@ -14,6 +14,7 @@ from tmescope.jobs.embed import (
     EmbedSummary,
     ProgressReporter,
     SampleInput,
+    SlideInput,
     embed_samples,
 )
 from tmescope.jobs.index import build_cohort_index
@@ -33,6 +34,7 @@ DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machine
 
 DEMO_GRID_UM = 80.0  # tiles between the 100 µm spots, for predictions at sub-spot resolution
 DEMO_BIN_UM = 16.0  # sub-spot bins: the store's default, the test encoder's token size
+DEMO_SLIDE = "archive_01"  # the H&E-only slide added to the cohort (its file name)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class DemoResult:
     subspot_predictions: Path | None = None
     interfaces: InterfaceReport | None = None
     report: Path | None = None
+    slides: tuple[str, ...] = ()  # H&E-only samples (embed --slide)
+    slide_predictions: Path | None = None  # the first one's sub-spot maps
+    exports: tuple[Path, ...] = ()  # SpatialData of the cohort, QuPath GeoJSON of the slide
 
 
 def run_demo(
@@ -79,7 +84,9 @@ def run_demo(
     find the cohort's niches (scored against the synthetic regions) and where its TME
     populations meet; map every sample at 16 µm bins and where populations meet on them. With
     three samples or more, the last is held out of training altogether, so that its maps are
-    honest predictions.
+    honest predictions. One more section, whose expression is thrown away, joins the cohort as
+    an H&E-only slide (an archived block): it is embedded with ``embed --slide``, never trained
+    on, and mapped from its image alone.
     """
     from tmescope.viz.overview import plot_cohort_overview
 
@@ -97,10 +104,17 @@ def run_demo(
         overview = plot_cohort_overview(samples, out_dir / "cohort_overview.png")
         summaries = [sample_summary(s) for s in samples]
     store = out_dir / "cohort.zarr"
+    slide = _demo_slide(out_dir, n_spots=n_spots, seed=seed)
     if progress is not None:
-        progress(f"embedding {len(sample_dirs)} samples with {encoder} into {store}")
+        progress(
+            f"embedding {len(sample_dirs)} samples and the H&E-only slide {slide.name} with "
+            f"{encoder} into {store}"
+        )
+    items: list[SampleInput | SlideInput] = [
+        SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs
+    ]
     embedded = embed_samples(
-        [SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs],
+        [*items, SlideInput(slide)],
         store=store, encoder=encoder, device="auto", progress=embed_progress,
         settings=EmbedSettings(grid_um=DEMO_GRID_UM),
     )  # fmt: skip
@@ -121,6 +135,7 @@ def run_demo(
     interfaces: InterfaceReport | None = None
     held_out: tuple[str, ...] = ()
     subspot_predictions: Path | None = None
+    slide_predictions: Path | None = None
     if len(sample_dirs) > 1:  # cross-validation needs two samples
         if progress is not None:
             progress("training the graph-attention head against its baselines (cross-validated)")
@@ -143,6 +158,10 @@ def run_demo(
             store, model_dir, sample=mapped, resolution_um=DEMO_BIN_UM,
             out=out_dir / f"{mapped}_subspot.h5ad",
         )  # fmt: skip
+        slide_predictions = predict_subspot(
+            store, model_dir, sample=DEMO_SLIDE, resolution_um=DEMO_BIN_UM,
+            out=out_dir / f"{DEMO_SLIDE}_subspot.h5ad",
+        )  # fmt: skip
         interfaces = run_interfaces(
             store, model_dir, settings=InterfaceSettings(resolution_um=DEMO_BIN_UM),
             out=out_dir / "subspot",
@@ -153,15 +172,56 @@ def run_demo(
     if niches is not None and interactions is not None:
         sections = [niche_section(niches), interaction_section(interactions)]
     if interfaces is not None:
-        sections += subspot_section(interfaces, held_out=held_out)
+        sections += subspot_section(interfaces, held_out=held_out, he_only=(DEMO_SLIDE,))
     report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
+    exports: tuple[Path, ...] = ()
+    if model_dir is not None:
+        exports = _demo_exports(store, model_dir, out_dir, progress)
     return DemoResult(
         out_dir=out_dir, cohort_dir=cohort_dir, overview=overview, store=store,
         samples=summaries, embedded=embedded, index_rows=index.n, gallery=gallery,
         gallery_query=spot, model_dir=model_dir, training=training, predictions=predictions,
         niches=niches, interactions=interactions, held_out=held_out,
         subspot_predictions=subspot_predictions, interfaces=interfaces, report=report,
+        slides=(DEMO_SLIDE,), slide_predictions=slide_predictions, exports=exports,
     )  # fmt: skip
+
+
+def _demo_exports(
+    store: Path, model_dir: Path, out_dir: Path, progress: Callable[[str], None] | None
+) -> tuple[Path, ...]:
+    """The cohort as one SpatialData (sopa's embeddings layout), and the H&E-only slide's maps
+    as QuPath GeoJSON, replaced when the demo runs again."""
+    from tmescope.jobs.export import export_store
+
+    if progress is not None:
+        progress("exporting the cohort to SpatialData and the slide's maps to QuPath GeoJSON")
+    sdata = export_store(
+        store, out_dir / "cohort_spatialdata.zarr", to="spatialdata", model_dir=model_dir,
+        overwrite=True,
+    )  # fmt: skip
+    qupath = export_store(
+        store, out_dir / f"{DEMO_SLIDE}.geojson", to="geojson", model_dir=model_dir,
+        sample=DEMO_SLIDE, overwrite=True,
+    )  # fmt: skip
+    return sdata.path, qupath.path
+
+
+def _demo_slide(out_dir: Path, *, n_spots: int, seed: int) -> Path:
+    """An H&E-only slide: one more synthetic section of the same tumours, of which only the H&E
+    is kept (``out_dir/archive_01.tif``); the same bytes for the same seed."""
+    import os
+    import shutil
+
+    slide = out_dir / f"{DEMO_SLIDE}.tif"
+    if slide.is_file():
+        return slide
+    scratch = out_dir / f".{DEMO_SLIDE}-source"
+    shutil.rmtree(scratch, ignore_errors=True)
+    (section,) = synthesize_cohort(scratch, n_samples=1, n_spots=n_spots, seed=seed + 1)
+    os.replace(section / f"{section.name}_he.tif", slide)
+    shutil.rmtree(scratch)
+    return slide
 
 
 def _demo_analysis(

@@ -21,6 +21,7 @@ import numpy as np
 
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample, read_visium
+from tmescope.io.slide_sample import SlideSample, read_slide
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,16 @@ class SampleInput:
     path: Path
     image: Path | None = None
     sample_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SlideInput:
+    """One H&E-only slide to embed (no expression): its file, and optionally its sample id
+    (default: the file name) and µm/px (default: the slide's metadata)."""
+
+    path: Path
+    sample_id: str | None = None
+    mpp: float | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class ProgressReporter(Protocol):
 
 
 def embed_sample_into_store(
-    item: SampleInput,
+    item: SampleInput | SlideInput,
     *,
     store_path: Path,
     encoder: Any,
@@ -117,7 +128,7 @@ def embed_sample_into_store(
     The sample is read and planned before the store is touched, so bad input never leaves a
     half-written sample behind; chunks already written by an interrupted run are kept.
     """
-    from tmescope.embed.patches import COVER, SPOT, TILE, plan_patches
+    from tmescope.embed.patches import COVER, SPOT, TILE, plan_patches, plan_slide_tiles
     from tmescope.embed.pipeline import BatchReader, GridEmbedder, plan_batches, resolve_precision
     from tmescope.embed.registry import encoder_fingerprint
     from tmescope.embed.tissue_mask import TissueMask
@@ -131,13 +142,19 @@ def embed_sample_into_store(
         device=device,
     )
     start = time.perf_counter()
-    with read_visium(item.path, image=item.image, sample_id=item.sample_id) as sample:
+    with _open_input(item) as sample:
         size_um = settings.patch_um or spec.input_px * spec.mpp
         mask = TissueMask.from_sample(sample)
-        plan = plan_patches(
-            sample, size_um=size_um, size_px=spec.input_px, grid_step_um=settings.grid_um,
-            mask=mask,
-        )  # fmt: skip
+        if isinstance(sample, SlideSample):
+            plan = plan_slide_tiles(
+                sample, size_um=size_um, size_px=spec.input_px, mask=mask,
+                bin_um=settings.subspot_um or DEFAULT_SUBSPOT_UM,
+            )  # fmt: skip
+        else:
+            plan = plan_patches(
+                sample, size_um=size_um, size_px=spec.input_px, grid_step_um=settings.grid_um,
+                mask=mask,
+            )  # fmt: skip
         plan, bins = _plan_bins(encoder, sample, plan, mask, settings)
         store = CohortStore.open(store_path, mode="a", fingerprint=encoder_fingerprint(encoder))
         writer = store.begin_sample(
@@ -194,7 +211,11 @@ def embed_sample_into_store(
             pooler = bins.pooler if bins is not None else None
             _write_chunks(writer, reader, embedder, pooler, batches, settings.chunk_rows, progress)
             spot_rows = np.flatnonzero(plan.kind == SPOT)
-            writer.finish(counts=_counts_in_plan_order(sample, plan.ids[spot_rows]))
+            # An H&E-only slide has no counts: the store records it so and training skips it.
+            counts = None if isinstance(sample, SlideSample) else sample.counts
+            writer.finish(
+                counts=None if counts is None else counts[list(plan.ids[spot_rows])].copy()
+            )
     seconds = time.perf_counter() - start
     return EmbedSummary(
         sample.sample_id, status, rows_written=rows, seconds=round(seconds, 3),
@@ -241,7 +262,7 @@ def _write_chunks(
 
 
 def _plan_bins(
-    encoder: Any, sample: Sample, plan: Any, mask: Any, settings: EmbedSettings
+    encoder: Any, sample: Sample | SlideSample, plan: Any, mask: Any, settings: EmbedSettings
 ) -> tuple[Any, _Bins | None]:
     """The patch plan with its cover patches, the sample's sub-spot bins and how to pool them;
     the plan as it was and ``None`` with ``subspot_um`` 0."""
@@ -264,7 +285,7 @@ def _plan_bins(
     )
     patch_px = plan.size_um / sample.mpp
     bin_px = spec.bin_um / sample.mpp
-    if settings.cover:
+    if settings.cover and isinstance(sample, Sample):  # a slide's tiles cover its tissue already
         covers = cover_centres(
             plan.centres, patch_px=patch_px, bin_px=bin_px, tissue=mask,
             region=_capture_area(sample, margin=patch_px / 2),
@@ -302,12 +323,14 @@ class _Bins:
         return {"bins": self.stored, "bin_dim": self.dim, "bin_spec": self.spec}
 
 
-def _counts_in_plan_order(sample: Sample, barcodes: np.ndarray) -> Any:
-    """The sample's counts for the embedded spots, rows in the store's spot order."""
-    return sample.counts[list(barcodes)].copy()
+def _open_input(item: SampleInput | SlideInput) -> Sample | SlideSample:
+    """The sample to embed, read lazily: a Space Ranger folder, or an H&E-only slide."""
+    if isinstance(item, SlideInput):
+        return read_slide(item.path, sample_id=item.sample_id, mpp=item.mpp)
+    return read_visium(item.path, image=item.image, sample_id=item.sample_id)
 
 
-def _extra_meta(sample: Sample) -> dict[str, Any]:
+def _extra_meta(sample: Sample | SlideSample) -> dict[str, Any]:
     return {
         "mpp_source": sample.mpp_source,
         "platform": sample.platform,
@@ -317,15 +340,20 @@ def _extra_meta(sample: Sample) -> dict[str, Any]:
     }
 
 
-def source_hash(sample: Sample) -> str:
+def source_hash(sample: Sample | SlideSample) -> str:
     """A content hash of a sample's inputs: positions, matrix, and the slide's size and ends.
 
     Re-embedding the same sample id from different data is refused; hashing a multi-GB slide
     whole would cost more than embedding it, so only its size and first and last MiB count.
     """
     digest = hashlib.sha256()
-    layout = sample.layout
-    for path in (layout.positions, layout.h5 or layout.mtx_dir, layout.scalefactors):
+    layout = sample.layout if isinstance(sample, Sample) else None
+    inputs = (
+        []
+        if layout is None
+        else [layout.positions, layout.h5 or layout.mtx_dir, layout.scalefactors]
+    )
+    for path in inputs:
         if path is None:
             continue
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
@@ -344,7 +372,7 @@ def source_hash(sample: Sample) -> str:
 
 
 def embed_samples(
-    items: Sequence[SampleInput],
+    items: Sequence[SampleInput | SlideInput],
     *,
     store: Path | str,
     encoder: str,

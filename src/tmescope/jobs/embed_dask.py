@@ -20,7 +20,13 @@ from typing import Any
 from distributed import WorkerPlugin
 
 from tmescope.errors import InvalidParameterError, MissingDependencyError
-from tmescope.jobs.embed import EmbedSettings, EmbedSummary, SampleInput, embed_sample_into_store
+from tmescope.jobs.embed import (
+    EmbedSettings,
+    EmbedSummary,
+    SampleInput,
+    SlideInput,
+    embed_sample_into_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ class EncoderPlugin(WorkerPlugin):
 
 
 def _embed_on_worker(
-    item: SampleInput, store_path: Path, recipe: EncoderRecipe, settings: EmbedSettings
+    item: SampleInput | SlideInput, store_path: Path, recipe: EncoderRecipe, settings: EmbedSettings
 ) -> EmbedSummary:
     from distributed import get_worker
 
@@ -81,7 +87,7 @@ def _embed_on_worker(
 
 
 def embed_on_dask(
-    items: Sequence[SampleInput],
+    items: Sequence[SampleInput | SlideInput],
     *,
     scheduler: str,
     store_path: Path,

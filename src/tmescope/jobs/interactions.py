@@ -315,7 +315,11 @@ def _crosscorr(
 
 
 def _rows(rows: FusedRows, grid: bool) -> np.ndarray:
-    return ~rows.is_spot if grid else rows.is_spot
+    """The rows labelled: grid tiles with ``grid``, else the spots (an H&E-only slide's tiles,
+    which stand where spots would)."""
+    from tmescope.jobs.niches import sites
+
+    return ~rows.is_spot if grid else sites(rows)
 
 
 def _categories(

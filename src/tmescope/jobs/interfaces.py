@@ -192,7 +192,7 @@ def _populations(model_dir: Path | str) -> tuple[str, ...]:
     if not folder.is_dir():
         raise ModelMismatchError(
             f"{model_dir} has no sub-spot model: train it with `tmescope train STORE --out "
-            f"{model_dir} --reference REF.h5ad --resolution 16`"
+            f"{model_dir} --resolution 16` (with --reference REF.h5ad for shares of cells)"
         )
     return tuple(SubspotModel.load(folder).populations)
 

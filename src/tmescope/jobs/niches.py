@@ -3,7 +3,8 @@
 The fused embeddings come from the store (``jobs.fused.write_fused`` writes the missing ones).
 Niches are fitted on the spots of every sample at once, then each grid tile is placed in the
 nearest niche. Each niche is named by its mean TME-state profile and its top predicted genes,
-and each sample's composition (fraction of its spots per niche) is reported. Given
+and each sample's composition (fraction of its spots per niche; of its tiles for an H&E-only
+slide, which has no spots and takes no part in the fit) is reported. Given
 annotations (a pathologist's regions, or a synthetic cohort's truth), the agreement of niches
 with them is measured by the adjusted Rand index.
 """
@@ -156,7 +157,9 @@ def niches_of(
         names=tuple(niche_names(profiles)),
         profiles=profiles,
         top_genes=top_genes(model.labels, expression, cohort.info.genes),
-        composition=composition(spot_labels, model.k),
+        composition=composition(
+            {s: labels[s][sites(r)] for s, r in cohort.samples.items()}, model.k
+        ),
         labels=labels,
         is_spot=spots,
         agreement=_agreement(cohort, spot_labels, truth) if truth is not None else {},
@@ -169,13 +172,19 @@ def view_agreement(
 ) -> dict[str, float | None]:
     """Each view's niches at the report's number of niches, and their cohort ARI (None without
     annotations): which of image, expression or both finds the annotated regions best."""
+    from dataclasses import replace
+
     from tmescope.analysis.niches import fit_niches
     from tmescope.jobs.niche_views import VIEWS, spot_view
 
+    # The views compare spots, where image and expression both exist: H&E-only slides have
+    # neither spots nor expression and take no part.
+    measured = {s: r for s, r in cohort.samples.items() if store.sample_record(s).has_counts}
+    cohort = replace(cohort, samples=measured)
     scores: dict[str, float | None] = {}
     for view in VIEWS:
         if view == "fused":
-            labels = {s: report.labels[s][report.is_spot[s]] for s in report.labels}
+            labels = {s: report.labels[s][report.is_spot[s]] for s in cohort.samples}
         else:
             matrices = spot_view(store, cohort, view)
             stacked = np.concatenate([matrices[s] for s in cohort.samples])
@@ -221,7 +230,7 @@ def draw_niches(
     figures = []
     for sample_id, rows in cohort.samples.items():
         thumb, scale = sample_thumbnail(opened, sample_id)
-        spots = rows.is_spot  # the niches are the spots'; tiles would hide the H&E under them
+        spots = sites(rows)  # the niches are the spots'; tiles would hide the H&E under them
         labels = np.asarray(names, dtype=object)[report.labels[sample_id][spots]]
         figures.append(
             plot_label_map(
@@ -236,6 +245,13 @@ def draw_niches(
         )
     )  # fmt: skip
     return figures
+
+
+def sites(rows: Any) -> np.ndarray:
+    """Which fused rows of a sample a niche map and composition count: its spots, or for an
+    H&E-only slide (no spots) all its tiles, which stand where spots would."""
+    spots = np.asarray(rows.is_spot, dtype=bool)
+    return spots if spots.any() else np.ones(rows.n, dtype=bool)
 
 
 def _labels_by_sample(

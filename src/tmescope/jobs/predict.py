@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRID_NEIGHBOURS = 6  # spots each grid tile listens to: its ring of Visium neighbours
+SLIDE_LOWRES_PX = 2000  # long side of an H&E-only slide's stand-in lowres image
 
 
 def predict_rows(
@@ -48,10 +49,13 @@ def predict_rows(
     from tmescope.fusion.evaluation import spot_graph
     from tmescope.fusion.graph import build_bipartite_graph
     from tmescope.fusion.train import GraphSample
+    from tmescope.io.slide_sample import HE_ONLY
     from tmescope.jobs.train import sample_platform
 
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
     record = store.sample_record(sample) if sample in store.sample_ids() else None
+    if record is not None and record.meta.extra.get("platform") == HE_ONLY:
+        return _predict_slide_tiles(store, model, sample)
     spots = read_spot_table(store, sample, counts=bool(record and record.has_counts))
     coords_um = spots.coords_um
     graph = spot_graph(coords_um, platform=sample_platform(store, sample))
@@ -80,10 +84,30 @@ def predict_rows(
     if g and spots.counts is not None:
         measured = np.full((n, g), np.nan, dtype=np.float32)
         measured[: spots.n] = spec.compute(spots)[:, :g]
+    return _sample_prediction(
+        model, sample, mpp=spots.mpp, names=names, kinds=kinds, rows=rows, coords=coords,
+        output=output, measured=measured,
+    )  # fmt: skip
+
+
+def _sample_prediction(
+    model: FusionModel,
+    sample: str,
+    *,
+    mpp: float,
+    names: np.ndarray,
+    kinds: np.ndarray,
+    rows: np.ndarray,
+    coords: np.ndarray,
+    output: Any,
+    measured: np.ndarray | None,
+) -> SamplePrediction:
+    spec = model.spec
+    g = spec.n_genes
     return SamplePrediction(
         sample_id=sample,
         model_id=model.model_id,
-        mpp=spots.mpp,
+        mpp=mpp,
         names=np.asarray(names).astype(str),
         kinds=kinds.astype(str),
         store_rows=np.asarray(rows, dtype=np.int64),
@@ -104,6 +128,30 @@ def predict_rows(
             for layer in output.attention
         ),
     )
+
+
+def _predict_slide_tiles(store: CohortStore, model: FusionModel, sample: str) -> SamplePrediction:
+    """An H&E-only slide's tiles, predicted on the graph of their 6 nearest tiles (they stand
+    where spots would: a lattice of patches over the tissue), standardised by themselves as
+    spots are. Nothing is measured, so there is no ``measured``."""
+    from tmescope.fusion.cohort import read_tile_table, standardise_by_spots
+    from tmescope.fusion.graph import build_knn_graph
+    from tmescope.fusion.train import GraphSample
+
+    tiles = read_tile_table(store, sample)
+    mpp = float(store.sample_record(sample).meta.mpp)
+    graph = build_knn_graph(tiles.coords_px.astype(np.float64) * mpp, k=min(6, max(1, tiles.n - 1)))
+    (x,) = standardise_by_spots(tiles.embeddings)
+    output = model.ensemble.predict(
+        GraphSample(
+            sample_id=sample, x=x, edge_index=graph.edge_index,
+            target_mask=np.zeros(tiles.n, dtype=bool),
+        )
+    )  # fmt: skip
+    return _sample_prediction(
+        model, sample, mpp=mpp, names=tiles.names, kinds=np.full(tiles.n, "tile", dtype=object),
+        rows=tiles.rows, coords=tiles.coords_px, output=output, measured=None,
+    )  # fmt: skip
 
 
 def predict_sample(
@@ -197,10 +245,14 @@ def _attention_matrix(edge_index: np.ndarray, weight: np.ndarray, n: int) -> Any
 
 
 def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
-    """Scalefactors and the lowres image from the sample's Space Ranger output, when still there."""
+    """Scalefactors and the lowres image from the sample's Space Ranger output, when still there;
+    for an H&E-only slide, a thumbnail of the slide standing in for the lowres image."""
     from tmescope.io import read_visium
+    from tmescope.io.slide_sample import HE_ONLY
 
     meta = store.sample_record(sample).meta
+    if meta.extra.get("platform") == HE_ONLY:
+        return {sample: _slide_spatial(meta)}
     try:
         # Only the small Space Ranger images are wanted here: warnings about their coarseness
         # for embedding (given when the sample was embedded) would only confuse.
@@ -218,6 +270,30 @@ def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
         return {sample: {"images": {}, "scalefactors": {}, "metadata": {}}}
     images = {k: v for k, v in spatial["images"].items() if k == "lowres"}
     return {sample: {**spatial, "images": images}}
+
+
+def _slide_spatial(meta: Any) -> dict[str, Any]:
+    """``uns["spatial"][sample]`` of an H&E-only slide: its thumbnail as the lowres image with
+    the scale factor that maps full-resolution pixels onto it, as squidpy expects."""
+    from tmescope.io import open_slide
+
+    try:
+        with open_slide(meta.extra.get("image") or meta.source_path) as slide:
+            thumbnail = slide.thumbnail(SLIDE_LOWRES_PX)
+            scale = thumbnail.shape[1] / slide.width
+    except (TmescopeError, OSError) as error:
+        warnings.warn(
+            f"the slide {meta.source_path} cannot be read ({error}); the predictions are written "
+            "without its image",
+            TmescopeWarning,
+            stacklevel=4,
+        )
+        return {"images": {}, "scalefactors": {}, "metadata": {}}
+    return {
+        "images": {"lowres": thumbnail},
+        "scalefactors": {"tissue_lowres_scalef": float(scale), "spot_diameter_fullres": 0.0},
+        "metadata": {"source_image_path": str(meta.source_path)},
+    }
 
 
 def _write_h5ad(adata: ad.AnnData, out: Path) -> Path:

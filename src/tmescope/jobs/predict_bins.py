@@ -7,7 +7,8 @@ reconciliation and ``obsm["populations_std"]`` their spread over the ensemble; `
 expected expression of each bin's composition under the reference profiles (counts per 10,000),
 with ``layers["uncertainty"]`` its standard deviation from the populations' spread; ``obs``
 says which spot's disc holds the bin (``spot``, empty between spots); ``uns["subspot"]`` the bin
-size, the model and what the maps assume.
+size, the model and what the maps assume. A model whose populations come from marker gene sets
+(trained without ``--reference``) gives shares of marker signal, and no genes in ``X``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def subspot_anndata(
     if not (Path(model_dir) / SUBSPOT_DIR).is_dir():
         raise ModelMismatchError(
             f"{model_dir} has no sub-spot model: train it with `tmescope train STORE --out "
-            f"{model_dir} --reference REF.h5ad --resolution {resolution_um:g}`"
+            f"{model_dir} --resolution {resolution_um:g}` (with --reference REF.h5ad for shares "
+            "of cells)"
         )
     subspot = SubspotModel.load(Path(model_dir) / SUBSPOT_DIR)
     if abs(subspot.bin_um - resolution_um) > 1e-6:
@@ -74,7 +76,8 @@ def subspot_anndata(
     genes = [g for g in model.spec.genes if g in subspot.reference.genes] or list(
         subspot.reference.genes
     )
-    genes = genes if expression else []
+    # Marker profiles are flat over each set's markers: they predict no gene worth showing.
+    genes = genes if expression and not subspot.reference.markers else []
     columns = [subspot.reference.genes.index(g) for g in genes]
     profiles = subspot.reference.profiles[:, columns].astype(np.float64)  # (P, G) per 1e4
     names = list(subspot.populations)
@@ -83,7 +86,7 @@ def subspot_anndata(
     adata = ad.AnnData(
         X=(prediction.reconciled @ profiles).astype(np.float32),
         obs=pd.DataFrame(
-            {"spot": np.where(bins.disc >= 0, spots[np.clip(bins.disc, 0, None)], ""),
+            {"spot": _disc_spots(spots, bins.disc),
              "sample_id": sample},
             index=index,
         ),
@@ -100,23 +103,50 @@ def subspot_anndata(
     adata.uns["subspot"] = {
         **_uns(describe(subspot), model_dir, resolution_um, bins.mpp),
         "temperature": prediction.temperature,
+        "measured_spots": len(bins.spot_xy),
     }
+    if not len(bins.spot_xy):
+        adata.uns["subspot"]["reconciled"] = (
+            "not reconciled: the sample has no measured spots (an H&E-only slide); the maps are "
+            "the image's, at temperature 1 (uncalibrated)"
+        )
     adata.uns["spatial"] = _spatial_uns(opened, sample)
     return adata
+
+
+def _disc_spots(barcodes: np.ndarray, disc: np.ndarray) -> np.ndarray:
+    """The barcode of the spot whose disc holds each bin; empty between spots."""
+    out = np.full(disc.shape, "", dtype=object)
+    inside = disc >= 0
+    out[inside] = np.asarray(barcodes)[disc[inside]]
+    return out
 
 
 def _uns(
     described: dict[str, Any], model_dir: Path | str, bin_um: float, um_per_px: float
 ) -> dict[str, Any]:
+    if described["populations_from"] == "markers":
+        abundance = (
+            "shares of marker signal (the spots' Poisson deconvolution against each population "
+            "gene set's markers), not shares of cells: train with --reference for those"
+        )
+        genes = "no genes: marker gene sets give no expression profiles (train with --reference)"
+    else:
+        abundance = (
+            "shares of cells (the spots' Poisson deconvolution against the reference: "
+            "shares of RNA / each type's counts per cell)"
+        )
+        genes = (
+            "expected expression of the bin's composition under the reference profiles "
+            "(counts per 10,000)"
+        )
     return {
         **described,
         "bin_um": float(bin_um),
         "um_per_px": float(um_per_px),
         "model_dir": str(model_dir),
-        "abundance": "shares of cells (the spots' Poisson deconvolution against the reference: "
-        "shares of RNA / each type's counts per cell)",
+        "abundance": abundance,
         "reconciled": "inside spot discs the mean over the disc equals the measured spot; "
         "between spots, the image corrected by nearby spots",
-        "X": "expected expression of the bin's composition under the reference profiles "
-        "(counts per 10,000)",
+        "X": genes,
     }

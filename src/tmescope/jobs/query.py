@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tmescope.errors import InvalidParameterError, SampleNotFoundError
-from tmescope.io import Sample, read_visium
+from tmescope.io import Sample
+from tmescope.io.reopen import reopen_sample
+from tmescope.io.slide_sample import SlideSample
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -304,14 +306,13 @@ class _PatchCutter:
 
     def __init__(self, store: Any, stack: ExitStack) -> None:
         self._store, self._stack = store, stack
-        self._samples: dict[str, tuple[Sample, float]] = {}
+        self._samples: dict[str, tuple[Sample | SlideSample, float]] = {}
 
     def __call__(self, sample_id: str, x: float, y: float) -> Any:
         if sample_id not in self._samples:
             meta = self._store.sample_record(sample_id).meta
-            extra = dict(meta.extra)
-            image = extra.get("image") if extra.get("image_kind") == "fullres" else None
-            sample = self._stack.enter_context(read_visium(meta.source_path, image=image))
+            sample = reopen_sample(meta.source_path, extra=meta.extra, mpp=meta.mpp)
+            self._stack.enter_context(sample)
             self._samples[sample_id] = (sample, float(meta.patch_um))
         sample, patch_um = self._samples[sample_id]
         return sample.read_patch(x, y, size_um=patch_um, size_px=THUMB_PX)

@@ -165,7 +165,8 @@ def _sample_part(
 
     record = store.sample_record(sample_id)
     meta = record.meta
-    spot_px = float(dict(meta.extra).get("spot_diameter_um", 55.0)) / float(meta.mpp)
+    # An H&E-only slide has no spots (its diameter is null): its tiles are drawn at that size.
+    spot_px = float(dict(meta.extra).get("spot_diameter_um") or 55.0) / float(meta.mpp)
     source = sources.get(sample_id)
     notes: list[tuple[str, bool]] = []
     if source is None:
@@ -183,6 +184,11 @@ def _sample_part(
     else:
         if sample_id in model.info.get("samples", ()):
             notes.append((TRAINED_ON_NOTE, False))
+        if not record.has_counts:
+            notes.append((
+                "An H&E-only slide: nothing measured; the maps are the head's predictions on "
+                "its tiles, from the image alone.", False,
+            ))  # fmt: skip
         backdrop, figures, peaks = _predicted_figures(
             store, sample_id, source, spot_px=spot_px, genes=genes, model=model, cv=cv
         )
@@ -190,7 +196,10 @@ def _sample_part(
         ("spots", f"{record.n_spots:,}"),
         ("grid tiles", f"{record.n_tiles:,}"),
         ("µm per pixel", f"{meta.mpp:.4g}"),
-        ("Space Ranger folder", meta.source_path),
+        (
+            "H&E slide" if meta.extra.get("platform") == "he_only" else "Space Ranger folder",
+            meta.source_path,
+        ),
     ]
     section = sample_section(
         sample_id, facts=facts, notes=notes, backdrop=backdrop, figures=figures
@@ -212,9 +221,11 @@ def _measured_figures(
     from tmescope.viz.report.maps import SpotLayout, read_backdrop
     from tmescope.viz.report.sample import gene_figure
 
-    spots_xy = store.read_coords(sample_id)[store.read_kind(sample_id) == RowKind.SPOT]
+    coords = store.read_coords(sample_id)
+    spots_xy = coords[store.read_kind(sample_id) == RowKind.SPOT]
     layout = SpotLayout.of(spots_xy, spot_px=spot_px, tiles_xy=np.empty((0, 2)))
-    backdrop = read_backdrop(source, spots_xy, margin_px=spot_px)
+    # An H&E-only slide has no spots: the backdrop is the tissue its tiles cover.
+    backdrop = read_backdrop(source, spots_xy if len(spots_xy) else coords, margin_px=spot_px)
     if sample_id not in measured or not genes:
         return backdrop, []
     matrix, names = measured[sample_id]
@@ -261,9 +272,10 @@ def _predicted_figures(
     if p.state_names:
         states = Predicted(p.state_names, p.states[order], p.states_std[order])
         figures.append(state_figure(backdrop, layout, states, scores=per_target(head, "per_state")))
-        names = p.names[order][:n]
+        shown = n or len(order)  # where states peak: the spots, or an H&E-only slide's tiles
+        names = p.names[order][:shown]
         for k, name in enumerate(p.state_names):
-            column = p.states[order][:n, k]
+            column = p.states[order][:shown, k]
             best = int(np.argmax(column))
             x, y = (float(v) for v in coords[best])
             peaks.append(GalleryQuery(name, float(column[best]), sample_id, str(names[best]), x, y))

@@ -119,9 +119,10 @@ def interaction_section(report: InteractionReport) -> ReportSection:
 
 
 def subspot_section(
-    report: InterfaceReport, *, held_out: tuple[str, ...] = ()
+    report: InterfaceReport, *, held_out: tuple[str, ...] = (), he_only: tuple[str, ...] = ()
 ) -> list[ReportSection]:
-    """Sub-spot maps and where populations meet on them: the pairs, then a part per sample."""
+    """Sub-spot maps and where populations meet on them: the pairs, then a part per sample
+    (marked when held out of training, or an H&E-only slide mapped from its image alone)."""
     s = report.settings
     pooled = report.cohort is not None
     rows = []
@@ -158,7 +159,9 @@ def subspot_section(
         sid = result.sample_id
         mine = tuple(p for p in report.figures if p.stem.endswith(f"_{sid}") and p not in cohort)
         tag = ""
-        if held_out:
+        if sid in he_only:
+            tag = " (H&E only: mapped from the image alone, nothing measured)"
+        elif held_out:
             tag = " (held out of training)" if sid in held_out else " (a training sample)"
         sections.append(
             ReportSection(
@@ -199,7 +202,17 @@ def _subspot_now(store: Path | str, model_dir: Path | str, out: Path) -> list[Re
     report = run_interfaces(
         store, model_dir, settings=InterfaceSettings(resolution_um=bin_um), out=out
     )
-    return subspot_section(report, held_out=tuple(header.get("holdout", ())))
+    return subspot_section(
+        report, held_out=tuple(header.get("holdout", ())), he_only=slides_of(store)
+    )
+
+
+def slides_of(store: Path | str) -> tuple[str, ...]:
+    """The store's H&E-only samples (embedded with ``embed --slide``: no counts)."""
+    from tmescope.store import CohortStore
+
+    opened = CohortStore.open(store, mode="r")
+    return tuple(s for s in opened.sample_ids() if not opened.sample_record(s).has_counts)
 
 
 def _figures(paths: tuple[Path, ...]) -> str:

@@ -208,8 +208,8 @@ class ViewerSubspot:
         if not self.available:
             raise ModelMismatchError(
                 f"the model {self._model.path} has no sub-spot model, so there are no sub-spot "
-                "layers: train it with `tmescope train STORE --out MODEL_DIR --reference "
-                "REF.h5ad --resolution 16` and serve that model"
+                "layers: train it with `tmescope train STORE --out MODEL_DIR --resolution 16` "
+                "(with --reference REF.h5ad for shares of cells) and serve that model"
             )
         with self._lock:
             if self._bin_um is None:

@@ -41,7 +41,9 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     holdout: tuple[str, ...] = ()  # samples kept out of training altogether
-    resolution_um: float | None = None  # also fit the sub-spot model on bins of this size
+    # Also fit the sub-spot model on bins of this size; its populations are the reference's
+    # cell types, or without a reference the population sets of the gene sets.
+    resolution_um: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGET_CHOICES:
@@ -64,16 +66,12 @@ class TrainSettings:
                 f"--label-key {self.label_key} names a column of a reference: give --reference "
                 "SC.h5ad too"
             )
-        if self.resolution_um is not None:
-            if not (math.isfinite(self.resolution_um) and self.resolution_um > 0):
-                raise InvalidParameterError(
-                    f"--resolution must be a bin size in µm (e.g. 16), got {self.resolution_um}"
-                )
-            if self.reference is None:
-                raise InvalidParameterError(
-                    "--resolution needs --reference SC.h5ad: the sub-spot populations are the "
-                    "reference's cell types (marker-score populations are spot-level only)"
-                )
+        if self.resolution_um is not None and not (
+            math.isfinite(self.resolution_um) and self.resolution_um > 0
+        ):
+            raise InvalidParameterError(
+                f"--resolution must be a bin size in µm (e.g. 16), got {self.resolution_um}"
+            )
         if self.group_key is not None and self.groups is None:
             raise InvalidParameterError(
                 f"--group-key {self.group_key} needs --groups FILE.csv (columns sample_id and "
@@ -118,16 +116,19 @@ def train_model(
     out = Path(out)
     check_destination(out)
     opened = CohortStore.open(store, mode="r")
-    sample_ids = _training_samples(opened.sample_ids(), settings.holdout)
+    sample_ids = _training_samples(opened, settings.holdout)
     folds = _folds(settings, sample_ids)
     gene_sets, reference = _state_sources(settings)
+    subspot_reference: Any = None
     if settings.resolution_um is not None:
         # With --target expression the states take no reference, but the sub-spot model does.
-        subspot_reference = reference or _load_reference(settings)
+        subspot_reference = reference or (_load_reference(settings) if settings.reference else None)
         _check_subspot_inputs(opened, sample_ids, settings.resolution_um, subspot_reference)
     device = device_name(settings.device)
     start = time.perf_counter()
     tables = {s: read_spot_table(opened, s) for s in sample_ids}
+    if settings.resolution_um is not None and subspot_reference is None:
+        subspot_reference = _marker_reference(settings, [t.genes for t in tables.values()])
     gene_sets = scorable_sets(gene_sets, [t.genes for t in tables.values()])
     graphs = {
         s: spot_graph(t.coords_um, platform=sample_platform(opened, s)) for s, t in tables.items()
@@ -186,25 +187,31 @@ def train_model(
     return TrainResult(out, report)
 
 
-def _training_samples(sample_ids: Sequence[str], holdout: Sequence[str]) -> list[str]:
-    """The store's complete samples less the held-out ones (each of which must be there)."""
+def _training_samples(store: Any, holdout: Sequence[str]) -> list[str]:
+    """The store's complete samples with measured expression, less the held-out ones (each of
+    which must be in the store); H&E-only slides have nothing to train on and are skipped."""
+    sample_ids = store.sample_ids()
     unknown = [s for s in holdout if s not in sample_ids]
     if unknown:
         raise TrainingDataError(
             f"--holdout {', '.join(unknown)}: no such complete sample in the store (it holds "
             f"{', '.join(sample_ids[:8])}{', …' if len(sample_ids) > 8 else ''})"
         )
-    return [s for s in sample_ids if s not in set(holdout)]
+    without = [s for s in sample_ids if not store.sample_record(s).has_counts]
+    if without:
+        log.info("not trained on (no measured expression): %s", ", ".join(without))
+    return [s for s in sample_ids if s not in set(holdout) and s not in set(without)]
 
 
 def _check_subspot_inputs(
     store: Any, sample_ids: Sequence[str], resolution_um: float, reference: Any
 ) -> None:
-    """Before any fitting: every training sample has bins of that size, and the reference can
-    give shares of cells."""
+    """Before any fitting: every training sample has bins of that size, and the reference (when
+    one is given) can give shares of cells."""
     from tmescope.fusion.subspot_data import check_reference, check_resolution
 
-    check_reference(reference)
+    if reference is not None:
+        check_reference(reference)
     for sample_id in sample_ids:
         check_resolution(store, sample_id, resolution_um)
 
@@ -230,6 +237,15 @@ def _fit_subspot(
     say(f"fitting the sub-spot model on {n_bins:,} bins of {len(samples)} samples")
     config = BinHeadConfig(n_members=min(settings.n_members, 3))
     return fit_subspot_model(samples, reference=reference, config=config, seed=settings.seed)
+
+
+def _marker_reference(settings: TrainSettings, panels: Sequence[Sequence[str]]) -> Any:
+    """The sub-spot populations without a reference: the population gene sets of --gene-sets
+    (or the default sets) on the markers every training sample measures."""
+    from tmescope.fusion.genesets import load_gene_sets
+    from tmescope.fusion.marker_reference import marker_reference
+
+    return marker_reference(load_gene_sets(settings.gene_sets), panels)
 
 
 def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:

@@ -1,4 +1,5 @@
-"""A stored sample's H&E thumbnail, read from the Space Ranger folder the store recorded."""
+"""A stored sample's H&E thumbnail, read from the Space Ranger folder (or the H&E-only slide)
+the store recorded."""
 
 from __future__ import annotations
 
@@ -23,15 +24,14 @@ def sample_thumbnail(
     pixels per full-resolution pixel. ``(None, 1.0)`` with a warning when the slide can no
     longer be read (moved or deleted since it was embedded): maps are then drawn without it.
     """
-    from tmescope.io import read_visium
+    from tmescope.io.reopen import reopen_sample
 
-    source = store.sample_record(sample_id).meta.source_path
+    meta = store.sample_record(sample_id).meta
+    source = meta.source_path
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TmescopeWarning)  # resolution notes, given at embed
-            with read_visium(source) as sample:
-                thumb = sample.slide.thumbnail(max_px)
-                scale = thumb.shape[1] / sample.slide.width * sample.image_scale
+        with reopen_sample(source, extra=meta.extra, mpp=meta.mpp) as sample:
+            thumb = sample.slide.thumbnail(max_px)
+            scale = thumb.shape[1] / sample.slide.width * sample.image_scale
     except TmescopeError as error:
         warnings.warn(
             f"the slide of {sample_id} ({source}) cannot be read ({error}); its maps are drawn "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import math
 import threading
-import warnings
 from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tmescope.errors import InvalidParameterError, TmescopeWarning
-from tmescope.io import Sample, read_visium
+from tmescope.errors import InvalidParameterError
+from tmescope.io import Sample
+from tmescope.io.reopen import reopen_sample
+from tmescope.io.slide_sample import SlideSample
 from tmescope.store import CohortStore
 
 TILE_PX = 256
@@ -71,7 +72,7 @@ class SlideTiles:
     def __init__(self, store: CohortStore, *, cache_tiles: int = CACHE_TILES) -> None:
         self._store = store
         self._stack = ExitStack()
-        self._opened: dict[str, tuple[Sample, DeepZoom, threading.Lock]] = {}
+        self._opened: dict[str, tuple[Sample | SlideSample, DeepZoom, threading.Lock]] = {}
         self._opening = threading.Lock()
         self._cache: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -131,13 +132,14 @@ class SlideTiles:
             self._stack.close()
             self._opened.clear()
 
-    def _sample(self, sample_id: str) -> tuple[Sample, DeepZoom, threading.Lock]:
+    def _sample(self, sample_id: str) -> tuple[Sample | SlideSample, DeepZoom, threading.Lock]:
         opened = self._opened.get(sample_id)
         if opened is not None:
             return opened
         with self._opening:
             if sample_id not in self._opened:
-                sample = self._stack.enter_context(_open_sample(self._store, sample_id))
+                sample = _open_sample(self._store, sample_id)
+                self._stack.enter_context(sample)
                 width = round(sample.slide.width / sample.image_scale)
                 height = round(sample.slide.height / sample.image_scale)
                 max_level = math.ceil(math.log2(max(width, height, 2)))
@@ -146,15 +148,11 @@ class SlideTiles:
             return self._opened[sample_id]
 
 
-def _open_sample(store: CohortStore, sample_id: str) -> Sample:
-    """The sample's Space Ranger run, read with the image it was embedded from."""
+def _open_sample(store: CohortStore, sample_id: str) -> Sample | SlideSample:
+    """The sample's Space Ranger run, read with the image it was embedded from (or its H&E-only
+    slide)."""
     meta = store.sample_record(sample_id).meta
-    extra = dict(meta.extra)
-    image = extra.get("image") if extra.get("image_kind") == "fullres" else None
-    with warnings.catch_warnings():
-        # Resolution notes were given when the sample was embedded; here they only confuse.
-        warnings.simplefilter("ignore", TmescopeWarning)
-        return read_visium(meta.source_path, image=image)
+    return reopen_sample(meta.source_path, extra=meta.extra, mpp=meta.mpp)
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:

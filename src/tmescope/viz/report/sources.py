@@ -8,14 +8,15 @@ with the reason, and the report says so instead of failing.
 from __future__ import annotations
 
 import logging
-import warnings
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tmescope.errors import TmescopeError, TmescopeWarning
-from tmescope.io import Sample, read_visium
+from tmescope.errors import TmescopeError
+from tmescope.io import Sample
+from tmescope.io.reopen import reopen_sample
+from tmescope.io.slide_sample import SlideSample
 
 if TYPE_CHECKING:
     from tmescope.store import CohortStore
@@ -30,10 +31,10 @@ class SlideSources:
 
     def __init__(self, store: CohortStore, stack: ExitStack) -> None:
         self._store, self._stack = store, stack
-        self._opened: dict[str, Sample | None] = {}
+        self._opened: dict[str, Sample | SlideSample | None] = {}
         self.problems: dict[str, str] = {}  # sample id → why its folder cannot be read
 
-    def get(self, sample_id: str) -> Sample | None:
+    def get(self, sample_id: str) -> Sample | SlideSample | None:
         """The sample as read from its folder; ``None`` (reason in :attr:`problems`) if unreadable."""
         if sample_id not in self._opened:
             self._opened[sample_id] = self._open(sample_id)
@@ -47,19 +48,15 @@ class SlideSources:
         size_um = float(self._store.sample_record(sample_id).meta.patch_um)
         return sample.read_patch(x, y, size_um=size_um, size_px=PATCH_PX)
 
-    def _open(self, sample_id: str) -> Sample | None:
+    def _open(self, sample_id: str) -> Sample | SlideSample | None:
         try:
             meta = self._store.sample_record(sample_id).meta
-            extra = dict(meta.extra)
-            # The full-resolution image given at embedding time, when there was one.
-            image = extra.get("image") if extra.get("image_kind") == "fullres" else None
-            # Warnings about an image's fitness for embedding were given when it was embedded.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", TmescopeWarning)
-                sample = read_visium(meta.source_path, image=image)
+            # The image given at embedding time (or the H&E-only slide), as it was embedded.
+            sample = reopen_sample(meta.source_path, extra=meta.extra, mpp=meta.mpp)
         except (TmescopeError, OSError) as error:
             reason = " ".join(str(error).split())
             self.problems[sample_id] = reason
             log.warning("H&E of %s cannot be read: %s", sample_id, reason)
             return None
-        return self._stack.enter_context(sample)
+        self._stack.enter_context(sample)
+        return sample

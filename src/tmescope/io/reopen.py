@@ -1,0 +1,30 @@
+"""A stored sample's inputs opened again, as they were embedded: its Space Ranger run with the
+image it was embedded from, or its H&E-only slide at the µm/px it was embedded at."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tmescope.errors import TmescopeWarning
+from tmescope.io.sample import Sample
+from tmescope.io.slide_sample import HE_ONLY, SlideSample, read_slide
+from tmescope.io.visium import read_visium
+
+
+def reopen_sample(
+    source_path: str | Path, *, extra: Mapping[str, Any], mpp: float
+) -> Sample | SlideSample:
+    """Open the sample a store recorded (``source_path`` and its ``meta.extra``) lazily.
+
+    Notes about the image's fitness for embedding were given when it was embedded; here they
+    would only confuse, so they are silenced. Errors are the readers' :class:`TmescopeError`.
+    """
+    image = extra.get("image") if extra.get("image_kind") == "fullres" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TmescopeWarning)
+        if extra.get("platform") == HE_ONLY:
+            return read_slide(image or source_path, mpp=mpp)
+        return read_visium(source_path, image=image)
