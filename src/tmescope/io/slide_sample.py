@@ -18,7 +18,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 
-from tmescope.errors import InvalidParameterError, ResolutionError
+from tmescope.errors import InputNotFoundError, InvalidParameterError, ResolutionError
 from tmescope.io.slide import Slide
 from tmescope.io.slide_backends import open_slide
 
@@ -83,11 +83,9 @@ def read_slide(
 ) -> SlideSample:
     """Open an H&E-only slide lazily, with its µm/px and sample id (see the module docstring)."""
     path = Path(path)
-    if mpp is not None and not (math.isfinite(mpp) and 0.05 <= mpp <= 50):
-        raise InvalidParameterError(
-            f"--mpp must be the slide's µm per pixel (0.05–50; about 0.25 at 40×, 0.5 at 20×), "
-            f"got {mpp}"
-        )
+    check_mpp(mpp)
+    if not path.exists():
+        raise InputNotFoundError(f"slide {path} does not exist; check the path given with --slide")
     slide = open_slide(path)
     try:
         slide.check_complete()
@@ -107,6 +105,15 @@ def read_slide(
     except BaseException:
         slide.close()
         raise
+
+
+def check_mpp(mpp: float | None) -> None:
+    """Refuse a µm/px no H&E scan has (``None``: not given)."""
+    if mpp is not None and not (math.isfinite(mpp) and 0.05 <= mpp <= 50):
+        raise InvalidParameterError(
+            f"--mpp must be the slide's µm per pixel (0.05–50; about 0.25 at 40×, 0.5 at 20×), "
+            f"got {mpp}"
+        )
 
 
 def slide_sample_id(path: Path) -> str:

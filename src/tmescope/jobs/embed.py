@@ -21,7 +21,7 @@ import numpy as np
 
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample, read_visium
-from tmescope.io.slide_sample import SlideSample, read_slide
+from tmescope.io.slide_sample import SlideSample, check_mpp, read_slide
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ class SlideInput:
     path: Path
     sample_id: str | None = None
     mpp: float | None = None
+
+    def __post_init__(self) -> None:
+        check_mpp(self.mpp)  # before any encoder is built or store opened
 
 
 @dataclass(frozen=True)

@@ -268,11 +268,16 @@ def _population_maps(
     shares = adata.obsm["populations"]
     spread = adata.obsm["populations_std"]
     top = list(shares.mean(axis=0).sort_values(ascending=False).index[:MAPPED_POPULATIONS])
-    bin_um = float(adata.uns["subspot"]["bin_um"])
+    about = adata.uns["subspot"]
+    bin_um = float(about["bin_um"])
+    # Marker-set populations are shares of marker signal; an H&E-only slide has no spots.
+    what = (
+        "share of marker signal" if about.get("populations_from") == "markers" else "share of cells"
+    )
+    how = "reconciled with the spots" if about.get("measured_spots", 1) else "the image alone"
     abundance = plot_value_maps(
         thumb, xy, [shares[c].to_numpy() for c in top], top, out,
-        suptitle=f"{sid}: share of cells per {bin_um:g} µm bin (reconciled with the spots)",
-        colour_label="share of cells",
+        suptitle=f"{sid}: {what} per {bin_um:g} µm bin ({how})", colour_label=what,
     )  # fmt: skip
     uncertainty = plot_value_maps(
         thumb, xy, [spread[c].to_numpy() for c in top], top,
