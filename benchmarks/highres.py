@@ -105,6 +105,23 @@ def pair_ratios(
     return out
 
 
+def map_scores(
+    xy: np.ndarray,
+    est: np.ndarray,
+    truth: np.ndarray,
+    true_pairs: dict[tuple[int, int], float],
+    radius_px: float,
+) -> dict[str, float]:
+    """A map's mean Pearson against the truth and the median |log(R / R_truth)| of its pairs."""
+    pairs = pair_ratios(xy, est, radius_px)
+    keys = sorted(set(pairs) & set(true_pairs))
+    error = np.median([abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys])
+    return {
+        "pearson": round(mean_pearson(est, truth), 4),
+        "pair_log_error": round(float(error), 4),
+    }
+
+
 def quality(
     store: Path, prediction: Path, sample_dir: Path, mpp: float, grid_prediction: Path
 ) -> dict[str, Any]:
@@ -136,15 +153,7 @@ def quality(
     true_pairs = pair_ratios(xy[keep], truth[keep], RADIUS_UM / mpp)
     table = {}
     for name, est in estimates.items():
-        pairs = pair_ratios(xy[keep], est[keep], RADIUS_UM / mpp)
-        keys = sorted(set(pairs) & set(true_pairs))
-        error = np.median(
-            [abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys]
-        )
-        table[name] = {
-            "pearson": round(mean_pearson(est, truth), 4),
-            "pair_log_error": round(float(error), 4),
-        }
+        table[name] = map_scores(xy[keep], est[keep], truth[keep], true_pairs, RADIUS_UM / mpp)
     spot_xy = spots[["x", "y"]].to_numpy(float)
     known = np.isfinite(measured).all(axis=1)
     pitch = float(np.median(cKDTree(spot_xy).query(spot_xy, k=2)[0][:, 1]))
@@ -199,15 +208,7 @@ def quality_markers(prediction: Path, sample_dir: Path, mpp: float) -> dict[str,
         ("model_markers", model),
         ("oracle_spot_map", spots[types].to_numpy(float)[nearest]),
     ):
-        pairs = pair_ratios(xy[keep], est[keep], RADIUS_UM / mpp)
-        keys = sorted(set(pairs) & set(true_pairs))
-        error = np.median(
-            [abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys]
-        )
-        table[name] = {
-            "pearson": round(mean_pearson(est, truth), 4),
-            "pair_log_error": round(float(error), 4),
-        }
+        table[name] = map_scores(xy[keep], est[keep], truth[keep], true_pairs, RADIUS_UM / mpp)
     return table
 
 
