@@ -67,13 +67,9 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     parts = ("Cross-validation", "Niches", "Interactions", "Sub-spot maps and interfaces")
     assert all(f"<h2>{part}</h2>" in page for part in parts)
     assert "archive_01: sub-spot maps (H&amp;E only" in page
-
-
-def test_describe_sample_matches_what_the_demo_reports(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, n_samples=1, n_spots=30, seed=2)
+    # The twin of `tmescope info` says of a sample what the demo reported of it.
     sample_dir = result.cohort_dir / "synth_00"
-    summary = describe_sample(sample_dir, image=fullres_image_of(sample_dir))
-    assert summary == result.samples[0]
+    assert describe_sample(sample_dir, image=fullres_image_of(sample_dir)) == result.samples[0]
 
 
 def test_describe_sample_of_a_missing_folder(tmp_path: Path) -> None:
