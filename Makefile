@@ -22,7 +22,7 @@ TEST_WORKERS ?= 2
 # The viewer's JavaScript libraries (OpenSeadragon), from the npm registry into an ignored folder.
 VIEWER_STAMP := viewer/node_modules/.installed
 
-.PHONY: demo test lint typecheck bench clean lock viewer-assets chromium
+.PHONY: demo test reliability lint typecheck bench clean lock viewer-assets chromium
 
 demo: $(BASE_STAMP) viewer-assets
 	$(BIN)/tmescope demo --out $(DEMO_OUT)
@@ -31,6 +31,19 @@ test: $(TEST_STAMP) viewer-assets chromium
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+
+# The full reliability matrix (docs/reliability.md): every reader fuzzed, every writer killed at
+# random moments, writers side by side, the viewer under abuse. `make test` runs a light version.
+# It prints the table of counts and puts it in docs/reliability.md with the machine and date.
+RELIABILITY_LOG ?= .reliability/counts.jsonl
+reliability: $(TEST_STAMP)
+	@mkdir -p $(dir $(RELIABILITY_LOG)) && rm -f $(RELIABILITY_LOG)
+	@date +%s > $(dir $(RELIABILITY_LOG))started
+	TMESCOPE_RELIABILITY=full TMESCOPE_RELIABILITY_LOG=$(abspath $(RELIABILITY_LOG)) \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -p no:randomly \
+		tests/reliability tests/store/test_concurrency.py tests/store/test_atomic.py $(PYTEST_ARGS)
+	$(BIN)/python tests/reliability/table.py $(RELIABILITY_LOG) --docs docs/reliability.md \
+		--seconds $$(( $$(date +%s) - $$(cat $(dir $(RELIABILITY_LOG))started) ))
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -30,18 +30,18 @@ SHARED_FIXTURE_FOLDERS = {"viz"}
 
 
 def _share_the_cores() -> None:
-    """Under xdist, size each worker's thread pools to its share of the cores (unless the caller
-    set them): two workers of two torch threads each on two cores spin against each other."""
+    """Under xdist, size each worker's thread pools to its share of the cores it may use (unless
+    the caller set ``TMESCOPE_THREADS``): two workers of two torch threads each on two cores
+    spin against each other."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers < 2:
         return
-    share = max(1, len(os.sched_getaffinity(0)) // workers)
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(variable, str(share))  # torch and child processes read these
-    from threadpoolctl import threadpool_limits
+    from tmescope.cpus import THREADS_ENV, configure_threads, usable_cpus
 
-    # numpy's BLAS may be loaded already (pytest plugins import it): limit it where it stands.
-    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
+    # Exported: the CLI a test runs in a subprocess takes the same share.
+    os.environ.setdefault(THREADS_ENV, str(max(1, usable_cpus() // workers)))
+    # torch, OpenMP and BLAS (numpy's may be loaded already: pytest plugins import it).
+    configure_threads()
 
 
 _share_the_cores()  # before any test module imports torch or numpy's BLAS

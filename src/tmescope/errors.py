@@ -128,6 +128,10 @@ class SpotNotFoundError(StoreError, LookupError):
     """A barcode is not among a sample's rows, or no row lies in the region asked for."""
 
 
+class StaleLockWarning(TmescopeWarning):
+    """A lock left by a writer that died holding it was taken over (its work resumes)."""
+
+
 class StaleIndexWarning(TmescopeWarning):
     """The similarity index does not cover the store's current complete samples."""
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cohort_factories import FINGERPRINT, SampleData, make_sample, start_child, wait_for_line
 
-from tmescope.errors import StoreLockedError
+from tmescope.errors import StaleLockWarning, StoreLockedError
 from tmescope.store import CohortStore
 
 
@@ -78,3 +80,33 @@ def test_the_same_sample_twice_in_one_process_is_refused(
     again = store.begin_sample("S1", rows=sample.rows, meta=sample.meta, dim=8)  # released
     assert again is not None
     again.close()
+
+
+def test_a_lock_left_by_a_killed_writer_is_taken_over_with_a_warning(
+    store: CohortStore, tmp_path: Path
+) -> None:
+    data = make_sample(n_spots=100)
+    child = start_child(store.path, "S1", data, tmp_path, hold_at=2, gate=tmp_path / "never")
+    try:
+        wait_for_line(child, "holding")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    assert (store.path / "samples" / ".S1.lock").read_text().startswith(f"{child.pid}@")
+    with pytest.warns(StaleLockWarning, match=rf"left by pid {child.pid} on .*which is gone"):
+        writer = store.begin_sample("S1", rows=data.rows, meta=data.meta, dim=8, chunk_rows=16)
+    assert writer is not None
+    with writer:
+        assert writer.pending_chunks() == list(range(2, 7))  # the two written chunks stay
+        for i in writer.pending_chunks():
+            writer.write_chunk(i, data.embeddings[i * 16 : (i + 1) * 16])
+        writer.finish()
+    np.testing.assert_array_equal(
+        store.read_embeddings("S1"), data.embeddings.astype(np.float16)
+    )
+    assert store.verify() == []
+    # A lock released the usual way leaves nothing behind to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleLockWarning)
+        store.remove_sample("S1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +87,28 @@ def test_removing_a_sample_removes_its_sets(two: CohortStore) -> None:
     assert not (two.path / "fused" / MODEL / "S1").exists() and two.verify() == []
 
 
-def test_verify_names_damaged_sets_and_leftovers(two: CohortStore) -> None:
+def test_verify_names_damaged_sets_and_the_next_write_sweeps_leftovers(two: CohortStore) -> None:
     import shutil
+    import subprocess
+    import sys
+
+    from tmescope.store.atomic import work_path
 
     write_model_info(two, _info(two))
     write_fused_sample(two, MODEL, "S1", _fused(make_sample(seed=0)), grid=False)
     assert two.verify() == []
-    (two.path / "fused" / MODEL / ".S2.partial-0000").mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    leftover = work_path(two.path / "fused" / MODEL / "S2")
+    leftover = leftover.with_name(
+        leftover.name.replace(f"-{os.getpid()}-", f"-{gone.stdout.strip()}-")
+    )
+    leftover.mkdir()  # as a killed writer of S2's set leaves it
     shutil.rmtree(two.path / "fused" / MODEL / "S1" / "states")
     problems = two.verify()
-    assert len(problems) == 2
-    assert any(".S2.partial-0000: left by an interrupted write" in p for p in problems)
-    assert any(f"fused/{MODEL}/S1: damaged" in p for p in problems)
+    assert len(problems) == 1 and f"fused/{MODEL}/S1: damaged" in problems[0]
+    write_fused_sample(two, MODEL, "S2", _fused(make_sample(seed=1)), grid=False)
+    assert not leftover.exists()
 
 
 def test_a_second_write_replaces_the_set_whole(two: CohortStore) -> None:

@@ -30,6 +30,7 @@ from tmescope.cli import (
     store,
     synth,
 )
+from tmescope.cpus import THREADS_ENV, configure_threads
 from tmescope.errors import TmescopeError, TmescopeWarning
 
 EXIT_BAD_INPUT = 2
@@ -78,6 +79,17 @@ def root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            metavar="N",
+            help=f"Threads for torch, BLAS and patch readers (default: ${THREADS_ENV}, else "
+            "$OMP_NUM_THREADS, else the cores this process may use: its affinity, cgroup quota "
+            "and SLURM_CPUS_PER_TASK).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Tumour-microenvironment analysis of 10x Visium cohorts with pathology foundation models."""
     level = logging.INFO if verbose else logging.WARNING
@@ -88,6 +100,8 @@ def root(
         # Third-party deprecation chatter is not the user's business; ours always shows.
         warnings.filterwarnings("ignore")
     warnings.filterwarnings("always", category=TmescopeWarning)
+    # Before any command loads torch: its OpenMP reads the thread count and wait policy once.
+    configure_threads(threads)
 
 
 def _show_warning(

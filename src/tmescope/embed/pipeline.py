@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from tmescope.cpus import reader_threads
 from tmescope.embed.patches import PatchPlan
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample
@@ -68,11 +69,15 @@ def resolve_precision(
 
 @dataclass(frozen=True)
 class BatchReader:
-    """Reads batches of patches of one sample on ``readers`` threads, ``prefetch`` batches ahead."""
+    """Reads batches of patches of one sample on ``readers`` threads, ``prefetch`` batches ahead.
+
+    ``readers=None`` takes :func:`tmescope.cpus.reader_threads`: at most two, never more than
+    the thread budget (one on one core); 0 reads in the consuming thread.
+    """
 
     sample: Sample | SlideSample
     plan: PatchPlan
-    readers: int = 2
+    readers: int | None = None
     prefetch: int = 4
     prepare: Callable[[np.ndarray], Any] | None = None  # applied on the reader threads
 
@@ -92,10 +97,11 @@ class BatchReader:
 
     def iter_batches(self, batches: Sequence[slice]) -> Iterator[Any]:
         """Yield the batches in order, reading later ones while earlier ones are consumed."""
-        if self.readers <= 0:
+        readers = reader_threads() if self.readers is None else self.readers
+        if readers <= 0:
             yield from (self.read_prepared(rows) for rows in batches)
             return
-        with ThreadPoolExecutor(self.readers, thread_name_prefix="tmescope-read") as pool:
+        with ThreadPoolExecutor(readers, thread_name_prefix="tmescope-read") as pool:
             pending: deque[Future[Any]] = deque()
             todo = iter(batches)
             for rows in todo:

@@ -11,15 +11,14 @@
       subspot/          the sub-spot model, when trained with --resolution
                         (``fusion.subspot_model``)
 
-A model is written into a fresh sibling folder and renamed into place, so a reader sees a whole
-model or the previous one, never a mix; safetensors and JSON only (no pickle).
+A model is written into a hidden sibling folder and swapped into place in one step
+(``store.atomic``), so a reader sees a whole model or the previous one, never a mix, and a
+killed training leaves the previous model as it was; safetensors and JSON only (no pickle).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ import numpy as np
 from tmescope.errors import InputNotFoundError, ModelMismatchError
 from tmescope.fusion.reference import ReferenceProfiles
 from tmescope.fusion.target_spec import TargetSpec
+from tmescope.store.atomic import write_atomically
+from tmescope.store.durable import fsync_tree
 
 FORMAT = "tmescope-fusion-model"
 FORMAT_VERSION = 1
@@ -71,9 +72,9 @@ def save_model(
     from tmescope._version import __version__
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = directory.with_name(f".{directory.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    check_destination(directory)
+
+    def write(partial: Path) -> None:
         partial.mkdir()
         ensemble.save(partial / HEAD_DIR)
         if spec.reference is not None:
@@ -95,13 +96,13 @@ def save_model(
             "target": spec.to_json(),
             **dict(info),
         }
-        for name, write in (parts or {}).items():
-            write(partial / name)
+        for name, write_part in (parts or {}).items():
+            write_part(partial / name)
         (partial / MODEL_JSON).write_text(json.dumps(header, indent=1, allow_nan=True))
-        _swap_in(partial, directory)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
+        fsync_tree(partial)
+        check_destination(directory)  # still a model (or nothing) after the training
+
+    write_atomically(directory, write)
     return directory
 
 
@@ -157,15 +158,3 @@ def check_destination(directory: Path) -> None:
             f"{directory} exists and is not a tmescope model directory; choose another --out "
             "(nothing was written)"
         )
-
-
-def _swap_in(partial: Path, directory: Path) -> None:
-    """Rename ``partial`` to ``directory``; an older model there is moved aside, then deleted."""
-    check_destination(directory)
-    old = None
-    if directory.exists():
-        old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(directory, old)
-    os.replace(partial, directory)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

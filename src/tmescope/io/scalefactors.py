@@ -10,6 +10,7 @@ from typing import Any
 
 from tmescope.errors import ScalefactorsError
 from tmescope.io._keys import ScalefactorKeys as K
+from tmescope.io._messages import first_line
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,18 @@ class Scalefactors:
 def read_scalefactors(path: Path) -> Scalefactors:
     """Parse a scalefactors JSON file, checking that every value present is a positive number."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # From bytes, json detects UTF-8 (with or without a byte order mark), UTF-16 and UTF-32.
+        raw = json.loads(Path(path).read_bytes(), object_pairs_hook=_refuse_repeated_keys)
+    except _RepeatedKeyError as exc:
         raise ScalefactorsError(
-            f"could not read {path} as JSON ({exc}); expected Space Ranger's scalefactors_json.json"
+            f"{path} names {exc.key!r} twice; expected each scale factor once, as Space Ranger "
+            "writes them; copy the file again from the spatial/ folder"
+        ) from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        # ValueError: broken JSON, text that is not UTF-8/16/32, or a number of 4,300+ digits.
+        raise ScalefactorsError(
+            f"could not read {path} as JSON ({first_line(exc)}); expected Space Ranger's "
+            "scalefactors_json.json; copy it again from the spatial/ folder"
         ) from exc
     if not isinstance(raw, dict):
         raise ScalefactorsError(f"{path} holds a {type(raw).__name__}, expected a JSON object")
@@ -58,10 +67,18 @@ def read_scalefactors(path: Path) -> Scalefactors:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ScalefactorsError(f"{path}: {key} must be a number, found {value!r}")
+            raise ScalefactorsError(
+                f"{path}: {key} must be a number, found {_short(value)}; check the file"
+            )
+        try:
+            value = float(value)  # an integer beyond float's range overflows here
+        except OverflowError:
+            value = math.inf
         if not math.isfinite(value) or value <= 0:
-            raise ScalefactorsError(f"{path}: {key} must be a positive number, found {value!r}")
-        return float(value)
+            raise ScalefactorsError(
+                f"{path}: {key} must be a positive number, found {_short(value)}; check the file"
+            )
+        return value
 
     return Scalefactors(
         hires=number(K.HIRES),
@@ -72,3 +89,24 @@ def read_scalefactors(path: Path) -> Scalefactors:
         microns_per_pixel=number(K.MICRONS_PER_PIXEL),
         raw=raw,
     )
+
+
+class _RepeatedKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON leaves a repeated name undefined (Python keeps the last): refuse rather than guess."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _RepeatedKeyError(key)
+        result[key] = value
+    return result
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

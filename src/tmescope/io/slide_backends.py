@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import re
-import xml.etree.ElementTree as ET
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
@@ -16,7 +15,10 @@ import zarr
 from PIL import Image, UnidentifiedImageError
 
 from tmescope.errors import InputNotFoundError, MissingDependencyError, SlideReadError
+from tmescope.io._messages import first_line
+from tmescope.io.png_check import png_data_complete
 from tmescope.io.slide import Slide, SlideLevel, padded_read, to_rgb_uint8
+from tmescope.io.slide_mpp import plausible_mpp, tiff_mpp
 from tmescope.io.tiles import TileCache
 
 log = logging.getLogger(__name__)
@@ -24,20 +26,25 @@ log = logging.getLogger(__name__)
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff")
 OPENSLIDE_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-# Metadata that gives a "resolution" of 72 or 96 dpi is a screen default, not a microscope.
-PLAUSIBLE_MPP = (0.05, 50.0)
-_MICRONS_PER_UNIT = {
-    "INCH": 25_400.0,
-    "CENTIMETER": 10_000.0,
-    "MILLIMETER": 1_000.0,
-    "MICROMETER": 1.0,
-}
-_OME_UNIT_MICRONS = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+_PIL_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM")  # PNG, JPEG, BMP
+# What tifffile and zarr raise on a damaged file (struct.error: a header cut short).
+_TIFF_ERRORS = (
+    tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, TypeError, struct.error,
+    ZeroDivisionError, RecursionError, RuntimeError,
+)  # fmt: skip
+_PIL_ERRORS = (
+    UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, struct.error,
+    Image.DecompressionBombError, zlib.error,
+)  # fmt: skip
 
 
 def open_slide(path: Path | str) -> Slide:
-    """Open an RGB slide lazily with the backend that fits its format."""
+    """Open an RGB slide lazily with the backend that fits its format.
+
+    The format is sniffed from the first bytes, not the name (a PNG saved as ``.tif`` opens);
+    the name decides only for OpenSlide's vendor formats and for files that match no format.
+    """
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"image {path} does not exist; check the path given with --image")
@@ -48,9 +55,16 @@ def open_slide(path: Path | str) -> Slide:
     name = path.name.lower()
     if name.endswith(OPENSLIDE_SUFFIXES):
         return OpenSlideSlide(path)
-    if name.endswith(TIFF_SUFFIXES) or _looks_like_tiff(path):
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise SlideReadError(f"could not read image {path}: {exc}") from exc
+    if head.startswith(_TIFF_MAGIC):
         return TiffSlide(path)
-    return PilSlide(path)
+    if head.startswith(_PIL_MAGIC):
+        return PilSlide(path)
+    return TiffSlide(path) if name.endswith(TIFF_SUFFIXES) else PilSlide(path)
 
 
 class TiffSlide(Slide):
@@ -64,50 +78,55 @@ class TiffSlide(Slide):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._tiles: list[TileCache | None] = []
         with ExitStack() as on_error:  # a file we refuse is closed again
             try:
                 self._tif = on_error.enter_context(tifffile.TiffFile(path))
+                on_error.callback(self._close_tiles)
                 with _quiet_tifffile():
-                    series = self._tif.series[0]
-                self._axes = series.axes
-                self._arrays = [
-                    zarr.open_array(series.aszarr(level=i), mode="r")
-                    for i in range(len(series.levels))
-                ]
-            except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+                    self._parse()
+            except SlideReadError:
+                raise
+            except _TIFF_ERRORS as exc:
                 raise SlideReadError(
-                    f"could not read {path} as a TIFF image ({exc}); expected a (pyramidal) TIFF, SVS "
-                    "or OME-TIFF; re-export the slide or check that the file is complete"
+                    f"could not read {path} as a TIFF image ({first_line(exc)}); expected a "
+                    "(pyramidal) TIFF, SVS or OME-TIFF; re-export the slide or check that the "
+                    "file is complete"
                 ) from exc
-            if "Y" not in self._axes or "X" not in self._axes:
-                raise SlideReadError(f"{path}: image axes are {self._axes!r}, expected Y and X")
-            channels = [a for a in self._axes if a in "SC"]
-            n_channels = (
-                int(np.prod([series.shape[self._axes.index(a)] for a in channels]))
-                if channels
-                else 1
-            )
-            if n_channels > 4:
-                raise SlideReadError(
-                    f"{path} has {n_channels} channels; expected a brightfield RGB (H&E) image"
-                )
-            full_w = self._arrays[0].shape[self._axes.index("X")]
-            self.levels = tuple(
-                SlideLevel(
-                    width=a.shape[self._axes.index("X")],
-                    height=a.shape[self._axes.index("Y")],
-                    downsample=full_w / a.shape[self._axes.index("X")],
-                )
-                for a in self._arrays
-            )
-            self.mpp, self.mpp_source = _tiff_mpp(self._tif)
-            self._tiles = [
-                TileCache(path, level.keyframe)
-                if self._axes in ("YXS", "YX") and TileCache.supports(level.keyframe)
-                else None
-                for level in series.levels
-            ]
             on_error.pop_all()  # opened: the slide owns the file now
+
+    def _parse(self) -> None:
+        """Levels, channels, µm/px and tile caches from the TIFF's first series."""
+        series = self._tif.series[0]
+        self._axes = series.axes
+        self._arrays = [
+            zarr.open_array(series.aszarr(level=i), mode="r") for i in range(len(series.levels))
+        ]
+        if "Y" not in self._axes or "X" not in self._axes:
+            raise SlideReadError(f"{self.path}: image axes are {self._axes!r}, expected Y and X")
+        channels = [a for a in self._axes if a in "SC"]
+        n_channels = (
+            int(np.prod([series.shape[self._axes.index(a)] for a in channels])) if channels else 1
+        )
+        if n_channels > 4:
+            raise SlideReadError(
+                f"{self.path} has {n_channels} channels; expected a brightfield RGB (H&E) image"
+            )
+        sizes = [
+            (a.shape[self._axes.index("X")], a.shape[self._axes.index("Y")]) for a in self._arrays
+        ]
+        if min(min(size) for size in sizes) < 1:
+            raise SlideReadError(
+                f"{self.path} holds an empty image ({' / '.join(f'{w}×{h}' for w, h in sizes)} px); "
+                "re-export the slide"
+            )
+        self.levels = tuple(
+            SlideLevel(width=w, height=h, downsample=sizes[0][0] / w) for w, h in sizes
+        )
+        self.mpp, self.mpp_source = tiff_mpp(self._tif)
+        for level in series.levels:
+            supported = self._axes in ("YXS", "YX") and TileCache.supports(level.keyframe)
+            self._tiles.append(TileCache(self.path, level.keyframe) if supported else None)
 
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         array = self._arrays[level]
@@ -116,8 +135,11 @@ class TiffSlide(Slide):
         if tiles is not None:
             try:
                 return padded_read(tiles.read, (lvl.width, lvl.height), x, y, width, height)
-            except (ValueError, OSError, RuntimeError) as exc:
-                raise SlideReadError(f"could not decode a region of {self.path}: {exc}") from exc
+            except _TIFF_ERRORS as exc:
+                raise SlideReadError(
+                    f"could not decode a region of {self.path} ({first_line(exc)}); the file is "
+                    "damaged; copy it again or re-export the slide"
+                ) from exc
 
         def read(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
             index = tuple(
@@ -142,8 +164,11 @@ class TiffSlide(Slide):
 
         try:
             return padded_read(read, (lvl.width, lvl.height), x, y, width, height)
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise SlideReadError(f"could not decode a region of {self.path}: {exc}") from exc
+        except _TIFF_ERRORS as exc:
+            raise SlideReadError(
+                f"could not decode a region of {self.path} ({first_line(exc)}); the file is "
+                "damaged; copy it again or re-export the slide"
+            ) from exc
 
     def check_complete(self) -> None:
         """Every tile or strip of every page lies inside the file: a truncated copy is caught
@@ -154,9 +179,9 @@ class TiffSlide(Slide):
                 # Pyramid levels may be SubIFDs, which the file's page list does not hold.
                 pages = [p for level in self._tif.series[0].levels for p in level.pages if p]
                 pages += list(self._tif.pages)
-        except (tifffile.TiffFileError, OSError, ValueError) as exc:
+        except _TIFF_ERRORS as exc:
             raise SlideReadError(
-                f"slide {self.path} is damaged or truncated ({exc}); copy the slide again"
+                f"slide {self.path} is damaged or truncated ({first_line(exc)}); copy the slide again"
             ) from exc
         for page in pages:
             offsets = getattr(page, "dataoffsets", ())
@@ -169,10 +194,13 @@ class TiffSlide(Slide):
                 )
 
     def close(self) -> None:
+        self._close_tiles()
+        self._tif.close()
+
+    def _close_tiles(self) -> None:
         for tiles in self._tiles:
             if tiles is not None:
                 tiles.close()
-        self._tif.close()
 
 
 class OpenSlideSlide(Slide):
@@ -200,7 +228,7 @@ class OpenSlideSlide(Slide):
             )
         )
         mpp = self._slide.properties.get("openslide.mpp-x")
-        self.mpp = _plausible(float(mpp)) if mpp else None
+        self.mpp = plausible_mpp(mpp) if mpp else None
         self.mpp_source = "openslide.mpp-x" if self.mpp else None
         self._closed = False
 
@@ -233,11 +261,13 @@ class PilSlide(Slide):
         try:
             with Image.open(path) as image:
                 width, height = image.size
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        except _PIL_ERRORS as exc:
             raise SlideReadError(
-                f"could not read {path} as an image ({exc}); expected PNG, JPEG or a TIFF/SVS slide "
-                "(convert very large JPEGs to a pyramidal TIFF)"
+                f"could not read {path} as an image ({first_line(exc)}); expected PNG, JPEG or a "
+                "TIFF/SVS slide (convert very large JPEGs to a pyramidal TIFF)"
             ) from exc
+        if width < 1 or height < 1:
+            raise SlideReadError(f"{path} holds an empty image ({width}×{height} px)")
         self.levels = (SlideLevel(width=width, height=height, downsample=1.0),)
         self.mpp, self.mpp_source = None, None
         self._pixels: np.ndarray | None = None
@@ -247,9 +277,19 @@ class PilSlide(Slide):
         if self._pixels is None:
             try:
                 with Image.open(self.path) as image:
-                    self._pixels = to_rgb_uint8(_pil_array(image))
-            except (OSError, ValueError) as exc:
-                raise SlideReadError(f"could not decode {self.path}: {exc}") from exc
+                    pixels = to_rgb_uint8(_pil_array(image))
+                    if image.format == "PNG" and not png_data_complete(self.path):
+                        raise SlideReadError(
+                            f"{self.path} holds fewer pixels than its header claims "
+                            f"({image.width} × {image.height} px): the file is damaged or cut "
+                            "short; copy it again"
+                        )
+                self._pixels = pixels
+            except _PIL_ERRORS as exc:
+                raise SlideReadError(
+                    f"could not decode {self.path} ({first_line(exc)}); the file is damaged or cut "
+                    "short; copy it again"
+                ) from exc
         return self._pixels
 
     def read_level(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
@@ -285,49 +325,3 @@ def _quiet_tifffile() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def _looks_like_tiff(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-
-
-def _tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str | None]:
-    """µm per level-0 pixel from SVS, OME or TIFF resolution tags, when plausible."""
-    page = tif.pages.first
-    if tif.is_svs:
-        match = re.search(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)", page.description or "")
-        if match:
-            return _plausible(float(match.group(1))), "svs:MPP"
-    if tif.is_ome and tif.ome_metadata:
-        mpp = _ome_mpp(tif.ome_metadata)
-        if mpp:
-            return _plausible(mpp), "ome:PhysicalSizeX"
-    unit = getattr(page.resolutionunit, "name", str(page.resolutionunit))
-    x_res = page.resolution[0] if page.resolution else 0
-    if unit in _MICRONS_PER_UNIT and x_res and x_res > 1:
-        mpp = _plausible(_MICRONS_PER_UNIT[unit] / x_res)
-        return mpp, ("tiff:XResolution" if mpp else None)
-    return None, None
-
-
-def _ome_mpp(xml: str) -> float | None:
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError:
-        return None
-    for element in root.iter():
-        if element.tag.endswith("Pixels") and "PhysicalSizeX" in element.attrib:
-            unit = element.attrib.get("PhysicalSizeXUnit", "µm")
-            return float(element.attrib["PhysicalSizeX"]) * _OME_UNIT_MICRONS.get(unit, 1.0)
-    return None
-
-
-def _plausible(mpp: Any) -> float | None:
-    low, high = PLAUSIBLE_MPP
-    if mpp is None or not (low <= float(mpp) <= high):
-        if mpp is not None:
-            log.info("ignoring implausible image resolution %.4g µm/px", float(mpp))
-        return None
-    return float(mpp)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tmescope.cpus import ensure_threads
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample, read_visium
 from tmescope.io.slide_sample import SlideSample, check_mpp, read_slide
@@ -60,7 +61,7 @@ class EmbedSettings:
     precision: str = "auto"
     patch_um: float | None = None  # default: encoder input px × encoder µm/px
     grid_um: float | None = None
-    readers: int = 2
+    readers: int | None = None  # patch-reading threads; None: sized from the thread budget
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     overwrite: bool = False
     subspot_um: float = DEFAULT_SUBSPOT_UM  # sub-spot bin size; 0: no sub-spot features
@@ -83,7 +84,7 @@ class EmbedSettings:
             problems.append(
                 f"--subspot must be a bin size in µm, or 0 for none, got {self.subspot_um}"
             )
-        if self.readers < 0 or self.chunk_rows < 1:
+        if (self.readers is not None and self.readers < 0) or self.chunk_rows < 1:
             problems.append(
                 f"readers must be >= 0 and chunk_rows >= 1, got {self.readers}, {self.chunk_rows}"
             )
@@ -392,6 +393,7 @@ def embed_samples(
     scheduler address, one Dask task per sample. The encoder is built, and the store's
     fingerprint checked, before any sample is touched.
     """
+    ensure_threads()  # torch, BLAS and readers sized to the cores before torch loads
     from tmescope.embed.registry import encoder_fingerprint
     from tmescope.jobs.embed_dask import EncoderRecipe, embed_on_dask
     from tmescope.store import CohortStore

@@ -10,6 +10,7 @@ sample groups; a task returns only a small summary.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,15 @@ from typing import Any
 
 from distributed import WorkerPlugin
 
+from tmescope.cpus import (
+    THREADS_ENV,
+    configure_threads,
+    configured_threads,
+    ensure_threads,
+    thread_budget,
+    usable_cpus,
+    worker_environ,
+)
 from tmescope.errors import InvalidParameterError, MissingDependencyError
 from tmescope.jobs.embed import (
     EmbedSettings,
@@ -52,7 +62,8 @@ class EncoderRecipe:
 
 
 class EncoderPlugin(WorkerPlugin):
-    """A Dask worker plugin that builds the encoder once when the worker starts."""
+    """A Dask worker plugin that sizes the worker's thread pools and builds the encoder once
+    when the worker starts."""
 
     name = PLUGIN_NAME
 
@@ -60,14 +71,23 @@ class EncoderPlugin(WorkerPlugin):
         self.recipe = recipe
 
     def setup(self, worker: Any) -> None:
-        import torch
-
-        # One Dask thread per worker process: let torch use the cores the worker was given.
-        torch.set_num_threads(max(1, int(getattr(worker.state, "nthreads", 1) or 1)))
+        configure_threads(worker_threads(int(getattr(worker.state, "nthreads", 1) or 1)))
+        ensure_threads()
         worker.tmescope_encoder = self.recipe.build()
 
     def teardown(self, worker: Any) -> None:
         worker.tmescope_encoder = None
+
+
+def worker_threads(nthreads: int) -> int:
+    """torch threads of a worker: ``TMESCOPE_THREADS`` in its environment (a ``local:N``
+    worker's share, or the user's), else its Dask threads, at most the cores it may use.
+
+    Not ``OMP_NUM_THREADS``: Dask's nanny sets it to 1 in every worker it starts.
+    """
+    if os.environ.get(THREADS_ENV, "").strip():
+        return thread_budget()
+    return max(1, min(nthreads, usable_cpus()))
 
 
 def _embed_on_worker(
@@ -128,12 +148,15 @@ def dask_client(scheduler: str) -> Iterator[Any]:
         n = int(match.group(1))
         if n < 1:
             raise InvalidParameterError(f"--scheduler local:N needs N >= 1, got {scheduler!r}")
+        # The workers share this process's thread budget: N × torch threads ≤ the cores.
+        share = max(1, configured_threads() // n)
         with (
             LocalCluster(
                 n_workers=n,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                env=worker_environ(share),
             ) as cluster,
             Client(cluster) as client,
         ):

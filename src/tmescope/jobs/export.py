@@ -10,9 +10,6 @@ finished export into place; ``export_spatialdata`` and ``export_geojson`` lay th
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from tmescope.errors import InvalidParameterError, StoreError
+from tmescope.store.atomic import write_atomically
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -167,31 +165,16 @@ def _is_replaceable_zarr(path: Path) -> bool:
 
 
 def replace_atomically(out: Path, write: Callable[[Path], T], *, overwrite: bool) -> T:
-    """``write`` into a hidden sibling of ``out``, then rename it into place: ``out`` is the old
-    export or the new one, whole, never a half-written one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
+    """``write`` into a hidden sibling of ``out``, then put it in place: ``out`` is the old
+    export or the new one, whole, never a half-written one (``store.atomic``)."""
+
+    def checked(partial: Path) -> T:
         result = write(partial)
         if out.exists() and not overwrite:  # appeared while we wrote: keep theirs
             raise InvalidParameterError(f"{out} appeared while exporting; nothing was replaced")
-        if out.is_dir():  # a folder cannot be renamed over: move it aside first
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            try:
-                os.replace(partial, out)
-            except OSError:
-                os.replace(old, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(partial, out)
-    finally:
-        if partial.is_dir():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
-            partial.unlink(missing_ok=True)
-    return result
+        return result
+
+    return write_atomically(out, checked)
 
 
 def load_export_model(store: CohortStore, model_dir: Path | str) -> ExportModel:

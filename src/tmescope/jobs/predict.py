@@ -13,8 +13,6 @@ neighbour it attends to, mean over heads) and ``obsp["attention_layer1"]`` the f
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +21,7 @@ import numpy as np
 
 from tmescope.errors import ModelMismatchError, TmescopeError, TmescopeWarning
 from tmescope.fusion.prediction import SamplePrediction
+from tmescope.store.atomic import write_atomically
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -298,11 +297,5 @@ def _slide_spatial(meta: Any) -> dict[str, Any]:
 
 def _write_h5ad(adata: ad.AnnData, out: Path) -> Path:
     """Write through a temporary file and rename: ``out`` is whole or absent, never partial."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        adata.write_h5ad(partial)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(out, adata.write_h5ad)
     return out

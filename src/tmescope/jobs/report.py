@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 
 from tmescope._version import __version__
 from tmescope.errors import InvalidParameterError
+from tmescope.store.atomic import write_atomically
 from tmescope.viz.report.gallery import GalleryQuery, similar_regions
 from tmescope.viz.report.genes import (
     Measured,
@@ -352,12 +351,6 @@ def _header_facts(
 
 def _write_atomically(out: Path, page: str) -> Path:
     """Write through a temporary file beside ``out`` and rename: whole or absent, never partial."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        partial.write_text(page, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(out, lambda partial: partial.write_text(page, encoding="utf-8"))
     log.info("report written to %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return out

@@ -2,7 +2,9 @@
 
 The viewer binds to the loopback interface by default: it reads slides and expression that may
 be confidential and has no authentication, so it is meant for the person at the machine (or an
-SSH tunnel). Another host is served only when asked, with a warning.
+SSH tunnel). There it answers only requests that name a loopback host, so that a web page cannot
+reach it through a name of its own (DNS rebinding). Another host is served only when asked,
+with a warning.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ def serve(
     sock = _bind(host, port)
     try:
         app = make_app(store, model_dir, device=device)
+        if _is_loopback(host):
+            from tmescope.viz.app.hosts import LOOPBACK_NAMES, HostCheck
+
+            bound = f"[{host}]" if ":" in host else host  # as a Host header names it
+            app.add_middleware(HostCheck, allowed=(*LOOPBACK_NAMES, bound))
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
         if on_ready is not None:

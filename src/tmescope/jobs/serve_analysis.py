@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tmescope.viz.app.kept import Kept
 from tmescope.viz.app.subspot import PAIR_SEP, SubspotBins
 
 if TYPE_CHECKING:
@@ -149,9 +149,8 @@ class ViewerSubspot:
     def __init__(self, store: CohortStore, model: FusionModel) -> None:
         self._store = store
         self._model = model
-        self._lock = threading.Lock()  # guards the members below, never held while predicting
-        self._sample_locks: dict[str, threading.Lock] = {}
-        self._maps: OrderedDict[str, ad.AnnData] = OrderedDict()
+        self._lock = threading.Lock()  # guards _bin_um, never held while predicting
+        self._maps: Kept[str, ad.AnnData] = Kept(MAPS_KEPT)
         self._bin_um: float | None = None
 
     @property
@@ -180,22 +179,7 @@ class ViewerSubspot:
         return maps.obsm[_OBSM[layer]][feature].to_numpy(dtype=np.float64)
 
     def _maps_of(self, sample_id: str) -> ad.AnnData:
-        with self._lock:
-            maps = self._maps.get(sample_id)
-            if maps is not None:
-                self._maps.move_to_end(sample_id)
-                return maps
-            sample_lock = self._sample_locks.setdefault(sample_id, threading.Lock())
-        with sample_lock:
-            with self._lock:
-                maps = self._maps.get(sample_id)  # a concurrent first request made them
-            if maps is None:
-                maps = self._predict(sample_id)
-                with self._lock:
-                    self._maps[sample_id] = maps
-                    while len(self._maps) > MAPS_KEPT:
-                        self._maps.popitem(last=False)
-            return maps
+        return self._maps.get(sample_id, lambda: self._predict(sample_id))
 
     def _predict(self, sample_id: str) -> ad.AnnData:
         import anndata as ad

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tmescope.cpus import ensure_threads
 from tmescope.errors import InvalidParameterError, TrainingDataError
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def train_model(
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Cross-validate the chosen models on ``store`` and save the final head to ``out``."""
+    ensure_threads()  # before fusion loads torch: its OpenMP reads the wait policy once
     from tmescope.fusion.cohort import read_spot_table
     from tmescope.fusion.evaluation import (
         cross_validate,

@@ -16,9 +16,9 @@ fused space searched without running the model again::
         _index/                     the fused space's FAISS index (laid out as the store's
                                     ``index/``; a sample id cannot start with ``_``)
 
-A sample's set is written into a hidden folder beside it and renamed into place, so a reader
-sees a whole set or none; two writers of the same set cannot mix (the second rename fails and
-its copy is dropped). A set is *fresh* while the sample's source hash and completion time match
+A sample's set is written into a hidden folder beside it and swapped into place in one step
+(``atomic.write_atomically``), so a reader sees the old set or the new one, whole; two writers
+of the same set cannot mix (each puts a whole, equal set in place). A set is *fresh* while the sample's source hash and completion time match
 the ones recorded: re-embedding a sample makes its fused set stale.
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import zarr
 from zarr.storage import LocalStore
 
 from tmescope.errors import InvalidParameterError, StoreError
+from tmescope.store.atomic import remove_atomically, write_atomically
 from tmescope.store.durable import fsync, fsync_file, fsync_tree
 from tmescope.store.schema import now
 
@@ -177,8 +177,7 @@ def write_fused_sample(
     directory = model_directory(store, model_id)
     if read_model_info(store, model_id) is None:
         raise StoreError(f"write the model's description (write_model_info) before {sample_id!r}")
-    partial = directory / f".{sample_id}.partial-{uuid.uuid4().hex[:8]}"
-    try:
+    def write(partial: Path) -> None:
         group = zarr.open_group(LocalStore(partial), mode="w", zarr_format=3)
         for name in ARRAYS:
             value = getattr(data, name)
@@ -190,21 +189,10 @@ def write_fused_sample(
             {"n": data.n, "grid": grid, "created": now(), **sample_stamp(store, sample_id)}
         )
         fsync_tree(partial)
-        target = directory / sample_id
-        if target.exists():
-            stale = directory / f".{sample_id}.stale-{uuid.uuid4().hex[:8]}"
-            os.replace(target, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(partial, target)
-        except OSError:
-            if not target.exists():
-                raise
-            # Another writer put its (equal) set in place first: keep theirs.
-        fsync(directory)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
+
+    # A whole set replaces the old one in one step; two writers of one set both write whole
+    # (equal) sets, and the last one stays.
+    write_atomically(directory / sample_id, write)
 
 
 def read_fused_sample(store: CohortStore, model_id: str, sample_id: str) -> FusedSample:
@@ -239,16 +227,15 @@ def remove_fused_sets(store: CohortStore, sample_id: str) -> int:
     for model in sorted(root.iterdir()) if root.is_dir() else []:
         target = model / sample_id
         if _visible(model) and target.is_dir():
-            doomed = model / f".{sample_id}.stale-{uuid.uuid4().hex[:8]}"
-            os.replace(target, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            remove_atomically(target)
             removed += 1
     return removed
 
 
 def verify_fused(store: CohortStore) -> list[str]:
-    """Problems of the fused sets, one line each: unreadable descriptions, damaged sets,
-    leftovers of interrupted writes. A stale set (its sample embedded again) is no problem:
+    """Problems of the fused sets, one line each: unreadable descriptions, damaged sets, sets of
+    samples the store no longer holds. Hidden work paths are no problem: in progress, or left
+    by a killed writer and removed by the next one (``atomic.sweep_leftovers``). A stale set (its sample embedded again) is no problem:
     the next command that needs it writes it again."""
     root = store.path / FUSED
     if not root.is_dir():
@@ -269,8 +256,8 @@ def verify_fused(store: CohortStore) -> list[str]:
             if not entry.is_dir() or entry.name == FUSED_INDEX:
                 continue
             if entry.name.startswith("."):
-                problems.append(f"{where}/{entry.name}: left by an interrupted write; delete it")
-            elif entry.name not in complete:
+                continue  # work in progress, or left by a killed writer: the next one sweeps it
+            if entry.name not in complete:
                 problems.append(
                     f"{where}/{entry.name}: a set of a sample the store no longer holds; delete it"
                 )

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from tmescope.errors import (
     StaleIndexWarning,
     StoreError,
 )
-from tmescope.store.durable import fsync, fsync_file
+from tmescope.store.atomic import sweep_folder, write_atomically
 from tmescope.store.fingerprint import field_differences
 from tmescope.store.locking import NameLock
 from tmescope.store.schema import INDEX, now
@@ -458,7 +457,8 @@ def _write(
     keep = {*names.values(), "zarr.json"}
     for path in directory.iterdir():
         if path.is_file() and path.name not in keep and not path.name.startswith("."):
-            path.unlink()  # files of older generations, now unreferenced
+            path.unlink()  # files of older generations (or of killed builds), now unreferenced
+    sweep_folder(directory)  # temporary files of killed builds
     return info
 
 
@@ -476,14 +476,7 @@ def _save_rows(path: Path, rows: Mapping[str, np.ndarray]) -> None:
 
 def _replace(target: Path, write: Any) -> None:
     """Write ``target`` through a temporary file beside it, flushed, then renamed into place."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        fsync(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_file(target)
+    write_atomically(target, write, durable=True)
 
 
 # --- reading ----------------------------------------------------------------------------------

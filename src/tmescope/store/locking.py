@@ -9,6 +9,11 @@ The lock file is removed on release, so a store at rest holds only Zarr nodes. T
 with the usual check: the holder unlinks the path *before* unlocking, and whoever locks a file
 confirms afterwards that the path still names the inode it locked (else it locked an orphan
 and tries again).
+
+A lock file that is still there, names its holder, and can be locked nonetheless was left by a
+writer that died holding it (``kill -9``, an out-of-memory kill, a scheduler's time limit): the
+kernel has already let go of it, so it is taken over at once, with a :class:`StaleLockWarning`
+that names the process that is gone, and its unfinished work resumes.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import IO
 
-from tmescope.errors import StoreError, StoreLockedError, StoreNotWritableError
+from tmescope.errors import StaleLockWarning, StoreError, StoreLockedError, StoreNotWritableError
 
 
 class NameLock:
@@ -72,6 +78,17 @@ class NameLock:
             if self._names_inode_of(handle):
                 break
             handle.close()  # the previous holder removed the file as we locked it: go again
+        handle.seek(0)
+        left_by = _parse_holder(handle.read(256))
+        if left_by is not None:
+            pid, host = left_by
+            warnings.warn(
+                f"took over the lock on {self._what} left by pid {pid} on {host}, which is gone "
+                "(killed or crashed while writing); its unfinished work resumes",
+                StaleLockWarning,
+                stacklevel=2,
+            )
+        handle.seek(0)
         handle.truncate(0)
         handle.write(f"{os.getpid()}@{socket.gethostname()}\n".encode())
         handle.flush()
@@ -96,8 +113,13 @@ class NameLock:
 
     def _holder(self) -> str:
         try:
-            text = self._path.read_text().strip()
+            holder = _parse_holder(self._path.read_bytes()[:256])
         except OSError:
             return ""
-        pid, _, host = text.partition("@")
-        return f" (pid {pid} on {host})" if pid and host else ""
+        return f" (pid {holder[0]} on {holder[1]})" if holder else ""
+
+
+def _parse_holder(content: bytes) -> tuple[int, str] | None:
+    """``(pid, host)`` from a lock file's ``pid@host`` line, or ``None`` (empty, or not ours)."""
+    pid, at, host = content.decode("utf-8", "replace").strip().partition("@")
+    return (int(pid), host) if at and pid.isdigit() and host else None

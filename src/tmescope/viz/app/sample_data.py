@@ -1,8 +1,9 @@
 """What the viewer's API reads: a store's rows, measured values, predictions and similar regions.
 
-Everything is read lazily and kept: a sample's rows and measured expression on its first request,
-its :class:`~tmescope.fusion.prediction.SamplePrediction` (when a model was given) on the first
-request that needs one. A lock per sample makes two concurrent first requests compute once.
+Everything is read lazily: a sample's rows on its first request, and kept; its measured
+expression and its :class:`~tmescope.fusion.prediction.SamplePrediction` (when a model was
+given) on the first request that needs them, kept for the latest few samples only (a
+:class:`~tmescope.viz.app.kept.Kept`: two concurrent first requests compute once).
 Rows are always in the store's order (spots and tiles as stored), so every per-row array the API
 returns lines up with :meth:`CohortData.rows`.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -31,6 +31,7 @@ from tmescope.errors import (
 )
 from tmescope.store import CohortStore
 from tmescope.store.schema import row_kind_names
+from tmescope.viz.app.kept import Kept
 
 if TYPE_CHECKING:
     from tmescope.fusion.prediction import SamplePrediction
@@ -41,6 +42,7 @@ LAYERS: tuple[Layer, ...] = ("measured", "predicted", "std")
 SPACES = ("raw", "fused")  # where similar regions are searched
 MAX_K = 50
 MEASURED_KEPT = 4  # samples whose measured tables stay in memory
+PREDICTIONS_KEPT = 8  # samples whose predictions stay in memory (a few MB each; seconds to make)
 
 
 class PredictionsUnavailableError(StoreError):
@@ -172,13 +174,12 @@ class CohortData:
         self.model = model
         self._read_expression = measured
         self._sample_ids = tuple(store.sample_ids())
-        self._locks = {sid: threading.Lock() for sid in self._sample_ids}
+        self._known = frozenset(self._sample_ids)
         self._rows: dict[str, SampleRows] = {}
         # Without a model a measured table holds every gene: keep only the latest few samples.
-        self._measured: OrderedDict[str, _Measured] = OrderedDict()
-        self._measured_lock = threading.Lock()
+        self._measured: Kept[str, _Measured] = Kept(MEASURED_KEPT)
         self._gene_names: dict[str, tuple[str, ...]] = {}
-        self._predictions: dict[str, tuple[SamplePrediction, np.ndarray]] = {}
+        self._predictions: Kept[str, tuple[SamplePrediction, np.ndarray]] = Kept(PREDICTIONS_KEPT)
         self._indexes: dict[str, CohortIndex] = {}  # "raw" and "fused", loaded when first asked
         self._index_lock = threading.Lock()
 
@@ -193,7 +194,7 @@ class CohortData:
 
     def check_sample(self, sample_id: str) -> str:
         """``sample_id`` if the store holds it, else a :class:`SampleNotFoundError`."""
-        if sample_id not in self._locks:
+        if sample_id not in self._known:
             raise SampleNotFoundError(
                 f"no sample {sample_id!r} in this store; it holds {', '.join(self._sample_ids)}"
             )
@@ -340,31 +341,19 @@ class CohortData:
                 "no predictions: the viewer was started without a model; start it with "
                 "`tmescope serve STORE --model MODEL_DIR`"
             )
-        cached = self._predictions.get(sample_id)
-        if cached is not None:
-            return cached
-        with self._locks[sample_id]:
-            if sample_id not in self._predictions:
-                record = self.store.sample_record(sample_id)
-                prediction = self.model.predict(sample_id)
-                order = np.full(record.n, -1, dtype=np.int64)
-                order[prediction.store_rows] = np.arange(prediction.n)
-                self._predictions[sample_id] = (prediction, order)
-            return self._predictions[sample_id]
+        model = self.model
+
+        def make() -> tuple[SamplePrediction, np.ndarray]:
+            prediction = model.predict(sample_id)
+            order = np.full(self.store.sample_record(sample_id).n, -1, dtype=np.int64)
+            order[prediction.store_rows] = np.arange(prediction.n)
+            return prediction, order
+
+        return self._predictions.get(sample_id, make)
 
     def _measured_of(self, sample_id: str) -> _Measured:
         self.check_sample(sample_id)
-        with self._locks[sample_id]:
-            with self._measured_lock:
-                measured = self._measured.get(sample_id)
-            if measured is None:
-                measured = self._read_measured(sample_id)
-            with self._measured_lock:
-                self._measured[sample_id] = measured
-                self._measured.move_to_end(sample_id)
-                while len(self._measured) > MEASURED_KEPT:
-                    self._measured.popitem(last=False)
-            return measured
+        return self._measured.get(sample_id, lambda: self._read_measured(sample_id))
 
     def _read_measured(self, sample_id: str) -> _Measured:
         """With a model, its own targets (genes, then states) computed as in training; without,

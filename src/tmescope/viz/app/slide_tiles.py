@@ -5,7 +5,8 @@ coordinates), whatever image the slide is: the full-resolution TIFF or a Space R
 (``image_scale`` maps the frame onto it). Level ``max_level`` is that frame at 1:1, each level
 below halves it, level 0 is one pixel, as in Deep Zoom (DZI); tiles are ``TILE_PX`` squares
 without overlap, cropped at the right and bottom edges. Every tile is read lazily from the best
-pyramid level of the slide, so no whole image is ever decoded.
+pyramid level of the slide, so no whole image is ever decoded. Tiles are kept up to
+:data:`CACHE_BYTES` in all, and each sample's thumbnail once made (it reads the whole slide).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections import OrderedDict
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -25,12 +25,14 @@ from tmescope.io import Sample
 from tmescope.io.reopen import reopen_sample
 from tmescope.io.slide_sample import SlideSample
 from tmescope.store import CohortStore
+from tmescope.viz.app.kept import Kept, KeptBytes
 
 TILE_PX = 256
 JPEG_QUALITY = 85
 THUMBNAIL_PX = 1024  # long side of a whole-slide thumbnail
 PATCH_PX = (32, 512)  # the sizes a patch (similar-region thumbnail) may be asked at
-CACHE_TILES = 2048  # ~20 kB a tile: tens of MB at most
+CACHE_BYTES = 64 << 20  # ~3,000 tiles of ~20 kB: what a few screens of panning revisit
+THUMBNAILS_KEPT = 32  # ~100 kB each
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,15 @@ class SlideTiles:
     sample's reads are serialised by its own lock while other samples go on in parallel.
     """
 
-    def __init__(self, store: CohortStore, *, cache_tiles: int = CACHE_TILES) -> None:
+    def __init__(self, store: CohortStore, *, cache_bytes: int = CACHE_BYTES) -> None:
         self._store = store
         self._stack = ExitStack()
         self._opened: dict[str, tuple[Sample | SlideSample, DeepZoom, threading.Lock]] = {}
         self._opening = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._cache_tiles = cache_tiles
+        self._tiles: KeptBytes[tuple[str, int, int, int]] = KeptBytes(cache_bytes)
+        # A thumbnail decodes a whole pyramid level: once per sample, not once per request
+        # (a burst of them held a level per worker thread, hundreds of MB).
+        self._thumbnails: Kept[tuple[str, int], bytes] = Kept(THUMBNAILS_KEPT)
 
     def deep_zoom(self, sample_id: str) -> DeepZoom:
         return self._sample(sample_id)[1]
@@ -84,10 +87,9 @@ class SlideTiles:
     def tile(self, sample_id: str, level: int, col: int, row: int) -> bytes:
         """The JPEG of one tile (checked against the pyramid first)."""
         key = (sample_id, level, col, row)
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        cached = self._tiles.get(key)
+        if cached is not None:
+            return cached
         sample, dz, lock = self._sample(sample_id)
         dz.check_tile(level, col, row)
         scale = 2.0 ** (dz.max_level - level)  # full-res px per level px
@@ -100,17 +102,19 @@ class SlideTiles:
                 x0 * scale * s, y0 * scale * s, w * scale * s, h * scale * s, size=(w, h)
             )
         data = _jpeg(pixels)
-        with self._cache_lock:
-            self._cache[key] = data
-            while len(self._cache) > self._cache_tiles:
-                self._cache.popitem(last=False)
+        self._tiles.put(key, data)
         return data
 
     def thumbnail(self, sample_id: str, *, max_px: int = THUMBNAIL_PX) -> bytes:
         """The whole slide, its long side ``max_px`` at most."""
         sample, _, lock = self._sample(sample_id)
-        with lock:
-            return _jpeg(sample.slide.thumbnail(max_px))
+
+        def make() -> bytes:
+            with lock:
+                pixels = sample.slide.thumbnail(max_px)
+            return _jpeg(pixels)
+
+        return self._thumbnails.get((sample_id, max_px), make)
 
     def patch(self, sample_id: str, x: float, y: float, *, size_px: int) -> bytes:
         """The embedding's field of view centred on full-resolution pixel ``(x, y)``."""
