@@ -74,7 +74,7 @@ def replace_path(source: Path, target: Path) -> None:
     else:
         aside = work_path(target, ASIDE)
         os.replace(target, aside)
-        os.replace(source, target)  # a kill before this line is undone by restore_interrupted
+        os.replace(source, target)  # a kill just before this is undone by sweep_leftovers
         _remove(aside)
     fsync(target.parent)
 
