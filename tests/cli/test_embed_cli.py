@@ -437,7 +437,11 @@ def test_store_rm(store_copy: Path, synth_cohort: list[Path]) -> None:
 
     before = tree_digest(store_copy)
     missing = run_cli("store", "rm", store_copy, "nope")
-    assert_one_line_error(missing, "nope", kept)
+    assert_one_line_error(missing, "nope", kept, "--missing-ok")
+    assert tree_digest(store_copy) == before
+    again = call_cli("store", "rm", store_copy, gone, "--missing-ok", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == []  # nothing left to remove: a script may run it again
     assert tree_digest(store_copy) == before
 
 

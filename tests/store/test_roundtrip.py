@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ from cohort_factories import FINGERPRINT, SampleData, make_sample, write_sample
 
 from tmescope.errors import SampleNotFoundError, StoreError
 from tmescope.store import CohortStore, RowKind, SampleStatus
+from tmescope.store.atomic import DOOMED, work_path
 
 
 def test_round_trip(store: CohortStore, sample: SampleData) -> None:
@@ -135,6 +137,25 @@ def test_remove_sample(store: CohortStore, sample: SampleData, store_path: Path)
     with pytest.raises(SampleNotFoundError):
         store.remove_sample("S1")
     assert store.verify() == []
+
+
+def test_a_removal_cut_short_by_a_killed_process_is_finished_by_the_next_writer(
+    store: CohortStore, sample: SampleData, store_path: Path
+) -> None:
+    write_sample(store, "S1", sample)
+    write_sample(store, "S2", make_sample(seed=1, source_hash="h1"))
+    # What a removal killed between its rename and the end of its deletion leaves: the sample
+    # renamed away under a work name of a process of this host that is gone.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    left = work_path(store_path / "samples" / "S1", DOOMED)
+    left = left.with_name(left.name.replace(f"-{os.getpid()}-", f"-{dead}-"))
+    (store_path / "samples" / "S1").rename(left)
+    assert store.sample_ids(include_incomplete=True) == ["S2"]  # gone for readers at once
+    assert store.verify() == []  # nothing to fix by hand
+    assert store.finish_removals() == 1
+    assert not left.exists()
+    assert sorted(p.name for p in (store_path / "samples").iterdir()) == ["S2", "zarr.json"]
 
 
 def test_the_store_room_loads_neither_torch_nor_anndata_on_import() -> None:

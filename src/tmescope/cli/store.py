@@ -66,12 +66,16 @@ def info(store: StorePath, as_json: AsJson = False) -> None:
 def rm(
     store: StorePath,
     samples: Annotated[list[str], typer.Argument(help="Sample ids to remove.")],
+    missing_ok: Annotated[
+        bool,
+        typer.Option("--missing-ok", help="Skip ids the store does not hold (a script run again)."),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Remove samples from the store (refused while another process writes them)."""
     from tmescope.workflows import remove_samples
 
-    removed = remove_samples(store, samples)
+    removed = remove_samples(store, samples, missing_ok=missing_ok)
     typer.echo(json.dumps(removed) if as_json else "\n".join(f"removed {s}" for s in removed))
 
 

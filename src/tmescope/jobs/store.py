@@ -27,20 +27,30 @@ def store_info(store: Path | str) -> StoreInfo:
     return CohortStore.open(store, mode="r").info()
 
 
-def remove_samples(store: Path | str, sample_ids: Sequence[str]) -> list[str]:
-    """Remove samples from a store (twin of ``tmescope store rm``); all ids are checked first."""
+def remove_samples(
+    store: Path | str, sample_ids: Sequence[str], *, missing_ok: bool = False
+) -> list[str]:
+    """Remove samples from a store (twin of ``tmescope store rm``); all ids are checked first.
+
+    ``missing_ok`` skips the ids the store does not hold instead of refusing them, so a script
+    can run the removal again (after a kill, say); the ids removed are returned. Removals that a
+    killed process left unfinished are finished off either way.
+    """
     from tmescope.store import CohortStore
 
     opened = CohortStore.open(store, mode="a")
+    opened.finish_removals()
     present = set(opened.sample_ids(include_incomplete=True))
     missing = [s for s in sample_ids if s not in present]
-    if missing:
+    if missing and not missing_ok:
         raise SampleNotFoundError(
             f"{', '.join(missing)} not in {store}; it holds {', '.join(sorted(present)) or 'no samples'}"
+            " (--missing-ok skips such ids)"
         )
-    for sample_id in sample_ids:
+    removed = [s for s in dict.fromkeys(sample_ids) if s in present]
+    for sample_id in removed:
         opened.remove_sample(sample_id)
-    return list(sample_ids)
+    return removed
 
 
 def verify_store(store: Path | str) -> list[str]:

@@ -118,10 +118,14 @@ def _sweep(targets: dict[str, Path], paths: list[Path]) -> list[Path]:
     return removed
 
 
-def remove_atomically(target: Path) -> None:
-    """Remove a folder (or file) at once for readers: renamed away, then deleted."""
+def remove_atomically(target: Path, *, durable: bool = False) -> None:
+    """Remove a folder (or file) at once for readers: renamed away, then deleted. A process
+    killed while deleting leaves a work path that the next writer's sweep finishes off.
+    ``durable`` flushes the rename to disk before the deletion starts."""
     doomed = work_path(target, DOOMED)
     os.replace(target, doomed)
+    if durable:
+        fsync(target.parent)
     _remove(doomed)
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +31,7 @@ from tmescope.errors import (
     SampleNotFoundError,
     StoreError,
 )
+from tmescope.store.atomic import remove_atomically, sweep_folder
 from tmescope.store.bins import (
     BIN_CELLS,
     BIN_COORDS,
@@ -43,7 +42,6 @@ from tmescope.store.bins import (
     SampleBins,
     gather_features,
 )
-from tmescope.store.durable import fsync
 from tmescope.store.fingerprint import (
     as_json_mapping,
     check_fingerprint,
@@ -265,6 +263,12 @@ class CohortStore:
             lock.release()
             raise
 
+    def finish_removals(self) -> int:
+        """Delete what removals cut short by a killed process left (hidden, and invisible to
+        readers already); how many. Writers of samples call it themselves."""
+        self._check_can_write(embeddings=False)
+        return len(sweep_folder(self._path / SAMPLES))
+
     def remove_sample(self, sample_id: str) -> None:
         """Delete a sample (refused while another process writes it)."""
         self._check_can_write(embeddings=False)
@@ -273,12 +277,14 @@ class CohortStore:
         lock = self._lock(sample_id)
         lock.acquire()
         try:
-            self._discard(sample_id)
-            # A model's fused set of a removed sample would only mislead a later sample of
-            # the same id; it goes with the sample.
+            sweep_folder(self._path / SAMPLES)  # removals that killed processes left unfinished
+            # A model's fused set of a removed sample would only mislead a later sample of the
+            # same id; it goes first, so that a kill in between leaves a sample without its
+            # fused sets (written again when needed), never sets without their sample.
             from tmescope.store.fused import remove_fused_sets
 
             remove_fused_sets(self, sample_id)
+            self._discard(sample_id)
         finally:
             lock.release()
         log.info("removed sample %s from %s", sample_id, self._path)
@@ -377,6 +383,7 @@ class CohortStore:
     ) -> SampleWriter | None:
         sample_id = record.sample_id
         directory = self.sample_path(sample_id)
+        sweep_folder(self._path / SAMPLES)  # removals that killed processes left unfinished
         if (directory / "zarr.json").is_file() and not overwrite:
             existing = self.sample_record(sample_id)
             differences = field_differences(existing.identity(), record.identity())
@@ -444,12 +451,9 @@ class CohortStore:
         return bins.layout(dim=dim, spec=spec)
 
     def _discard(self, sample_id: str) -> None:
-        directory = self.sample_path(sample_id)
-        # A rename is atomic: readers see the whole sample or none, even if rmtree is cut short.
-        doomed = directory.with_name(f".{sample_id}.{uuid.uuid4().hex[:12]}.removing")
-        directory.rename(doomed)
-        fsync(directory.parent)
-        shutil.rmtree(doomed)
+        # Renamed away first: readers see the whole sample or none, even if the deletion is cut
+        # short (what a killed process left is finished off by the next writer's sweep).
+        remove_atomically(self.sample_path(sample_id), durable=True)
 
     def _read(self, sample_id: str, name: str) -> np.ndarray:
         return np.asarray(sample_array(self._complete_group(sample_id), name)[:])

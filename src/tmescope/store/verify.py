@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from tmescope.errors import StoreError
+from tmescope.store.atomic import is_work_path
 from tmescope.store.bins import BIN_FEATURES, BIN_OFFSETS
 from tmescope.store.fingerprint import field_differences
 from tmescope.store.schema import (
@@ -41,7 +42,9 @@ def verify_store(store: CohortStore) -> list[str]:
     for name in sorted(os.listdir(samples)):
         if not (samples / name).is_dir():
             continue  # the group's zarr.json, and the lock files of running writers
-        if name.endswith(".removing"):
+        if is_work_path(name):
+            continue  # a removal in progress, or cut short: the next writer's sweep finishes it
+        if name.endswith(".removing"):  # how removals were named before work paths
             problems.append(f"{SAMPLES}/{name}: left by an interrupted removal; delete it")
         elif not (samples / name / "zarr.json").is_file():
             problems.append(
