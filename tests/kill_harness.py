@@ -4,7 +4,8 @@ A :class:`Writer` is one tmescope command that writes something (a sample into t
 index, a model directory, a report …), the old state it starts from, and a *digest* of what a
 reader sees (``None`` when it sees nothing). :func:`kill_trials` runs the command once to the
 end for the reference (the new state, and how long a run takes), then, trial after trial, lays
-out the old state afresh, starts the command, kills it at a random moment of a run, and checks:
+out the old state afresh, starts the command, kills it at a random moment of a run (of the part
+after it began to write, for a writer that says when that is: ``Writer.begun``), and checks:
 
 - ``tmescope store verify`` finds nothing wrong but work left to resume (``Writer.resumable``);
 - what a reader sees is the old state or the new one, never a mix (the digest is one of the two);
@@ -45,6 +46,11 @@ class Writer:
     digest: Callable[[Path], object]  # what a reader sees there (a dict: unit by unit)
     store: str | None = "store.zarr"  # the store to verify, relative to the folder
     resumable: Callable[[str], bool] = lambda problem: False  # problems that only mean "resume"
+    # For a writer whose writing is a sliver of its run (start-up and exit are most of a short
+    # command): true once it has begun to change the folder, and once it has finished; kills
+    # then fall between the two (and a little after).
+    begun: Callable[[Path], bool] | None = None
+    finished: Callable[[Path], bool] = lambda folder: False  # default: when the process ends
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Outcome:
 
     counts: Counter[str] = field(default_factory=Counter)
     reference_s: float = 0.0
+    writing_s: float | None = None  # of the reference run: ``Writer.begun`` to ``finished``
 
 
 def run_command(args: list[str], cwd: Path, *, timeout: float = RUN_TIMEOUT_S) -> tuple[str, float]:
@@ -74,7 +81,10 @@ def kill_trials(writer: Writer, root: Path, trials: int, rng: np.random.Generato
     reference.mkdir(parents=True)
     writer.prepare(reference)
     old = writer.digest(reference)
-    _, outcome.reference_s = run_command(writer.command(reference), reference)
+    if writer.begun is None:
+        _, outcome.reference_s = run_command(writer.command(reference), reference)
+    else:
+        outcome.reference_s, outcome.writing_s = _time_writing(writer, reference)
     new = writer.digest(reference)
     assert new != old, f"{writer.name}: the command changed nothing a reader sees"
     _check_verify(writer, reference, resumable_ok=False)
@@ -82,10 +92,15 @@ def kill_trials(writer: Writer, root: Path, trials: int, rng: np.random.Generato
         folder = root / f"trial-{trial}"
         folder.mkdir()
         writer.prepare(folder)
-        # Anywhere in a run, start-up included: a kill before the first write is a case too.
-        delay = float(rng.uniform(0.05, 1.0)) * outcome.reference_s
-        killed = _run_and_kill(writer.command(folder), folder, delay)
+        if outcome.writing_s is None:
+            # Anywhere in a run, start-up included: a kill before the first write is a case too.
+            delay = float(rng.uniform(0.05, 1.0)) * outcome.reference_s
+            killed = _run_and_kill(writer.command(folder), folder, delay)
+        else:  # anywhere from the first change to a little past the reference's end
+            delay = float(rng.uniform(0.0, 1.2)) * outcome.writing_s
+            killed = _run_and_kill(writer.command(folder), folder, delay, writer.begun)
         outcome.counts["kills injected" if killed else "finished before the kill"] += 1
+        outcome.counts["work left for the next run"] += _leaves_work(folder)
         _check_verify(writer, folder, resumable_ok=True)
         outcome.counts["store verify passed"] += writer.store is not None
         seen = writer.digest(folder)
@@ -114,12 +129,47 @@ def _old_or_new(seen: object, old: object, new: object, where: str) -> str:
     return "old state seen" if seen == old else "new state seen"
 
 
-def _run_and_kill(args: list[str], cwd: Path, delay: float) -> bool:
-    child = subprocess.Popen(
+def _time_writing(writer: Writer, cwd: Path) -> tuple[float, float]:
+    """The reference run of a writer with ``begun``: its seconds, and those it spent writing
+    (from ``begun`` to ``finished``, or to its end)."""
+    assert writer.begun is not None
+    start = time.perf_counter()
+    child = _start(writer.command(cwd), cwd)
+    begun_at = _wait_until(writer.begun, cwd, child)
+    finished_at = _wait_until(writer.finished, cwd, child)
+    child.wait(timeout=RUN_TIMEOUT_S)
+    end = time.perf_counter()
+    assert child.returncode == 0, f"{writer.name}: the reference run failed"
+    assert begun_at is not None, f"{writer.name}: never seen to begin (Writer.begun)"
+    return end - start, (finished_at or end) - begun_at
+
+
+def _wait_until(
+    begun: Callable[[Path], bool], cwd: Path, child: subprocess.Popen[bytes]
+) -> float | None:
+    """The moment ``begun(cwd)`` turns true (polled), or ``None`` if ``child`` ends first."""
+    while child.poll() is None:
+        if begun(cwd):
+            return time.perf_counter()
+        time.sleep(0.0005)
+    return time.perf_counter() if begun(cwd) else None
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [sys.executable, "-m", "tmescope", *args], cwd=cwd, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, env={**os.environ, **CHILD_ENV},
     )  # fmt: skip
+
+
+def _run_and_kill(
+    args: list[str], cwd: Path, delay: float, begun: Callable[[Path], bool] | None = None
+) -> bool:
+    """Kill the command ``delay`` seconds after its start, or after ``begun`` turned true."""
+    child = _start(args, cwd)
     try:
+        if begun is not None and _wait_until(begun, cwd, child) is None:
+            return False  # ended without beginning: nothing to kill
         child.wait(timeout=delay)
         return False
     except subprocess.TimeoutExpired:
@@ -128,6 +178,14 @@ def _run_and_kill(args: list[str], cwd: Path, delay: float) -> bool:
         return True
     finally:
         child.kill()
+
+
+def _leaves_work(folder: Path) -> bool:
+    """Whether a killed run left hidden work paths (``store.atomic``) for the next one to sweep:
+    the kill landed while a file or folder was being written, swapped or deleted."""
+    from tmescope.store.atomic import is_work_path
+
+    return any(is_work_path(name) for _, dirs, files in os.walk(folder) for name in dirs + files)
 
 
 def _check_verify(writer: Writer, folder: Path, *, resumable_ok: bool) -> None:

@@ -24,6 +24,7 @@ import reliability_tally
 from kill_harness import Writer, array_digest, file_digest, kill_trials
 
 STORE = "store.zarr"
+WITH_FUSED = "with_fused"
 EMBED = ("--encoder", "test-vit-tiny", "--device", "cpu")
 GRID_UM, SUBSPOT_UM = 110.0, 16.0
 TRAIN = ("--model", "gat", "--members", "1", "--genes", "20", "--device", "cpu")
@@ -63,6 +64,16 @@ def add_model(base: Path) -> Path:
     return base
 
 
+def add_fused(base: Path) -> Path:
+    """Beside :func:`add_model`'s model, a copy of the store holding its fused sets (in
+    ``with_fused/``): the old state of a sample's removal, which takes the sets with it."""
+    from tmescope.jobs.fused import write_fused
+
+    shutil.copytree(base / STORE, base / WITH_FUSED / STORE, symlinks=True)
+    write_fused(base / WITH_FUSED / STORE, base / "model", device="cpu")
+    return base
+
+
 def _image(sample_dir: Path) -> Path:
     return sample_dir / f"{sample_dir.name}_he.tif"
 
@@ -75,6 +86,13 @@ def _copy(base: Path, *names: str) -> Callable[[Path], None]:
                 shutil.copytree(source, folder / name, symlinks=True)
             else:
                 shutil.copy2(source, folder / name)
+
+    return prepare
+
+
+def _copy_with_fused(base: Path) -> Callable[[Path], None]:
+    def prepare(folder: Path) -> None:
+        shutil.copytree(base / WITH_FUSED / STORE, folder / STORE, symlinks=True)
 
     return prepare
 
@@ -108,6 +126,23 @@ def _fused_seen(folder: Path) -> object:
                 arrays = (data.rows, data.fused, data.states, data.states_std, data.expression)
                 seen[(info.model_id, entry.name)] = array_digest(*arrays)
     return seen  # set by set: each sample's set is written whole on its own
+
+
+def _samples_and_fused_seen(folder: Path) -> object:
+    return {**_samples_seen(folder), **_fused_seen(folder)}  # each sample, each set: whole
+
+
+def _removal_begun(folder: Path) -> bool:
+    """Whether the removal of synth_01 has touched the store (its fused sets go first)."""
+    fused = [m / "synth_01" for m in (folder / STORE / "fused").iterdir() if m.is_dir()]
+    return not (folder / STORE / "samples" / "synth_01").is_dir() or not all(
+        p.is_dir() for p in fused
+    )
+
+
+def _removal_finished(folder: Path) -> bool:
+    samples = folder / STORE / "samples"
+    return not (samples / "synth_01").exists() and not any(samples.glob(".synth_01.removed-*"))
 
 
 def _index_seen(folder: Path) -> object:
@@ -237,6 +272,15 @@ def writers(base: Path) -> dict[str, Writer]:
         ),
         "similarity index": Writer(
             "similarity index", _copy(base), lambda f: ["index", STORE], _index_seen
+        ),
+        # the sample, and every model's fused set of it; run again, it finishes a cut-short one
+        "sample removal": Writer(
+            "sample removal",
+            _copy_with_fused(base),
+            lambda f: ["store", "rm", STORE, "synth_01", "--missing-ok"],
+            _samples_and_fused_seen,
+            begun=_removal_begun,
+            finished=_removal_finished,
         ),
         "model directory": Writer(
             "model directory",

@@ -26,9 +26,10 @@ TITLES = {
     "viewer": ("The viewer under abuse (loopback)", "requests"),
 }
 # Columns in this order where present; others follow in the order first seen.
-ORDER = ("read", "refused", "kills injected", "finished before the kill", "store verify passed",
-         "old state seen", "new state seen", "part old, part new (whole units)",
-         "stale locks taken over", "resumed identical", "runs", "served")  # fmt: skip
+ORDER = ("read", "refused", "kills injected", "finished before the kill",
+         "work left for the next run", "store verify passed", "old state seen", "new state seen",
+         "part old, part new (whole units)", "stale locks taken over", "resumed identical",
+         "runs", "served")  # fmt: skip
 # Figures that are a worst case, not a count: the largest value seen is kept, not the sum.
 WORST = ("max_", "peak_", "worst_", "rss_growth")
 
