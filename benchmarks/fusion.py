@@ -119,12 +119,12 @@ def _states_vs_truth(
     }
 
 
-def speed(*, samples: int, spots: int, dim: int, targets: int) -> dict[str, Any]:
-    """One fold: a head (one member) and the tuned probe on ``samples × spots`` rows."""
+def lattice_graphs(*, samples: int, spots: int, dim: int, targets: int) -> list[Any]:
+    """``samples`` graphs of ``spots`` on a Visium lattice, embeddings and targets both driven by
+    smooth spatial factors: a fold's input at any size, without embedding a cohort."""
     from scipy.spatial import cKDTree
 
-    from tmescope.fusion.baselines import TunedRidgeProbe
-    from tmescope.fusion.train import GraphSample, fit_head
+    from tmescope.fusion.train import GraphSample
 
     rng = np.random.default_rng(0)
     n_factors = 12
@@ -144,6 +144,15 @@ def speed(*, samples: int, spots: int, dim: int, targets: int) -> dict[str, Any]
         x = r.standard_normal((spots, dim), dtype=np.float32) + factors @ mixing
         y = factors @ readout + 0.5 * r.standard_normal((spots, targets), dtype=np.float32)
         graphs.append(GraphSample(f"s{i}", x, edges, y.astype(np.float32)))
+    return graphs
+
+
+def speed(*, samples: int, spots: int, dim: int, targets: int) -> dict[str, Any]:
+    """One fold: a head (one member) and the tuned probe on ``samples × spots`` rows."""
+    from tmescope.fusion.baselines import TunedRidgeProbe
+    from tmescope.fusion.train import fit_head
+
+    graphs = lattice_graphs(samples=samples, spots=spots, dim=dim, targets=targets)
     n_train = sum(g.x.shape[0] for g in graphs[:-1])
     say(f"speed cohort: {samples} × {spots:,} spots × {dim} (fold: {n_train:,} training spots)")
     start = time.perf_counter()

@@ -78,29 +78,11 @@ def child(workload: str, mode: str, *, steps: int, sample_dir: Path | None) -> d
 
 
 def _fold(steps: int) -> float:
-    import numpy as np
-    from scipy.spatial import cKDTree
-
+    from fusion import lattice_graphs  # benchmarks/fusion.py: this script's folder is on the path
     from tmescope.fusion.head import HeadConfig
-    from tmescope.fusion.train import GraphSample, fit_ensemble
+    from tmescope.fusion.train import fit_ensemble
 
-    spots, dim, targets, k = 1000, 192, 57, 12
-    rng = np.random.default_rng(0)
-    mixing = rng.normal(size=(k, dim)).astype(np.float32)
-    readout = rng.normal(size=(k, targets)).astype(np.float32)
-    samples = []
-    for i in range(2):
-        r = np.random.default_rng(i + 1)
-        rows = int(np.sqrt(spots / 2 * 1.732))
-        grid_r, grid_c = np.mgrid[0:rows, 0 : -(-spots // rows)]
-        xy = np.stack([(2 * grid_c + grid_r % 2).ravel() * 50.0, grid_r.ravel() * 86.6], 1)[:spots]
-        pairs = cKDTree(xy).query_pairs(r=125.0, output_type="ndarray")
-        edges = np.concatenate([pairs.T, pairs.T[::-1]], axis=1).astype(np.int64)
-        freq = r.normal(size=(2, k)) / r.uniform(300, 3000, size=k)
-        factors = np.sin(xy @ freq + r.uniform(0, 2 * np.pi, k)).astype(np.float32)
-        x = r.standard_normal((spots, dim), dtype=np.float32) + factors @ mixing
-        y = factors @ readout + 0.5 * r.standard_normal((spots, targets), dtype=np.float32)
-        samples.append(GraphSample(f"s{i}", x, edges, y.astype(np.float32)))
+    samples = lattice_graphs(samples=2, spots=1000, dim=192, targets=57)
     config = HeadConfig(max_steps=steps, patience=steps)  # a fixed number of steps
     start = time.perf_counter()
     fit_ensemble(samples, [], n_members=1, config=config, seed=0, device="cpu")
