@@ -11,27 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories import POSITIONS_FILE, hex_lattice, write_positions
+from fuzzing import expected_table
 from tmescope.datasets.spaceranger_writer import write_positions_csv, write_positions_parquet
 from tmescope.io.positions import SPOT_COLUMNS, read_positions
 
 
-def canonical(spots: pd.DataFrame) -> pd.DataFrame:
-    """What read_positions must return for ``spots``."""
-    return pd.DataFrame(
-        {
-            "barcode": spots["barcode"].astype(str).to_numpy(dtype=object),
-            "in_tissue": spots["in_tissue"].astype(bool).to_numpy(),
-            "array_row": spots["array_row"].to_numpy(np.int32),
-            "array_col": spots["array_col"].to_numpy(np.int32),
-            "x": spots["x"].to_numpy(np.float64),
-            "y": spots["y"].to_numpy(np.float64),
-        }
-    )
-
-
 def assert_same_spots(read: pd.DataFrame, spots: pd.DataFrame) -> None:
     assert tuple(read.columns) == SPOT_COLUMNS
-    pd.testing.assert_frame_equal(read, canonical(spots), check_exact=True)
+    pd.testing.assert_frame_equal(read, expected_table(spots), check_exact=True)
 
 
 @pytest.mark.parametrize("fmt", sorted(POSITIONS_FILE))

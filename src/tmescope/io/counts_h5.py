@@ -132,13 +132,17 @@ def _csr(group: h5py.Group, path: Path, *, n_barcodes: int, n_genes: int) -> sp.
     return matrix
 
 
+def _not_a_10x_matrix(path: Path, what: str) -> CountsFormatError:
+    return CountsFormatError(
+        f"{path} is HDF5 but not a 10x feature-barcode matrix: {what}; expected a 'matrix' group "
+        "with data, indices, indptr, shape, barcodes and features"
+    )
+
+
 def _group(parent: h5py.Group, name: str, path: Path) -> h5py.Group:
     item = parent.get(name)
     if not isinstance(item, h5py.Group):
-        raise CountsFormatError(
-            f"{path} is HDF5 but not a 10x feature-barcode matrix: {_missing(parent, name, item, 'group')}; "
-            "expected a 'matrix' group with data, indices, indptr, shape, barcodes and features"
-        )
+        raise _not_a_10x_matrix(path, _missing(parent, name, item, "group"))
     return item
 
 
@@ -146,10 +150,7 @@ def _array(parent: h5py.Group, name: str, path: Path) -> np.ndarray:
     """A dataset read whole, or an error saying it is missing, not a dataset or unreadable."""
     item = parent.get(name)
     if not isinstance(item, h5py.Dataset):
-        raise CountsFormatError(
-            f"{path} is HDF5 but not a 10x feature-barcode matrix: {_missing(parent, name, item, 'dataset')}; "
-            "expected a 'matrix' group with data, indices, indptr, shape, barcodes and features"
-        )
+        raise _not_a_10x_matrix(path, _missing(parent, name, item, "dataset"))
     # A damaged header may claim more elements than memory holds: compare with what the file
     # could hold at deflate's best ratio (1032:1) before allocating.
     if item.size * item.dtype.itemsize > _MAX_DEFLATE_RATIO * max(path.stat().st_size, 2**20):
