@@ -145,14 +145,15 @@ def _time_writing(writer: Writer, cwd: Path) -> tuple[float, float]:
 
 
 def _wait_until(
-    begun: Callable[[Path], bool], cwd: Path, child: subprocess.Popen[bytes]
+    condition: Callable[[Path], bool], cwd: Path, child: subprocess.Popen[bytes]
 ) -> float | None:
-    """The moment ``begun(cwd)`` turns true (polled), or ``None`` if ``child`` ends first."""
+    """The moment ``condition(cwd)`` turns true (polled), or ``None`` if ``child`` ends first
+    without it."""
     while child.poll() is None:
-        if begun(cwd):
+        if condition(cwd):
             return time.perf_counter()
         time.sleep(0.0005)
-    return time.perf_counter() if begun(cwd) else None
+    return time.perf_counter() if condition(cwd) else None
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:

@@ -144,18 +144,26 @@ def test_a_removal_cut_short_by_a_killed_process_is_finished_by_the_next_writer(
 ) -> None:
     write_sample(store, "S1", sample)
     write_sample(store, "S2", make_sample(seed=1, source_hash="h1"))
-    # What a removal killed between its rename and the end of its deletion leaves: the sample
-    # renamed away under a work name of a process of this host that is gone.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    left = work_path(store_path / "samples" / "S1", DOOMED)
-    left = left.with_name(left.name.replace(f"-{os.getpid()}-", f"-{dead}-"))
-    (store_path / "samples" / "S1").rename(left)
+
+    def cut_short(sample_id: str) -> Path:
+        """What a removal killed between its rename and the end of its deletion leaves: the
+        sample renamed away under the work name of a process of this host that is gone."""
+        left = work_path(store_path / "samples" / sample_id, DOOMED)
+        left = left.with_name(left.name.replace(f"-{os.getpid()}-", f"-{dead}-"))
+        (store_path / "samples" / sample_id).rename(left)
+        return left
+
+    left = cut_short("S1")
     assert store.sample_ids(include_incomplete=True) == ["S2"]  # gone for readers at once
     assert store.verify() == []  # nothing to fix by hand
-    assert store.finish_removals() == 1
+    assert store.finish_removals() == 1  # what store rm does first
     assert not left.exists()
-    assert sorted(p.name for p in (store_path / "samples").iterdir()) == ["S2", "zarr.json"]
+    left = cut_short("S2")
+    write_sample(store, "S3", make_sample(seed=3, source_hash="h3"))  # any sample's writer
+    assert not left.exists()
+    assert sorted(p.name for p in (store_path / "samples").iterdir()) == ["S3", "zarr.json"]
 
 
 def test_the_store_room_loads_neither_torch_nor_anndata_on_import() -> None:
