@@ -56,6 +56,17 @@ POSITIONS_FILE = {
     "v2_no_header": (F.POSITIONS_V2, False),
 }
 
+# scalefactors_json.json key → Scalefactors attribute; the first four are in every Space Ranger
+# version's file, the last two in newer ones (and HD) only.
+SCALEFACTOR_FIELDS = {
+    "tissue_hires_scalef": "hires",
+    "tissue_lowres_scalef": "lowres",
+    "spot_diameter_fullres": "spot_diameter_fullres",
+    "fiducial_diameter_fullres": "fiducial_diameter_fullres",
+    "bin_size_um": "bin_size_um",
+    "microns_per_pixel": "microns_per_pixel",
+}
+
 
 # --------------------------------------------------------------------------------------------
 # Values

@@ -10,18 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from factories import SCALEFACTOR_FIELDS
 from tmescope.datasets.spaceranger_writer import write_scalefactors
 from tmescope.errors import ScalefactorsError
 from tmescope.io.scalefactors import Scalefactors, read_scalefactors
 
-FIELDS = {
-    "tissue_hires_scalef": "hires",
-    "tissue_lowres_scalef": "lowres",
-    "spot_diameter_fullres": "spot_diameter_fullres",
-    "fiducial_diameter_fullres": "fiducial_diameter_fullres",
-    "bin_size_um": "bin_size_um",
-    "microns_per_pixel": "microns_per_pixel",
-}
+FIELDS = SCALEFACTOR_FIELDS
 
 VISIUM_1_0 = {  # the real Space Ranger 1.0.0 file of the human heart sample
     "spot_diameter_fullres": 89.42751063343188,

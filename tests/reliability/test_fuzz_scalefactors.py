@@ -13,19 +13,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factories import SCALEFACTOR_FIELDS
 from fuzzing import Damage, damages, fuzz_settings, read_or_refused, sometimes
 from tmescope.datasets.spaceranger_writer import write_scalefactors
 from tmescope.io.scalefactors import Scalefactors, read_scalefactors
 
 SUBJECT = "scalefactors"
-FIELDS = {
-    "tissue_hires_scalef": "hires",
-    "tissue_lowres_scalef": "lowres",
-    "spot_diameter_fullres": "spot_diameter_fullres",
-    "fiducial_diameter_fullres": "fiducial_diameter_fullres",
-    "bin_size_um": "bin_size_um",
-    "microns_per_pixel": "microns_per_pixel",
-}
+FIELDS = SCALEFACTOR_FIELDS
 positive = st.floats(min_value=1e-9, max_value=1e300, allow_nan=False, allow_infinity=False)
 
 
