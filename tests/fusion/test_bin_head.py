@@ -1,6 +1,9 @@
-"""The weakly supervised sub-spot head on a planted case: bins recovered from spot aggregates."""
+"""The weakly supervised sub-spot head on a planted case: bins recovered from spot aggregates,
+and trained on minibatches streamed from disk as well as on rows held in memory."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +14,11 @@ from tmescope.fusion.bin_head import (
     BinHeadConfig,
     WeakSample,
     fit_bin_heads,
+    fit_bin_heads_streamed,
     predict_shares,
     standardise_per_sample,
 )
+from tmescope.fusion.bin_rows import DiskRows, MemoryRows, SpotRows, gather, write_rows
 
 PER_DISC = 9
 
@@ -67,3 +72,64 @@ def test_traces_below_the_floor_are_dropped_and_rows_stay_compositions() -> None
     np.testing.assert_allclose(out[0], [0.5 / 0.97, 0.47 / 0.97, 0.0], rtol=1e-6)
     np.testing.assert_allclose(out[1], [1.0, 0.0, 0.0])  # all below: the largest stays
     assert np.isnan(out[2]).all()
+
+
+def rows_of(sample: WeakSample, name: str) -> SpotRows:
+    """The planted sample's rows: its bins are already in spot order, nine to a disc."""
+    n_spots = sample.shares.shape[0]
+    starts = np.arange(n_spots + 1, dtype=np.int64) * PER_DISC
+    return SpotRows(name, sample.x.astype(np.float32), starts, sample.shares.astype(np.float32))
+
+
+def test_streamed_training_equals_training_in_memory_when_a_batch_holds_every_spot() -> None:
+    # Two samples of different sizes: each sample's spots weigh as one sample, as in memory.
+    (a, _), (b, _) = planted(0, n_spots=60), planted(2, n_spots=25)
+    config = BinHeadConfig(hidden=16, dropout=0.0, steps=60, n_members=2, lr=1e-2)
+    in_memory = fit_bin_heads([a, b], config=config, seed=3)
+    streamed = fit_bin_heads_streamed(
+        MemoryRows([rows_of(a, "a"), rows_of(b, "b")]), config=config, seed=3
+    )
+    test, _ = planted(1, n_spots=40)
+    for old, new in zip(in_memory, streamed, strict=True):
+        expected, _ = predict_shares([old], test.x)
+        got, _ = predict_shares([new], test.x)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_rows_on_disk_give_the_batches_of_rows_in_memory(tmp_path: Path) -> None:
+    (a, _), (b, _) = planted(0, n_spots=50), planted(2, n_spots=30)
+    rows = [rows_of(a, "a"), rows_of(b, "b")]
+    folders = [write_rows(tmp_path / r.sample_id, r) for r in rows]
+    picks = [np.array([0, 3, 49]), np.array([7, 8])]
+    memory, disk = MemoryRows(rows).batch(picks), DiskRows(folders).batch(picks)
+    for name in ("x", "owner", "shares", "weights"):
+        np.testing.assert_array_equal(getattr(disk, name), getattr(memory, name))
+    assert memory.x.shape == (5 * PER_DISC, a.x.shape[1])
+    np.testing.assert_allclose(memory.weights, [1 / 50] * 3 + [1 / 30] * 2)
+    # A minibatch smaller than the cohort: the same steps from disk as from memory.
+    config = BinHeadConfig(hidden=8, dropout=0.0, steps=20, n_members=1, batch_spots=16)
+    test, _ = planted(1, n_spots=10)
+    from_memory = predict_shares(fit_bin_heads_streamed(MemoryRows(rows), config=config), test.x)
+    from_disk = predict_shares(fit_bin_heads_streamed(DiskRows(folders), config=config), test.x)
+    np.testing.assert_allclose(from_disk[0], from_memory[0], atol=1e-6)
+
+
+def test_minibatches_recover_the_bins_from_their_spot_aggregates() -> None:
+    train, _ = planted(0)
+    config = BinHeadConfig(hidden=16, dropout=0.0, steps=300, n_members=1, lr=1e-2, batch_spots=32)
+    heads = fit_bin_heads_streamed(MemoryRows([rows_of(train, "a")]), config=config, seed=1)
+    test, kind = planted(1)
+    mean, _ = predict_shares(heads, test.x)
+    assert (mean.argmax(axis=1) == kind).mean() > 0.9
+
+
+def test_gather_reads_each_spots_bins_and_bad_rows_are_refused() -> None:
+    x = np.arange(12, dtype=np.float32)[:, None]
+    starts = np.array([0, 2, 2, 7, 12])  # spot 1 has no bin
+    rows, owner = gather(x, starts, np.array([0, 1, 3]))
+    np.testing.assert_array_equal(rows.ravel(), [0, 1, 7, 8, 9, 10, 11])
+    np.testing.assert_array_equal(owner, [0, 0, 2, 2, 2, 2, 2])
+    with pytest.raises(InvalidParameterError, match="starts must be"):
+        SpotRows("s", x, starts[:-1], np.zeros((4, 2), np.float32))
+    with pytest.raises(InvalidParameterError, match="batch_spots"):
+        BinHeadConfig(batch_spots=0)

@@ -10,6 +10,7 @@ import pytest
 from tmescope.errors import InputNotFoundError, InvalidParameterError, TrainingDataError
 from tmescope.fusion.folds import (
     Fold,
+    group_k_folds,
     inner_validation_split,
     leave_one_group_out,
     leave_one_sample_out,
@@ -48,6 +49,31 @@ def test_leave_one_group_out_holds_out_whole_patients() -> None:
     for fold in folds:
         # no patient on both sides
         assert not {groups[s] for s in fold.train} & {groups[s] for s in fold.test}
+
+
+def test_group_k_folds_keep_patients_whole_and_balanced() -> None:
+    # 23 patients of 1 to 3 sections each: 5 folds, each patient tested in exactly one.
+    sizes = [1 + i % 3 for i in range(23)]
+    groups = {f"p{i}_s{j}": f"p{i}" for i, size in enumerate(sizes) for j in range(size)}
+    folds = group_k_folds(groups, k=5, seed=0)
+    assert [f.name for f in folds] == [f"fold {i}" for i in range(1, 6)]
+    tested = [s for f in folds for s in f.test]
+    assert sorted(tested) == sorted(groups)  # every sample tested once
+    for fold in folds:
+        patients = {groups[s] for s in fold.test}
+        assert not patients & {groups[s] for s in fold.train}  # no patient on both sides
+        assert set(fold.train) | set(fold.test) == set(groups)
+    per_fold = [len(f.test) for f in folds]
+    assert max(per_fold) - min(per_fold) <= 3  # balanced to within one patient's sections
+    assert group_k_folds(groups, k=5, seed=0) == folds  # the seed alone decides
+    assert group_k_folds(groups, k=5, seed=1) != folds
+
+
+def test_group_k_folds_with_few_groups_leave_one_group_out() -> None:
+    groups = {"S1": "A", "S2": "A", "S3": "B", "S4": "C"}
+    assert group_k_folds(groups, k=5) == leave_one_group_out(groups)
+    with pytest.raises(InvalidParameterError, match=">= 2"):
+        group_k_folds(groups, k=1)
 
 
 def test_leave_one_group_out_needs_two_groups() -> None:

@@ -504,3 +504,21 @@ def test_device_errors(cohort: list[GraphSample]) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidParameterError, match="CUDA is not available"):
             fit_head(cohort[:1], [], config=SMALL, device="cuda")
+
+
+def test_pieces_kept_on_disk_train_the_same_heads(
+    monkeypatch: pytest.MonkeyPatch, cohort: list[GraphSample], tmp_path: Path
+) -> None:
+    """With a spill folder the pieces wait on disk between steps: the same tensors are read
+    back, so the heads are those of a fit in memory, and the folder is emptied afterwards."""
+    import tmescope.fusion.train as train_module
+
+    monkeypatch.setattr(train_module, "PIECE_NODES", 50)  # several pieces per sample
+    config = HeadConfig(**{**SMALL.to_dict(), "max_steps": 12})
+    kept = fit_ensemble(cohort[:2], [], n_members=2, config=config, seed=2)
+    spilled = fit_ensemble(cohort[:2], [], n_members=2, config=config, seed=2, spill=tmp_path)
+    for a, b in zip(kept.members, spilled.members, strict=True):
+        for name, tensor in a.module.state_dict().items():
+            torch.testing.assert_close(b.module.state_dict()[name], tensor, rtol=0, atol=0)
+    np.testing.assert_array_equal(kept.noise_std, spilled.noise_std)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

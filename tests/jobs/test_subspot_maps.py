@@ -225,3 +225,47 @@ def test_the_cli_refuses_a_pair_naming_an_unknown_population(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "unknown population 'dragon'" in errors[0], result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_the_model_fitted_from_the_store_equals_the_one_fitted_in_memory(
+    cohort: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sample in memory at a time, rows on disk: the same model as from samples in memory
+    (every bin in the PCA, every spot in each step), and a fit started again resumes from its
+    work folder without reading a sample."""
+    import tmescope.fusion.subspot_data as subspot_data
+    from tmescope.fusion.bin_head import BinHeadConfig, member_logits
+    from tmescope.fusion.reference import load_reference
+    from tmescope.fusion.subspot_fit import fit_subspot_from_store, fit_subspot_model, pca_quotas
+
+    store, path = cohort
+    opened = CohortStore.open(store)
+    reference = load_reference(path, label_key="cell_type", min_cells=1)
+    ids = ["synth_00", "synth_01"]
+    config = BinHeadConfig(hidden=16, dropout=0.0, steps=30, n_members=2)
+    samples = [subspot_data.read_bin_sample(opened, s, reference=reference, bin_um=16.0) for s in ids]
+    in_memory = fit_subspot_model(samples, reference=reference, config=config, seed=4)
+
+    def fit() -> object:
+        return fit_subspot_from_store(
+            opened, ids, reference=reference, bin_um=16.0, work=tmp_path / "work",
+            config=config, seed=4,
+        )  # fmt: skip
+
+    streamed = fit()
+    x = samples[0].x[:300]
+    expected = member_logits(in_memory.heads, in_memory.reduce(x))
+    got = member_logits(streamed.heads, streamed.reduce(x))  # type: ignore[attr-defined]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-4)
+
+    def unread(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a resumed fit read a sample again")
+
+    monkeypatch.setattr(subspot_data, "read_bin_sample", unread)
+    again = fit()
+    for a, b in zip(member_logits(again.heads, again.reduce(x)), got, strict=True):  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(a, b)
+    # The PCA sees every bin of a small cohort, shares of its cap in a large one.
+    assert pca_quotas([10, 30], cap=100) == [10, 30]
+    assert pca_quotas([100, 300], cap=100) == [25, 75]

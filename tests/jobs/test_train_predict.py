@@ -188,7 +188,7 @@ def test_samples_missing_target_genes_are_named() -> None:
         ({"models": ("gat", "forest")}, "forest"),
         ({"n_genes": 0}, "--genes"),
         ({"label_key": "cell_type"}, "--label-key cell_type names a column of a reference"),
-        ({"group_key": "patient"}, "--groups"),
+        ({"folds": "1"}, "at least 2 folds"),
     ],
 )
 def test_bad_settings_are_refused_before_any_work(settings: dict, fragment: str) -> None:

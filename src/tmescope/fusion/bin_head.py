@@ -8,18 +8,22 @@ loss compares each spot's *aggregate* — the mean composition over the bins in 
 the spot's measured composition (cross-entropy of the spot's shares against the aggregate, i.e.
 KL up to a constant). This is iStar's weak supervision, for compositions rather than counts.
 
-Training uses only the bins inside spot discs, full batch, for a fixed number of Adam steps:
-no early stopping, so no spot outside the training samples is ever looked at. An ensemble of
-members that differ only in seed gives the spread used as uncertainty.
+Training uses only the bins inside spot discs, for a fixed budget of Adam steps: no early
+stopping, so no spot outside the training samples is ever looked at. Each step sees a minibatch
+of at most ``batch_spots`` spots drawn from the whole cohort (:func:`fit_bin_heads_streamed`, with
+rows read from :mod:`tmescope.fusion.bin_rows`), so a step's cost and memory do not grow with the
+cohort; a cohort with fewer spots than that trains on all of them at every step, as
+:func:`fit_bin_heads` does on rows held in memory. An ensemble of members that differ only in
+seed gives the spread used as uncertainty.
 
 Only imported when training or predicting: importing it loads torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,10 +32,14 @@ from torch import Tensor, nn
 
 from tmescope.errors import InvalidParameterError
 
+if TYPE_CHECKING:
+    from tmescope.fusion.bin_rows import Batch, RowSource
+
 
 @dataclass(frozen=True)
 class BinHeadConfig:
-    """Architecture and training of the sub-spot head (full-batch Adam steps per member)."""
+    """Architecture and training of the sub-spot head (Adam steps per member, each on at most
+    ``batch_spots`` spots: all of them when the cohort has fewer)."""
 
     hidden: int = 128
     dropout: float = 0.2
@@ -39,9 +47,10 @@ class BinHeadConfig:
     weight_decay: float = 1e-4
     steps: int = 300
     n_members: int = 3
+    batch_spots: int = 8192
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "steps", "n_members"):
+        for name in ("hidden", "steps", "n_members", "batch_spots"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidParameterError(
@@ -112,7 +121,8 @@ def weak_loss(logits: Tensor, discs: Tensor, shares: Tensor) -> Tensor:
 def fit_bin_heads(
     samples: Sequence[WeakSample], *, config: BinHeadConfig | None = None, seed: int = 0
 ) -> list[BinHead]:
-    """Fit ``config.n_members`` heads on the training samples (each seeded from ``seed``)."""
+    """Fit ``config.n_members`` heads on training samples held in memory, every step on all of
+    their spots (each member seeded from ``seed``; any disc operator, overlapping or not)."""
     config = config or BinHeadConfig()
     if not samples:
         raise InvalidParameterError("fit_bin_heads needs at least one training sample")
@@ -122,9 +132,8 @@ def fit_bin_heads(
     batches = [_tensors(s) for s in samples]
     if not any(len(b[2]) for b in batches):
         raise InvalidParameterError("no spot with a composition and bins in its disc to learn from")
-    seeds = np.random.SeedSequence(seed).generate_state(config.n_members)
     heads = []
-    for member_seed in seeds:
+    for member_seed in member_seeds(seed, config.n_members):
         with torch.random.fork_rng():
             torch.manual_seed(int(member_seed))
             head = BinHead(d_in, n_out, hidden=config.hidden, dropout=config.dropout)
@@ -140,6 +149,124 @@ def fit_bin_heads(
         head.eval()
         heads.append(head)
     return heads
+
+
+def member_seeds(seed: int, n_members: int) -> list[int]:
+    """The seed of each member of an ensemble fitted with ``seed``."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n_members)]
+
+
+def fit_bin_heads_streamed(
+    source: RowSource,
+    *,
+    config: BinHeadConfig | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[BinHead]:
+    """Fit ``config.n_members`` heads on minibatches of ``source``'s spots (see the module
+    docstring); with fewer spots than ``config.batch_spots``, every step sees all of them and
+    the heads equal :func:`fit_bin_heads`'s on the same rows (up to float rounding).
+    ``progress(steps done, steps in all)`` is called as the members train."""
+    config = config or BinHeadConfig()
+    seeds = member_seeds(seed, config.n_members)
+    heads = []
+    for i, member_seed in enumerate(seeds):
+        done = i * config.steps
+
+        def report(step: int, total: int, done: int = done) -> None:
+            if progress is not None:
+                progress(done + step, total * len(seeds))
+
+        heads.append(fit_bin_head(source, config=config, seed=member_seed, progress=report))
+    return heads
+
+
+def fit_bin_head(
+    source: RowSource,
+    *,
+    config: BinHeadConfig,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> BinHead:
+    """One member: ``config.steps`` Adam steps on minibatches of ``source``'s spots.
+
+    Batches walk through seeded permutations of every spot of the cohort; a step's loss is the
+    batch's weighted cross-entropy scaled to the whole cohort, an unbiased estimate of the
+    full-batch loss (the sum over samples of each sample's mean over its spots).
+    """
+    counts = source.spots_per_sample
+    total = int(counts.sum())
+    if total == 0:
+        raise InvalidParameterError("no spot with a composition and bins in its disc to learn from")
+    size = min(config.batch_spots, total)
+    sample_of = np.repeat(np.arange(len(counts)), counts)
+    spot_of = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    whole = size == total
+    # A cohort smaller than a batch: its rows are read once and seen whole at every step.
+    every = (
+        _batch_tensors(source.batch(_picks(np.arange(total), sample_of, spot_of, len(counts))))
+        if whole
+        else None
+    )
+    rng = np.random.default_rng(seed)
+    order, cursor = np.arange(0), total
+    with torch.random.fork_rng():
+        torch.manual_seed(int(seed))
+        head = BinHead(source.dim, source.n_populations, hidden=config.hidden,
+                       dropout=config.dropout)  # fmt: skip
+        optimiser = torch.optim.AdamW(
+            head.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        head.train()
+        for step in range(config.steps):
+            if every is not None:
+                batch = every
+            else:
+                if cursor + size > total:  # a new pass over the cohort's spots
+                    order, cursor = rng.permutation(total), 0
+                chosen = np.sort(order[cursor : cursor + size])
+                cursor += size
+                batch = _batch_tensors(
+                    source.batch(_picks(chosen, sample_of, spot_of, len(counts)))
+                )
+            optimiser.zero_grad()
+            loss = batch_loss(head(batch[0]), *batch[1:]) * (total / size)
+            loss.backward()
+            optimiser.step()
+            if progress is not None and ((step + 1) % 25 == 0 or step + 1 == config.steps):
+                progress(step + 1, config.steps)
+    head.eval()
+    return head
+
+
+def batch_loss(logits: Tensor, owner: Tensor, counts: Tensor, shares: Tensor, weights: Tensor) -> Tensor:
+    """Weighted cross-entropy of each batch spot's shares against the mean composition of its
+    bins: ``logits`` ``(r, P)``, ``owner`` ``(r,)`` batch spot of each bin, ``counts`` ``(b,)``
+    bins per spot, ``shares`` ``(b, P)``, ``weights`` ``(b,)``."""
+    probabilities = torch.softmax(logits, dim=1)
+    summed = torch.zeros_like(shares).index_add_(0, owner, probabilities)  # (b, P)
+    aggregate = summed / counts[:, None]
+    return -((shares * torch.log(aggregate.clamp_min(1e-8))).sum(dim=1) * weights).sum()
+
+
+def _picks(
+    chosen: np.ndarray, sample_of: np.ndarray, spot_of: np.ndarray, n_samples: int
+) -> list[np.ndarray]:
+    """Cohort-wide spot numbers (ascending) → each sample's ascending spot indices."""
+    samples = sample_of[chosen]
+    return [spot_of[chosen[samples == i]] for i in range(n_samples)]
+
+
+def _batch_tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    owner = torch.from_numpy(batch.owner)
+    counts = torch.bincount(owner, minlength=len(batch.shares)).to(torch.float32)
+    return (
+        torch.from_numpy(np.ascontiguousarray(batch.x, dtype=np.float32)),
+        owner,
+        counts,
+        torch.from_numpy(batch.shares),
+        torch.from_numpy(batch.weights),
+    )
 
 
 def predict_shares(heads: Sequence[BinHead], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

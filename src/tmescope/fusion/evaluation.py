@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,10 +46,13 @@ class PreparedSample:
 
 @dataclass(frozen=True)
 class FoldData:
+    """A fold's target recipe and its samples: tuples in memory, or sequences that read each
+    sample when it is asked for (:class:`~tmescope.fusion.spot_cache.CachedSamples`)."""
+
     fold: Fold
     spec: TargetSpec
-    train: tuple[PreparedSample, ...]
-    test: tuple[PreparedSample, ...]
+    train: Sequence[PreparedSample]
+    test: Sequence[PreparedSample]
 
 
 @dataclass
@@ -62,6 +66,35 @@ class ModelScores:
     coverage_90: list[float] = field(default_factory=list)  # ensembles only
     # Held-out predictions, per test sample: (n_spots, len(spec.names)) in the fold's targets.
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def extend(self, other: ModelScores) -> None:
+        """Append ``other``'s folds (scored after this one's) to these scores."""
+        self.expression += other.expression
+        self.states += other.states
+        for name, values in other.per_target.items():
+            self.per_target.setdefault(name, []).extend(values)
+        self.fit_seconds += other.fit_seconds
+        self.coverage_90 += other.coverage_90
+        self.predictions.update(other.predictions)
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything but the predictions, as plain JSON (a fold's checkpoint)."""
+        return {
+            "expression": self.expression, "states": self.states,
+            "per_target": self.per_target, "fit_seconds": self.fit_seconds,
+            "coverage_90": self.coverage_90,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], predictions: Mapping[str, np.ndarray]) -> ModelScores:
+        return cls(
+            expression=[float(v) for v in state["expression"]],
+            states=[float(v) for v in state["states"]],
+            per_target={k: [float(x) for x in v] for k, v in state["per_target"].items()},
+            fit_seconds=[float(v) for v in state["fit_seconds"]],
+            coverage_90=[float(v) for v in state["coverage_90"]],
+            predictions=dict(predictions),
+        )
 
     def to_json(self, spec_names: Sequence[str] = ()) -> dict[str, Any]:
         genes = {k: v for k, v in self.per_target.items() if not k.startswith("state:")}
@@ -161,32 +194,70 @@ def cross_validate(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, ModelScores]:
     """Fit each model on each fold's training samples; score it on the fold's test samples."""
+    scores = {m: ModelScores() for m in check_models(models)}
+    for data in folds:
+        fold_scores = score_fold(
+            data, models=models, n_members=n_members, seed=seed, device=device,
+            head_config=head_config, progress=progress,
+        )  # fmt: skip
+        for name in models:
+            scores[name].extend(fold_scores[name])
+    return scores
+
+
+def check_models(models: Sequence[str]) -> list[str]:
+    """``models`` if every name is known; a named error otherwise."""
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown:
         raise InvalidParameterError(
             f"unknown model {', '.join(unknown)}; choose from {', '.join(MODEL_NAMES)} or all"
         )
-    scores = {m: ModelScores() for m in models}
-    for data in folds:
-        for name in models:
-            start = time.perf_counter()
-            predictions, stds = _fit_predict(
-                name, data, n_members=n_members, seed=seed, device=device, config=head_config
-            )
-            elapsed = time.perf_counter() - start
-            _score(scores[name], data, predictions, stds, elapsed)
-            if progress is not None:
-                latest = (scores[name].expression or scores[name].states)[-1]
-                progress(f"{data.fold.name}: {name} mean Pearson {latest:.3f} ({elapsed:.1f} s)")
+    return list(models)
+
+
+def score_fold(
+    data: FoldData,
+    *,
+    models: Sequence[str],
+    n_members: int = 5,
+    seed: int = 0,
+    device: str = "cpu",
+    head_config: Any = None,
+    progress: Callable[[str], None] | None = None,
+    spill: Path | None = None,
+) -> dict[str, ModelScores]:
+    """One fold of :func:`cross_validate`: each model's scores on the fold's test samples
+    (``spill``: a scratch folder for the head's training pieces, see :func:`fit_gat`)."""
+    scores = {m: ModelScores() for m in check_models(models)}
+    for name in models:
+        start = time.perf_counter()
+        predictions, stds = _fit_predict(
+            name, data, n_members=n_members, seed=seed, device=device, config=head_config,
+            spill=spill,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        _score(scores[name], data, predictions, stds, elapsed)
+        if progress is not None:
+            latest = (scores[name].expression or scores[name].states)[-1]
+            progress(f"{data.fold.name}: {name} mean Pearson {latest:.3f} ({elapsed:.1f} s)")
     return scores
 
 
 def _fit_predict(
-    name: str, data: FoldData, *, n_members: int, seed: int, device: str, config: Any
+    name: str,
+    data: FoldData,
+    *,
+    n_members: int,
+    seed: int,
+    device: str,
+    config: Any,
+    spill: Path | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Predictions for each test sample of the fold (and the ensemble's std for ``gat``)."""
     if name == "gat":
-        ensemble = fit_gat(data.train, n_members=n_members, seed=seed, device=device, config=config)
+        ensemble = fit_gat(
+            data.train, n_members=n_members, seed=seed, device=device, config=config, spill=spill
+        )
         outputs = [ensemble.predict(as_graph_sample(s)) for s in data.test]
         return [o.mean for o in outputs], [o.std for o in outputs]
     from tmescope.fusion.baselines import HestRidgeProbe, SpotMLP, TunedRidgeProbe
@@ -215,18 +286,35 @@ def fit_gat(
     device: str,
     config: Any = None,
     metadata: Mapping[str, Any] | None = None,
+    spill: Path | None = None,
 ) -> Any:
     """An ensemble of heads fitted on every training sample, early-stopped on held-out spots.
 
     A tenth of each training sample's spots leave the loss and decide when to stop (and how
-    wide the predictive interval is); the test samples of the fold take no part.
+    wide the predictive interval is); the test samples of the fold take no part. Samples are
+    read one at a time; with ``spill`` (a scratch folder) the training pieces wait there between
+    steps instead of in memory (:func:`~tmescope.fusion.train.fit_ensemble`).
     """
     from tmescope.fusion.train import fit_ensemble
 
     return fit_ensemble(
-        [as_graph_sample(s, with_targets=True) for s in train], [], n_members=n_members,
-        config=config, seed=seed, device=device, metadata=metadata,
+        _GraphSamples(train), [], n_members=n_members, config=config, seed=seed,
+        device=device, metadata=metadata, spill=spill,
     )  # fmt: skip
+
+
+class _GraphSamples(Sequence[Any]):
+    """Prepared samples as training :class:`~tmescope.fusion.train.GraphSample` objects, made
+    when asked for: samples read lazily from disk stay unread until the trainer reaches them."""
+
+    def __init__(self, samples: Sequence[PreparedSample]) -> None:
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
+        return as_graph_sample(self.samples[index], with_targets=True)
 
 
 def as_graph_sample(sample: PreparedSample, *, with_targets: bool = False) -> Any:

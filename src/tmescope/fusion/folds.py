@@ -23,6 +23,7 @@ from tmescope.errors import InputNotFoundError, InvalidParameterError, TrainingD
 
 __all__ = [
     "Fold",
+    "group_k_folds",
     "inner_validation_split",
     "leave_one_group_out",
     "leave_one_sample_out",
@@ -286,3 +287,36 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise TrainingDataError(
             f"{path} cannot be read as a CSV table ({error}): fix the file"
         ) from error
+
+
+def group_k_folds(sample_to_group: Mapping[str, str], *, k: int, seed: int = 0) -> list[Fold]:
+    """``k`` folds over whole groups (patients): every group is tested in exactly one fold.
+
+    Groups are dealt, largest first (in samples), to the fold with the fewest samples so far;
+    groups of the same size are taken in a seeded random order, so folds are balanced and do
+    not follow the order in which samples were listed. With no more than ``k`` groups this is
+    leave-one-group-out (one fold per group). Folds are named ``fold 1`` … ``fold k``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise InvalidParameterError(f"the number of folds must be an integer >= 2, got {k!r}")
+    groups: dict[str, list[str]] = {}
+    for sample, group in sample_to_group.items():
+        groups.setdefault(str(group), []).append(str(sample))
+    if len(groups) <= k:
+        return leave_one_group_out(sample_to_group)
+    names = list(groups)
+    shuffled = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    order = sorted(shuffled, key=lambda g: -len(groups[g]))  # stable: ties keep the shuffle
+    tests: list[list[str]] = [[] for _ in range(k)]
+    for group in order:
+        fold = min(range(k), key=lambda f: (len(tests[f]), f))
+        tests[fold] += groups[group]
+    samples = [str(s) for s in sample_to_group]
+    folds = []
+    for i, test in enumerate(tests):
+        held = set(test)
+        ordered = tuple(s for s in samples if s in held)  # the listing's order within a fold
+        folds.append(
+            Fold(name=f"fold {i + 1}", train=tuple(s for s in samples if s not in held), test=ordered)
+        )
+    return folds

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tmescope.errors import GeneSetError, InputNotFoundError, InvalidParameterError
-from tmescope.fusion.targets import pool_gene_moments
+from tmescope.fusion.targets import GeneMoments, pool_gene_moments
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,12 @@ class GeneStandardiser:
     ) -> GeneStandardiser:
         """Statistics pooled over every spot of ``matrices`` (pass the training samples only)."""
         genes = tuple(gene_names)
-        moments = pool_gene_moments(matrices, n_genes=len(genes))
+        return cls.from_moments(pool_gene_moments(matrices, n_genes=len(genes)), genes)
+
+    @classmethod
+    def from_moments(cls, moments: GeneMoments, gene_names: Sequence[str]) -> GeneStandardiser:
+        """:meth:`fit` on moments already pooled over the training spots."""
+        genes = tuple(gene_names)
         std = np.sqrt(moments.variance)
         # A constant gene would divide by zero; with std 1 it just scores its shift from the mean.
         std[std < 1e-6] = 1.0

@@ -9,8 +9,8 @@ sample's bins and reconciled with its measured spots.
       weights.safetensors     the PCA projection, every member's weights, the reference profiles
 
 Inputs (bin features and context-ring means, standardised per sample) are reduced by a PCA
-fitted on the training samples' bins only, then fed to the ensemble of
-:mod:`tmescope.fusion.bin_head`. Prediction gives the image's compositions, their spread over
+fitted on the training samples' bins only (a seeded subsample of them in a large cohort), then fed
+to the ensemble of :mod:`tmescope.fusion.bin_head`; :mod:`tmescope.fusion.subspot_fit` fits it. Prediction gives the image's compositions, their spread over
 members, and the compositions reconciled with the sample's measured spots
 (:mod:`tmescope.fusion.reconcile`).
 """
@@ -18,7 +18,6 @@ members, and the compositions reconciled with the sample's measured spots
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tmescope.errors import ModelMismatchError
-from tmescope.fusion.bin_head import BinHead, BinHeadConfig, WeakSample, fit_bin_heads
+from tmescope.fusion.bin_head import BinHead, BinHeadConfig
 from tmescope.fusion.reference import ReferenceProfiles
 from tmescope.fusion.subspot_data import BinSample
 
@@ -124,33 +123,6 @@ class SubspotModel:
             mean=tensors["pca.mean"], components=components, heads=tuple(heads),
             samples=tuple(header["samples"]),
         )  # fmt: skip
-
-
-def fit_subspot_model(
-    samples: Sequence[BinSample],
-    *,
-    reference: ReferenceProfiles,
-    config: BinHeadConfig | None = None,
-    seed: int = 0,
-) -> SubspotModel:
-    """Fit the PCA on every training bin, then the heads on the bins inside spot discs."""
-    from sklearn.decomposition import PCA
-
-    config = config or BinHeadConfig()
-    stacked = np.vstack([s.x for s in samples])
-    pca = PCA(n_components=min(PCA_DIM, stacked.shape[1]), random_state=seed).fit(stacked)
-    mean = pca.mean_.astype(np.float32)
-    components = pca.components_.T.astype(np.float32)
-    weak = []
-    for s in samples:
-        inside = s.disc >= 0
-        reduced = ((s.x[inside] - mean) @ components).astype(np.float32)
-        weak.append(WeakSample(x=reduced, discs=s.discs[:, inside], shares=s.measured))
-    heads = fit_bin_heads(weak, config=config, seed=seed)
-    return SubspotModel(
-        bin_um=float(samples[0].bin_um), reference=reference, config=config, mean=mean,
-        components=components, heads=tuple(heads), samples=tuple(s.sample_id for s in samples),
-    )  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)

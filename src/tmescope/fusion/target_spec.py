@@ -20,7 +20,12 @@ from tmescope.errors import InvalidParameterError, TrainingDataError
 from tmescope.fusion.cohort import SpotTable
 from tmescope.fusion.genesets import GeneSet, GeneStandardiser, score_gene_sets
 from tmescope.fusion.reference import ReferenceProfiles, deconvolve_nnls
-from tmescope.fusion.targets import normalise_log1p, select_variable_genes
+from tmescope.fusion.targets import (
+    SampleMoments,
+    normalise_log1p,
+    pool_sample_moments,
+    variable_genes,
+)
 
 TargetKind = Literal["expression", "states", "both"]
 TARGET_KINDS: tuple[str, ...] = ("expression", "states", "both")
@@ -145,6 +150,24 @@ def fit_targets(
     targets. States come from ``reference`` when given, else from ``gene_sets`` standardised
     with the training spots' statistics.
     """
+    if not train:
+        raise TrainingDataError("a fold needs at least one training sample")
+    moments = [SampleMoments.of(t.sample_id, _counts_of(t), t.genes) for t in train]
+    return fit_targets_from_moments(
+        moments, kind=kind, n_genes=n_genes, gene_sets=gene_sets, reference=reference
+    )
+
+
+def fit_targets_from_moments(
+    train: Sequence[SampleMoments],
+    *,
+    kind: TargetKind = "both",
+    n_genes: int = 50,
+    gene_sets: Sequence[GeneSet] = (),
+    reference: ReferenceProfiles | None = None,
+) -> TargetSpec:
+    """:func:`fit_targets` from each training sample's gene moments: all a fold's targets need
+    of its training samples, so that their counts need not be held while a fold is fitted."""
     if kind not in TARGET_KINDS:
         raise InvalidParameterError(
             f"target must be one of {', '.join(TARGET_KINDS)}, got {kind!r}"
@@ -152,21 +175,20 @@ def fit_targets(
     if not train:
         raise TrainingDataError("a fold needs at least one training sample")
     shared = _shared_genes(train)
-    logs = {t.sample_id: normalise_log1p(_counts_of(t)) for t in train}
     genes: tuple[str, ...] = ()
+    pooled = pool_sample_moments(train, shared)
     if kind in ("expression", "both"):
-        matrices = [logs[t.sample_id][:, _columns(t, shared)] for t in train]
-        genes = select_variable_genes(matrices, shared, n=n_genes)
+        genes = variable_genes(pooled, shared, n=n_genes)
     if kind == "expression":
         return TargetSpec(kind, genes, (), "none")
     if reference is not None:
         return TargetSpec(kind, genes, reference.cell_types, "reference", reference=reference)
     if not gene_sets:
         raise InvalidParameterError("TME states need gene sets or a single-cell reference")
-    matrices = [logs[t.sample_id][:, _columns(t, shared)] for t in train]
-    standardiser = GeneStandardiser.fit(matrices, shared)
-    # Score the training samples once to learn which sets the panel can score.
-    _, kept = score_gene_sets(matrices[0], shared, gene_sets, standardiser=standardiser)
+    standardiser = GeneStandardiser.from_moments(pooled, shared)
+    # Which sets the panel can score depends on the genes alone: score no spot to learn it.
+    nothing = sp.csr_matrix((0, len(shared)), dtype=np.float32)
+    _, kept = score_gene_sets(nothing, shared, gene_sets, standardiser=standardiser)
     sets = tuple(s for s in gene_sets if s.name in kept)
     return TargetSpec(kind, genes, kept, "gene-sets", gene_sets=sets, standardiser=standardiser)
 
@@ -177,7 +199,7 @@ def check_genes(tables: Sequence[SpotTable], spec: TargetSpec) -> None:
         _columns(table, spec.genes)
 
 
-def _shared_genes(tables: Sequence[SpotTable]) -> tuple[str, ...]:
+def _shared_genes(tables: Sequence[SpotTable] | Sequence[SampleMoments]) -> tuple[str, ...]:
     first = tables[0].genes
     others = [set(t.genes) for t in tables[1:]]
     shared = tuple(g for g in dict.fromkeys(first) if all(g in o for o in others))

@@ -87,8 +87,22 @@ def select_variable_genes(
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InvalidParameterError(f"n must be an integer >= 1, found {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise InvalidParameterError(f"n must be an integer >= 1, found {n!r}")
     names = list(gene_names)
-    moments = pool_gene_moments(train_matrices, n_genes=len(names))
+    return variable_genes(
+        pool_gene_moments(train_matrices, n_genes=len(names)), names, n=n,
+        min_detected=min_detected,
+    )  # fmt: skip
+
+
+def variable_genes(
+    moments: GeneMoments, gene_names: Sequence[str], *, n: int = 50, min_detected: float = 0.01
+) -> tuple[str, ...]:
+    """:func:`select_variable_genes` on moments already pooled over the training spots."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise InvalidParameterError(f"n must be an integer >= 1, found {n!r}")
+    names = list(gene_names)
     variance = moments.variance
     qualifies = (moments.detected >= min_detected) & (variance > 1e-12)
     candidates = [g for g in range(len(names)) if qualifies[g]]
@@ -132,6 +146,39 @@ def pool_gene_moments(matrices: Sequence[np.ndarray | sp.spmatrix], *, n_genes: 
         )
     mean = total[0] / n_spots
     # Population variance; clipped because E[x²] - E[x]² can dip below 0 by rounding.
+    variance = np.maximum(total[1] / n_spots - mean**2, 0.0)
+    return GeneMoments(n_spots, mean, variance, total[2] / n_spots)
+
+
+@dataclass(frozen=True, eq=False)
+class SampleMoments:
+    """One sample's per-gene sums of log1p-normalised expression (sum, sum of squares, spots
+    detected), by gene name: what a fold's targets need of a sample, without its counts."""
+
+    sample_id: str
+    genes: tuple[str, ...]
+    n_spots: int
+    sums: np.ndarray  # (3, n_genes) float64
+
+    @classmethod
+    def of(cls, sample_id: str, counts: sp.spmatrix | np.ndarray, genes: Sequence[str]) -> SampleMoments:
+        return cls(sample_id, tuple(genes), int(counts.shape[0]), _column_moments(normalise_log1p(counts)))
+
+
+def pool_sample_moments(samples: Sequence[SampleMoments], genes: Sequence[str]) -> GeneMoments:
+    """The moments of ``genes`` pooled over every spot of ``samples`` (each must hold them all),
+    equal to :func:`pool_gene_moments` over the samples' log1p-normalised matrices."""
+    total = np.zeros((3, len(genes)))
+    n_spots = 0
+    for sample in samples:
+        column = {g: i for i, g in enumerate(sample.genes)}
+        total += sample.sums[:, [column[g] for g in genes]]
+        n_spots += sample.n_spots
+    if n_spots == 0:
+        raise TrainingDataError(
+            "no training spots to learn from: pass at least one non-empty training matrix"
+        )
+    mean = total[0] / n_spots
     variance = np.maximum(total[1] / n_spots - mean**2, 0.0)
     return GeneMoments(n_spots, mean, variance, total[2] / n_spots)
 

@@ -28,8 +28,10 @@ names are re-exported here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,11 +110,16 @@ def fit_ensemble(
     seed: int = 0,
     device: str = "cpu",
     metadata: Mapping[str, Any] | None = None,
+    spill: Path | None = None,
 ) -> Ensemble:
     """Fit ``n_members`` heads that differ only in seed (init, dropout, sample order).
 
     The input transform is fitted once, on ``train``, and shared. Member ``i`` draws its seed
     from ``SeedSequence(seed)``, so member 0 equals :func:`fit_head` with the same seed.
+    ``train`` and ``val`` are read in turn, never all at once (they may be sequences that read
+    each sample from disk when asked); with ``spill``, a folder, the pieces' inputs and targets
+    are kept there and each step reads its own piece, so memory holds one piece rather than the
+    whole cohort (the same heads: the same tensors, read back).
     """
     config = config or HeadConfig()
     if not isinstance(n_members, int) or n_members < 1:
@@ -122,19 +129,45 @@ def fit_ensemble(
     transform = fit_transform(
         train, pca_dim=config.pca_dim, sample_norm=config.sample_norm, seed=seed
     )
-    train_pieces = [p for s in train for p in _to_pieces(s, transform, where)]
+    try:
+        return _fit_pieces(train, val, transform, n_members=n_members, config=config, seed=seed,
+                           where=where, metadata=metadata, spill=spill)  # fmt: skip
+    finally:
+        if spill is not None:  # the pieces were this fit's own
+            for name in ("train", "val"):
+                shutil.rmtree(spill / name, ignore_errors=True)
+
+
+def _fit_pieces(
+    train: Sequence[GraphSample],
+    val: Sequence[GraphSample],
+    transform: InputTransform,
+    *,
+    n_members: int,
+    config: HeadConfig,
+    seed: int,
+    where: torch.device,
+    metadata: Mapping[str, Any] | None,
+    spill: Path | None,
+) -> Ensemble:
+    """:func:`fit_ensemble` once the transform is fitted: cut the samples into pieces (kept in
+    ``spill`` when given), hold validation nodes out, fit each member."""
+    stored = _Pieces(spill / "train" if spill is not None else None, where)
+    for s in train:
+        stored.extend(_to_pieces(s, transform, where))
     if val:
-        val_pieces = [p for s in val for p in _to_pieces(s, transform, where)]
+        checked = _Pieces(spill / "val" if spill is not None else None, where)
+        for s in val:
+            checked.extend(_to_pieces(s, transform, where))
+        train_pieces, val_pieces = stored.view(), checked.view()
     else:
         log.info(
             "no validation sample: early stopping on %.0f %% of training nodes",
             100 * HOLDOUT_FRACTION,
         )
-        train_pieces, val_pieces = _hold_out(train_pieces, np.random.default_rng(seed))
-    train_pieces = [
-        p for p in train_pieces if bool(p.mask.any())
-    ]  # a piece of tiles only teaches nothing
-    if not train_pieces:
+        train_pieces, val_pieces = _hold_out(stored, np.random.default_rng(seed))
+    train_pieces = train_pieces.teaching()  # a piece of tiles only teaches nothing
+    if not len(train_pieces):
         raise TrainingDataError(
             "no training node is left with a target: pass more training samples"
         )
@@ -305,22 +338,84 @@ def _to_pieces(
     return pieces
 
 
-def _hold_out(
-    graphs: Sequence[_Graph], rng: np.random.Generator
-) -> tuple[list[_Graph], list[_Graph]]:
-    """Split each graph's target nodes: 90 % stay in the loss, 10 % become the validation mask."""
+def _hold_out(pieces: _Pieces, rng: np.random.Generator) -> tuple[_PieceView, _PieceView]:
+    """Split each piece's target nodes: 90 % stay in the loss, 10 % become the validation mask."""
     fits, checks = [], []
-    for graph in graphs:
-        held = torch.from_numpy(rng.random(graph.mask.shape[0]) < HOLDOUT_FRACTION).to(
-            graph.mask.device
-        )
-        fits.append(_Graph(graph.x, graph.edge_index, graph.y, graph.mask & ~held))
-        checks.append(_Graph(graph.x, graph.edge_index, graph.y, graph.mask & held))
-    if not any(bool(g.mask.any()) for g in checks):
+    for mask in pieces.masks:
+        held = torch.from_numpy(rng.random(mask.shape[0]) < HOLDOUT_FRACTION).to(mask.device)
+        fits.append(mask & ~held)
+        checks.append(mask & held)
+    if not any(bool(m.any()) for m in checks):
         raise TrainingDataError(
             "too few target nodes to hold 10 % out for early stopping: pass validation samples"
         )
-    return fits, checks
+    every = list(range(len(pieces)))
+    return _PieceView(pieces, every, fits), _PieceView(pieces, every, checks)
+
+
+class _Pieces:
+    """A fit's pieces: their masks in memory, their inputs, edges and targets in memory or, with
+    a folder, each in a file read back when a step reaches it (one piece in memory at a time)."""
+
+    def __init__(self, folder: Path | None, device: torch.device) -> None:
+        self.folder = folder
+        self.device = device
+        self.masks: list[Tensor] = []
+        self._kept: list[_Graph] = []
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def extend(self, pieces: Sequence[_Graph]) -> None:
+        from safetensors.torch import save_file
+
+        for piece in pieces:
+            if self.folder is None:
+                self._kept.append(piece)
+            else:
+                tensors = {"x": piece.x, "edge_index": piece.edge_index, "y": piece.y}
+                save_file(
+                    {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                    self.folder / f"{len(self.masks)}.safetensors",
+                )
+            self.masks.append(piece.mask)
+
+    def get(self, index: int, mask: Tensor) -> _Graph:
+        if self.folder is None:
+            kept = self._kept[index]
+            return _Graph(kept.x, kept.edge_index, kept.y, mask)
+        from safetensors.torch import load_file
+
+        tensors = load_file(self.folder / f"{index}.safetensors", device=str(self.device))
+        return _Graph(tensors["x"], tensors["edge_index"], tensors["y"], mask)
+
+    def view(self) -> _PieceView:
+        return _PieceView(self, list(range(len(self))), list(self.masks))
+
+
+class _PieceView(Sequence[_Graph]):
+    """Some pieces of a :class:`_Pieces`, each with a mask of its own (the nodes in the loss)."""
+
+    def __init__(self, pieces: _Pieces, indices: Sequence[int], masks: Sequence[Tensor]) -> None:
+        self.pieces = pieces
+        self.indices = list(indices)
+        self.masks = list(masks)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> _Graph:  # type: ignore[override]
+        return self.pieces.get(self.indices[i], self.masks[i])
+
+    def __iter__(self) -> Iterator[_Graph]:
+        return (self[i] for i in range(len(self)))
+
+    def teaching(self) -> _PieceView:
+        """The pieces with at least one node in the loss."""
+        kept = [(i, m) for i, m in zip(self.indices, self.masks, strict=True) if bool(m.any())]
+        return _PieceView(self.pieces, [i for i, _ in kept], [m for _, m in kept])
 
 
 def _check_training(train: Sequence[GraphSample], val: Sequence[GraphSample]) -> None:

@@ -16,12 +16,18 @@ from typing import Any
 
 from tmescope.cpus import ensure_threads
 from tmescope.errors import InvalidParameterError, TrainingDataError
+from tmescope.jobs.progress import Eta
 
 log = logging.getLogger(__name__)
 
 MODEL_CHOICES = ("gat", "mlp", "ridge", "ridge-cv", "smooth-ridge")
 TARGET_CHOICES = ("expression", "states", "both")
+AUTO_FOLDS = "auto"
 LEAVE_SAMPLE_OUT = "leave-sample-out"
+LEAVE_GROUP_OUT = "leave-group-out"
+DEFAULT_FOLDS = 5  # group folds of "auto": leave-one-group-out up to this many groups
+DEFAULT_GROUP_KEY = "patient"  # the stored metadata column that groups samples when present
+CV_MEMBERS_AT_SCALE = 3  # ensemble members per fold once folds hold several groups each
 DEFAULT_LABEL_KEY = "cell_type"  # the cell-type column of a reference when --label-key is not given
 
 
@@ -32,9 +38,12 @@ class TrainSettings:
     target: str = "both"
     n_genes: int = 50
     models: tuple[str, ...] = MODEL_CHOICES
-    folds: str = LEAVE_SAMPLE_OUT  # or a CSV/JSON file of folds
-    groups: Path | None = None  # CSV sample_id → group (patient)
-    group_key: str | None = None
+    # "auto" (k group folds, leave-one-group-out with few groups), a number of group folds,
+    # leave-sample-out, leave-group-out, or a CSV/JSON file of folds
+    folds: str = AUTO_FOLDS
+    groups: Path | None = None  # CSV sample_id → group (patient); default: stored metadata
+    group_key: str | None = None  # the group column (of --groups, or of the stored metadata)
+    cv_members: int | None = None  # ensemble members per fold; None: as CV_MEMBERS_AT_SCALE says
     reference: Path | None = None  # single-cell .h5ad for cell-type proportions
     label_key: str | None = None  # its cell-type column; None: "cell_type"
     gene_sets: Path | None = None  # TOML/JSON; the default TME sets otherwise
@@ -57,10 +66,12 @@ class TrainSettings:
                 f"--model must be one of {', '.join(MODEL_CHOICES)} or all, got "
                 f"{', '.join(unknown) or 'none'}"
             )
-        for name in ("n_genes", "n_members"):
+        flags = {"n_genes": "--genes", "n_members": "--members", "cv_members": "--cv-members"}
+        for name, flag in flags.items():
             value = getattr(self, name)
+            if name == "cv_members" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                flag = "--genes" if name == "n_genes" else "--members"
                 raise InvalidParameterError(f"{flag} must be a positive integer, got {value!r}")
         if self.label_key is not None and self.reference is None:
             raise InvalidParameterError(
@@ -73,10 +84,9 @@ class TrainSettings:
             raise InvalidParameterError(
                 f"--resolution must be a bin size in µm (e.g. 16), got {self.resolution_um}"
             )
-        if self.group_key is not None and self.groups is None:
+        if self.folds.isdigit() and int(self.folds) < 2:
             raise InvalidParameterError(
-                f"--group-key {self.group_key} needs --groups FILE.csv (columns sample_id and "
-                f"{self.group_key}) to know which patient each sample comes from"
+                f"--folds {self.folds}: cross-validation needs at least 2 folds"
             )
 
 
@@ -99,18 +109,17 @@ def train_model(
     settings: TrainSettings | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Cross-validate the chosen models on ``store`` and save the final head to ``out``."""
+    """Cross-validate the chosen models on ``store`` and save the final head to ``out``.
+
+    Memory is bounded by a sample: each sample's spots are read from the store once into the
+    work folder (:mod:`tmescope.jobs.train_work`) and every later step reads them back one at a
+    time. A training killed and started again with the same inputs resumes from that folder.
+    """
     ensure_threads()  # before fusion loads torch: its OpenMP reads the wait policy once
-    from tmescope.fusion.cohort import read_spot_table
-    from tmescope.fusion.evaluation import (
-        cross_validate,
-        fit_gat,
-        prepare_fold,
-        prepare_samples,
-        spot_graph,
-    )
+    from tmescope.fusion.evaluation import FoldData, ModelScores, fit_gat, score_fold
     from tmescope.fusion.model_dir import check_destination, save_model
     from tmescope.fusion.subspot_model import SUBSPOT_DIR
+    from tmescope.jobs.train_work import open_work
     from tmescope.store import CohortStore
 
     settings = settings or TrainSettings()
@@ -119,7 +128,13 @@ def train_model(
     check_destination(out)
     opened = CohortStore.open(store, mode="r")
     sample_ids = _training_samples(opened, settings.holdout)
-    folds = _folds(settings, sample_ids)
+    groups = sample_groups(opened, sample_ids, settings)
+    folds = _folds(settings, sample_ids, groups)
+    cv_members = settings.cv_members or (
+        min(settings.n_members, CV_MEMBERS_AT_SCALE)
+        if len({groups[s] for s in sample_ids}) > len(folds)
+        else settings.n_members
+    )
     gene_sets, reference = _state_sources(settings)
     subspot_reference: Any = None
     if settings.resolution_um is not None:
@@ -128,65 +143,224 @@ def train_model(
         _check_subspot_inputs(opened, sample_ids, settings.resolution_um, subspot_reference)
     device = device_name(settings.device)
     start = time.perf_counter()
-    tables = {s: read_spot_table(opened, s) for s in sample_ids}
-    if settings.resolution_um is not None and subspot_reference is None:
-        subspot_reference = _marker_reference(settings, [t.genes for t in tables.values()])
-    gene_sets = scorable_sets(gene_sets, [t.genes for t in tables.values()])
-    graphs = {
-        s: spot_graph(t.coords_um, platform=sample_platform(opened, s)) for s, t in tables.items()
-    }
-    say(f"read {sum(t.n for t in tables.values()):,} spots of {len(tables)} samples")
-    prepared = [
-        prepare_fold(
-            tables, fold, graphs=graphs, kind=settings.target,  # type: ignore[arg-type]
-            n_genes=settings.n_genes, gene_sets=gene_sets, reference=reference,
+    with open_work(out, _work_key(opened, sample_ids, settings)) as work:
+        cache = _read_spots(opened, sample_ids, work.spots, say)
+        panels = [cache.genes(s) for s in sample_ids]
+        if settings.resolution_um is not None and subspot_reference is None:
+            subspot_reference = _marker_reference(settings, panels)
+        gene_sets = scorable_sets(gene_sets, panels)
+        n_spots = sum(cache.moments(s).n_spots for s in sample_ids)
+        say(
+            f"{len(folds)} folds ({describe_folds(folds, groups, settings)}); models "
+            f"{', '.join(settings.models)}; {cv_members} ensemble members per fold "
+            f"({settings.n_members} in the final head)"
         )
-        for fold in folds
-    ]  # fmt: skip
-    say(f"{len(folds)} folds; models {', '.join(settings.models)}")
-    scores = cross_validate(
-        prepared, models=settings.models, n_members=settings.n_members, seed=settings.seed,
-        device=device, progress=say,
-    )  # fmt: skip
-    # The saved model is always the head, whatever --model compared: it learns from every
-    # sample, with targets fixed on all of them and early stopping on held-out spots as in
-    # each fold; its figures are the cross-validated ones above.
-    say(f"fitting the final head ({settings.n_members} members) on all {len(tables)} samples")
-    spec, everything, _ = prepare_samples(
-        tables, sample_ids, (), graphs=graphs, kind=settings.target,  # type: ignore[arg-type]
-        n_genes=settings.n_genes, gene_sets=gene_sets, reference=reference,
-    )  # fmt: skip
-    ensemble = fit_gat(everything, n_members=settings.n_members, seed=settings.seed, device=device)
-    parts = {}
-    if settings.resolution_um is not None:
-        subspot = _fit_subspot(opened, sample_ids, settings, subspot_reference, say)
-        parts[SUBSPOT_DIR] = subspot.save
-    report = {
-        "store": str(opened.path),
-        "target": settings.target,
-        "n_samples": len(tables),
-        "n_spots": sum(t.n for t in tables.values()),
-        "folds": [{"name": f.name, "train": list(f.train), "test": list(f.test)} for f in folds],
-        "models": {name: s.to_json() for name, s in scores.items()},
-        "genes": list(spec.genes),
-        "states": list(spec.state_names),
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    save_model(
-        out, ensemble=ensemble, spec=spec, fingerprint=opened.fingerprint,
-        info={
-            "samples": sample_ids,
-            "graph": {"visium_pitch_um": 100.0, "grid_neighbours": 6},
-            "n_members": settings.n_members,
-            "seed": settings.seed,
-            "cv": report,
-            "holdout": list(settings.holdout),
-            "resolution_um": settings.resolution_um,
-        },
-        parts=parts,
-    )  # fmt: skip
+        recipe = _Recipe(settings.target, settings.n_genes, gene_sets, reference)
+        scores = {m: ModelScores() for m in settings.models}
+        fold_eta = Eta(len(folds))
+        for i, fold in enumerate(folds):
+            if work.has_fold(i):
+                done = work.load_fold(i, settings.models)
+            else:
+                spec, train, test = fold_samples(
+                    cache, fold.train, fold.test, recipe, say, name=fold.name
+                )
+                data = FoldData(fold=fold, spec=spec, train=train, test=test)
+                done = score_fold(
+                    data, models=settings.models, n_members=cv_members, seed=settings.seed,
+                    device=device, progress=say, spill=work.pieces,
+                )  # fmt: skip
+                work.save_fold(i, done)
+            for name in settings.models:
+                scores[name].extend(done[name])
+            say(fold_eta.status(f"cross-validation: {fold.name} done", i + 1))
+        # The saved model is always the head, whatever --model compared: it learns from every
+        # sample, with targets fixed on all of them and early stopping on held-out spots as in
+        # each fold; its figures are the cross-validated ones above.
+        spec, everything, _ = fold_samples(cache, sample_ids, (), recipe, say, name="all samples")
+        ensemble = work.final_head(device)
+        if ensemble is None:
+            say(f"fitting the final head ({settings.n_members} members) on all {len(sample_ids)} "
+                "samples")  # fmt: skip
+            ensemble = fit_gat(
+                everything, n_members=settings.n_members, seed=settings.seed, device=device,
+                spill=work.pieces,
+            )  # fmt: skip
+            work.save_final_head(ensemble)
+        parts = {}
+        if settings.resolution_um is not None:
+            subspot = _fit_subspot(
+                opened, sample_ids, settings, subspot_reference, work.subspot, say
+            )
+            parts[SUBSPOT_DIR] = subspot.save
+        report = {
+            "store": str(opened.path),
+            "target": settings.target,
+            "n_samples": len(sample_ids),
+            "n_spots": n_spots,
+            "folds": [
+                {"name": f.name, "train": list(f.train), "test": list(f.test)} for f in folds
+            ],
+            "fold_scheme": describe_folds(folds, groups, settings),
+            "groups": {s: groups[s] for s in sample_ids},
+            "cv_members": cv_members,
+            "models": {name: s.to_json() for name, s in scores.items()},
+            "genes": list(spec.genes),
+            "states": list(spec.state_names),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        save_model(
+            out, ensemble=ensemble, spec=spec, fingerprint=opened.fingerprint,
+            info={
+                "samples": sample_ids,
+                "graph": {"visium_pitch_um": 100.0, "grid_neighbours": 6},
+                "n_members": settings.n_members,
+                "seed": settings.seed,
+                "cv": report,
+                "holdout": list(settings.holdout),
+                "resolution_um": settings.resolution_um,
+            },
+            parts=parts,
+        )  # fmt: skip
     say(f"model written to {out}")
     return TrainResult(out, report)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What fixes a fold's targets besides its training samples."""
+
+    kind: str
+    n_genes: int
+    gene_sets: tuple[Any, ...]
+    reference: Any
+
+
+def fold_samples(
+    cache: Any,
+    train: Sequence[str],
+    test: Sequence[str],
+    recipe: _Recipe,
+    say: Callable[[str], None],
+    *,
+    name: str,
+) -> tuple[Any, Any, Any]:
+    """Targets fixed on the ``train`` samples' moments alone; every sample's targets computed
+    with them, one sample's counts at a time; the samples read from the cache when asked for.
+    Returns the target spec and the training and test samples."""
+    from tmescope.fusion.spot_cache import CachedSamples
+    from tmescope.fusion.target_spec import check_genes, fit_targets_from_moments
+
+    spec = fit_targets_from_moments(
+        [cache.moments(s) for s in train], kind=recipe.kind,  # type: ignore[arg-type]
+        n_genes=recipe.n_genes, gene_sets=recipe.gene_sets, reference=recipe.reference,
+    )  # fmt: skip
+    check_genes([cache.moments(s) for s in test], spec)
+    eta = Eta(len(train) + len(test))
+    targets: dict[str, Any] = {}
+    for i, sample_id in enumerate((*train, *test), start=1):
+        targets[sample_id] = spec.compute(cache.counts_table(sample_id))
+        if i % 10 == 0 or i == eta.total:
+            say(eta.status(f"{name}: targets of {sample_id}", i))
+    return (
+        spec,
+        CachedSamples(cache, {s: targets[s] for s in train}),
+        CachedSamples(cache, {s: targets[s] for s in test}),
+    )
+
+
+def _read_spots(
+    store: Any, sample_ids: Sequence[str], folder: Path, say: Callable[[str], None]
+) -> Any:
+    """Each training sample's spots read from the store into the work folder's cache once."""
+    from tmescope.fusion.cohort import read_spot_table
+    from tmescope.fusion.evaluation import spot_graph
+    from tmescope.fusion.spot_cache import SpotCache
+
+    cache = SpotCache(folder)
+    eta = Eta(len(sample_ids))
+    for i, sample_id in enumerate(sample_ids, start=1):
+        if sample_id not in cache:
+            table = read_spot_table(store, sample_id)
+            graph = spot_graph(table.coords_um, platform=sample_platform(store, sample_id))
+            cache.add(table, graph)
+            del table, graph
+        say(eta.status(f"spots of {sample_id} read", i))
+    return cache
+
+
+def _work_key(store: Any, sample_ids: Sequence[str], settings: TrainSettings) -> dict[str, Any]:
+    """What the work kept for a killed training depends on: another value starts afresh."""
+    from dataclasses import asdict
+
+    records = {s: store.sample_record(s) for s in sample_ids}
+    files = {}
+    for name in ("reference", "gene_sets", "groups", "folds"):
+        value = getattr(settings, name)
+        path = Path(value) if value else None
+        if path is not None and path.is_file():
+            stat = path.stat()
+            files[name] = [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    return {
+        "store": str(Path(store.path).resolve()),
+        "samples": {s: [r.meta.source_hash, r.completed] for s, r in records.items()},
+        "settings": {k: v for k, v in asdict(settings).items() if k != "device"},
+        "files": files,
+    }
+
+
+def sample_groups(store: Any, sample_ids: Sequence[str], settings: TrainSettings) -> dict[str, str]:
+    """Each training sample's group (patient) for cross-validation: from ``--groups``, else the
+    stored metadata column ``--group-key`` (``patient`` by default, when the samples have it),
+    else each sample its own group."""
+    from tmescope.fusion.folds import read_sample_groups
+
+    if settings.groups is not None:
+        groups = read_sample_groups(settings.groups, group_key=settings.group_key)
+        missing = [s for s in sample_ids if s not in groups]
+        if missing:
+            raise TrainingDataError(
+                f"{settings.groups} gives no group for {', '.join(missing[:5])}; add a row for "
+                "every sample of the store"
+            )
+        return {s: groups[s] for s in sample_ids}
+    key = settings.group_key or DEFAULT_GROUP_KEY
+    found = {s: stored_metadata(store, s).get(key, "").strip() for s in sample_ids}
+    lacking = [s for s, g in found.items() if not g]
+    if settings.group_key is not None and lacking:
+        raise TrainingDataError(
+            f"--group-key {key}: samples {', '.join(lacking[:5])} have no {key!r} in their stored "
+            f"metadata; embed them with a sample sheet that has a {key} column, or give --groups "
+            "FILE.csv (columns sample_id and a group)"
+        )
+    if len(lacking) == len(sample_ids):
+        return {s: s for s in sample_ids}  # nothing known: every sample is its own patient
+    if lacking:
+        log.warning("no %r in the metadata of %s: each counts as a %s of its own", key,
+                    ", ".join(lacking[:5]), key)  # fmt: skip
+    return {s: g or s for s, g in found.items()}
+
+
+def stored_metadata(store: Any, sample_id: str) -> dict[str, str]:
+    """The metadata a sample was embedded with (its sample sheet's other columns)."""
+    extra = dict(store.sample_record(sample_id).meta.extra)
+    return {str(k): str(v) for k, v in dict(extra.get("metadata") or {}).items()}
+
+
+def describe_folds(folds: Sequence[Any], groups: dict[str, str], settings: TrainSettings) -> str:
+    """How the folds were made, in words (printed, and kept in the model's report)."""
+    n_groups = len(set(groups.values()))
+    by_sample = all(groups[s] == s for s in groups)
+    unit = "sample" if by_sample else (settings.group_key or DEFAULT_GROUP_KEY)
+    if settings.folds not in (AUTO_FOLDS, LEAVE_SAMPLE_OUT, LEAVE_GROUP_OUT) and not (
+        settings.folds.isdigit()
+    ):
+        return f"read from {settings.folds}"
+    if settings.folds == LEAVE_SAMPLE_OUT:
+        return "leave one sample out"
+    if len(folds) == n_groups:
+        return f"leave one {unit} out"
+    return f"{len(folds)} folds of whole {unit}s ({n_groups} {unit}s)"
 
 
 def _training_samples(store: Any, holdout: Sequence[str]) -> list[str]:
@@ -223,22 +397,29 @@ def _fit_subspot(
     sample_ids: Sequence[str],
     settings: TrainSettings,
     reference: Any,
+    work: Path,
     say: Callable[[str], None],
 ) -> Any:
-    """The sub-spot model, fitted on the training samples' bins (never a held-out sample's)."""
+    """The sub-spot model, fitted on the training samples' bins (never a held-out sample's),
+    one sample in memory at a time."""
     from tmescope.fusion.bin_head import BinHeadConfig
-    from tmescope.fusion.subspot_data import read_bin_sample
-    from tmescope.fusion.subspot_model import fit_subspot_model
+    from tmescope.fusion.subspot_fit import fit_subspot_from_store
 
     assert settings.resolution_um is not None
-    samples = [
-        read_bin_sample(store, s, reference=reference, bin_um=settings.resolution_um)
-        for s in sample_ids
-    ]
-    n_bins = sum(len(s.xy) for s in samples)
-    say(f"fitting the sub-spot model on {n_bins:,} bins of {len(samples)} samples")
     config = BinHeadConfig(n_members=min(settings.n_members, 3))
-    return fit_subspot_model(samples, reference=reference, config=config, seed=settings.seed)
+    etas: dict[str, Eta] = {}
+
+    def report(what: str, done: int, total: int) -> None:
+        eta = etas.setdefault(what, Eta(total))
+        steps = what == "sub-spot model"
+        if not steps or done == total or done % max(total // 10, 1) == 0:
+            say(eta.status(f"{what}: {'steps' if steps else 'sample'}", done))
+
+    say(f"fitting the sub-spot model on the bins of {len(sample_ids)} samples")
+    return fit_subspot_from_store(
+        store, sample_ids, reference=reference, bin_um=settings.resolution_um, work=work,
+        config=config, seed=settings.seed, progress=report,
+    )  # fmt: skip
 
 
 def _marker_reference(settings: TrainSettings, panels: Sequence[Sequence[str]]) -> Any:
@@ -250,12 +431,12 @@ def _marker_reference(settings: TrainSettings, panels: Sequence[Sequence[str]]) 
     return marker_reference(load_gene_sets(settings.gene_sets), panels)
 
 
-def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:
+def _folds(settings: TrainSettings, sample_ids: Sequence[str], groups: dict[str, str]) -> list[Any]:
     from tmescope.fusion.folds import (
+        group_k_folds,
         leave_one_group_out,
         leave_one_sample_out,
         read_folds,
-        read_sample_groups,
     )
 
     if len(sample_ids) < 2:
@@ -263,18 +444,22 @@ def _folds(settings: TrainSettings, sample_ids: Sequence[str]) -> list[Any]:
             f"cross-validation needs at least 2 complete samples; the store holds "
             f"{len(sample_ids)}: embed more samples into it"
         )
-    if settings.folds != LEAVE_SAMPLE_OUT:
-        return read_folds(Path(settings.folds), sample_ids)
-    if settings.groups is None:
+    ordered = {s: groups[s] for s in sample_ids}
+    if settings.folds == AUTO_FOLDS:
+        if len(set(ordered.values())) < 2:
+            raise TrainingDataError(
+                f"every training sample comes from one {settings.group_key or DEFAULT_GROUP_KEY} "
+                f"({next(iter(ordered.values()))!r}): cross-validation needs two; use --folds "
+                "leave-sample-out if its sections may be taken as independent"
+            )
+        return group_k_folds(ordered, k=DEFAULT_FOLDS, seed=settings.seed)
+    if settings.folds.isdigit():
+        return group_k_folds(ordered, k=int(settings.folds), seed=settings.seed)
+    if settings.folds == LEAVE_SAMPLE_OUT:
         return leave_one_sample_out(sample_ids)
-    groups = read_sample_groups(settings.groups, group_key=settings.group_key)
-    missing = [s for s in sample_ids if s not in groups]
-    if missing:
-        raise TrainingDataError(
-            f"{settings.groups} gives no group for {', '.join(missing[:5])}; add a row for "
-            "every sample of the store"
-        )
-    return leave_one_group_out({s: groups[s] for s in sample_ids})
+    if settings.folds == LEAVE_GROUP_OUT:
+        return leave_one_group_out(ordered)
+    return read_folds(Path(settings.folds), sample_ids)
 
 
 def _state_sources(settings: TrainSettings) -> tuple[tuple[Any, ...], Any]:
