@@ -30,16 +30,35 @@ def train(
     folds: Annotated[
         str,
         typer.Option(
-            "--folds", help="leave-sample-out, or a CSV (sample_id,fold) / JSON file of folds."
+            "--folds",
+            help="auto (5 folds of whole patients; one per patient when there are 5 or fewer), "
+            "a number of folds, leave-sample-out, leave-group-out, or a CSV (sample_id,fold) / "
+            "JSON file of folds.",
         ),
-    ] = "leave-sample-out",
+    ] = "auto",
     groups: Annotated[
         Path | None,
-        typer.Option("--groups", help="CSV mapping sample_id to a patient (see --group-key)."),
+        typer.Option(
+            "--groups",
+            help="CSV mapping sample_id to a patient (see --group-key); default: the metadata "
+            "the samples were embedded with (embed --samplesheet).",
+        ),
     ] = None,
     group_key: Annotated[
         str | None,
-        typer.Option("--group-key", help="Column of --groups to hold out whole (e.g. patient)."),
+        typer.Option(
+            "--group-key",
+            help="The column that names each sample's patient, held out whole: of --groups, or "
+            "of the stored metadata (default: patient, when every sample has one).",
+        ),
+    ] = None,
+    cv_members: Annotated[
+        int | None,
+        typer.Option(
+            "--cv-members",
+            help="Heads per cross-validation fold (default: --members, or at most 3 once folds "
+            "hold several patients each); the final head has --members.",
+        ),
     ] = None,
     reference: Annotated[
         Path | None,
@@ -82,7 +101,8 @@ def train(
     settings = TrainSettings(
         target=target, n_genes=genes, models=parse_models(model), folds=folds, groups=groups,
         group_key=group_key, reference=reference, label_key=label_key, gene_sets=gene_sets,
-        n_members=members, seed=seed, device=device, holdout=tuple(holdout or ()),
+        n_members=members, cv_members=cv_members, seed=seed, device=device,
+        holdout=tuple(holdout or ()),
         resolution_um=resolution,
     )  # fmt: skip
     console = Console(stderr=True, highlight=False)
@@ -148,11 +168,13 @@ def predict(
 def comparison_table(report: dict[str, Any]) -> Table:
     """Models side by side: mean Pearson (expression, then states) and each fold's."""
     models = report["models"]
-    folds = [f["name"] for f in report["folds"]]
+    folds = [_fold_label(f) for f in report["folds"]]
     target = "genes" if report["target"] != "states" else "states"
+    scheme = report.get("fold_scheme") or f"{len(folds)} folds"
+    members = f", {report['cv_members']} heads per fold" if report.get("cv_members") else ""
     table = Table(
         title=f"held-out Pearson over {len(report['genes']) or len(report['states'])} {target}, "
-        f"{len(folds)} folds ({report['n_spots']:,} spots)",
+        f"{scheme}{members} ({report['n_spots']:,} spots)",
         title_justify="left",
         caption="fold "
         + ", ".join(f"{i + 1}: {f}" for i, f in enumerate(folds[:6]))
@@ -179,6 +201,14 @@ def comparison_table(report: dict[str, Any]) -> Table:
         cells.append(f"{scores['coverage_90']:.2f}" if "coverage_90" in scores else "")
         table.add_row(*cells)
     return table
+
+
+def _fold_label(fold: dict[str, Any]) -> str:
+    """A fold named after what it tests (a sample, a patient), else its first test sample."""
+    if not str(fold["name"]).startswith("fold "):
+        return str(fold["name"])
+    test = list(fold["test"])
+    return test[0] + (f" +{len(test) - 1}" if len(test) > 1 else "")
 
 
 def _num(value: Any) -> float:

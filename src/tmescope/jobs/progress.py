@@ -24,6 +24,10 @@ class Eta:
         elapsed = time.monotonic() - self.start
         return elapsed / done * max(self.total - done, 0)
 
+    def worth_saying(self, done: int, *, lines: int = 20) -> bool:
+        """Whether item ``done`` deserves a line: about ``lines`` in a loop, the last always."""
+        return done >= self.total or done % max(1, self.total // lines) == 0
+
     def status(self, what: str, done: int) -> str:
         """``"<what> (done of total), <time> left"``; the time once one item is done."""
         left = self.left(done)

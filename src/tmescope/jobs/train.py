@@ -151,9 +151,9 @@ def train_model(
         gene_sets = scorable_sets(gene_sets, panels)
         n_spots = sum(cache.moments(s).n_spots for s in sample_ids)
         say(
-            f"{len(folds)} folds ({describe_folds(folds, groups, settings)}); models "
-            f"{', '.join(settings.models)}; {cv_members} ensemble members per fold "
-            f"({settings.n_members} in the final head)"
+            f"cross-validation: {describe_folds(folds, groups, settings)}; models "
+            f"{', '.join(settings.models)}; {cv_members} heads per fold ({settings.n_members} "
+            "in the final head)"
         )
         recipe = _Recipe(settings.target, settings.n_genes, gene_sets, reference)
         scores = {m: ModelScores() for m in settings.models}
@@ -260,7 +260,7 @@ def fold_samples(
     targets: dict[str, Any] = {}
     for i, sample_id in enumerate((*train, *test), start=1):
         targets[sample_id] = spec.compute(cache.counts_table(sample_id))
-        if i % 10 == 0 or i == eta.total:
+        if eta.worth_saying(i, lines=4):
             say(eta.status(f"{name}: targets of {sample_id}", i))
     return (
         spec,
@@ -285,7 +285,8 @@ def _read_spots(
             graph = spot_graph(table.coords_um, platform=sample_platform(store, sample_id))
             cache.add(table, graph)
             del table, graph
-        say(eta.status(f"spots of {sample_id} read", i))
+        if eta.worth_saying(i):
+            say(eta.status(f"spots of {sample_id} read", i))
     return cache
 
 
@@ -357,9 +358,9 @@ def describe_folds(folds: Sequence[Any], groups: dict[str, str], settings: Train
     ):
         return f"read from {settings.folds}"
     if settings.folds == LEAVE_SAMPLE_OUT:
-        return "leave one sample out"
+        return f"leave one sample out ({len(folds)} folds)"
     if len(folds) == n_groups:
-        return f"leave one {unit} out"
+        return f"leave one {unit} out ({len(folds)} folds)"
     return f"{len(folds)} folds of whole {unit}s ({n_groups} {unit}s)"
 
 
@@ -407,13 +408,13 @@ def _fit_subspot(
 
     assert settings.resolution_um is not None
     config = BinHeadConfig(n_members=min(settings.n_members, 3))
-    etas: dict[str, Eta] = {}
+    etas: dict[bool, Eta] = {}
 
     def report(what: str, done: int, total: int) -> None:
-        eta = etas.setdefault(what, Eta(total))
-        steps = what == "sub-spot model"
-        if not steps or done == total or done % max(total // 10, 1) == 0:
-            say(eta.status(f"{what}: {'steps' if steps else 'sample'}", done))
+        steps = what == "sub-spot model"  # else "sub-spot rows of <sample>", one per sample
+        eta = etas.setdefault(steps, Eta(total))
+        if eta.worth_saying(done, lines=10 if steps else 20):
+            say(eta.status(f"{what}: steps" if steps else what, done))
 
     say(f"fitting the sub-spot model on the bins of {len(sample_ids)} samples")
     return fit_subspot_from_store(
