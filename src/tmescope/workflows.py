@@ -22,6 +22,8 @@ _LAZY = {
     "SlideInput": "tmescope.jobs.embed",
     "embed_sample_into_store": "tmescope.jobs.embed",
     "embed_samples": "tmescope.jobs.embed",
+    "read_samplesheet": "tmescope.jobs.embed_sheet",
+    "samplesheet_inputs": "tmescope.jobs.embed_sheet",
     "ExportSummary": "tmescope.jobs.export",
     "export_store": "tmescope.jobs.export",
     "write_fused": "tmescope.jobs.fused",
@@ -96,11 +98,13 @@ __all__ = [
     "predict_sample",
     "predict_subspot",
     "query_store",
+    "read_samplesheet",
     "remove_samples",
     "run_demo",
     "run_interactions",
     "run_interfaces",
     "sample_summary",
+    "samplesheet_inputs",
     "serve",
     "store_info",
     "store_summary",
@@ -125,6 +129,7 @@ if TYPE_CHECKING:
         embed_sample_into_store,
         embed_samples,
     )
+    from tmescope.jobs.embed_sheet import read_samplesheet, samplesheet_inputs
     from tmescope.jobs.export import ExportSummary, export_store
     from tmescope.jobs.fused import write_fused
     from tmescope.jobs.index import build_cohort_index
