@@ -56,6 +56,7 @@ _LAZY = {
     "store_info": "tmescope.jobs.store",
     "store_summary": "tmescope.jobs.store",
     "verify_store": "tmescope.jobs.store",
+    "cohort_samplesheet": "tmescope.jobs.synth",
     "fullres_image_of": "tmescope.jobs.synth",
     "synthesize_cohort": "tmescope.jobs.synth",
     "TrainResult": "tmescope.jobs.train",
@@ -83,6 +84,7 @@ __all__ = [
     "adata_pair_statistics",
     "analysis_sections",
     "build_cohort_index",
+    "cohort_samplesheet",
     "describe_encoders",
     "describe_sample",
     "embed_query_image",
@@ -150,7 +152,7 @@ if TYPE_CHECKING:
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section
     from tmescope.jobs.serve import make_app, serve
     from tmescope.jobs.store import remove_samples, store_info, store_summary, verify_store
-    from tmescope.jobs.synth import fullres_image_of, synthesize_cohort
+    from tmescope.jobs.synth import cohort_samplesheet, fullres_image_of, synthesize_cohort
     from tmescope.jobs.train import TrainResult, TrainSettings, parse_models, train_model
 
 
