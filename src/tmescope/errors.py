@@ -56,6 +56,10 @@ class InvalidParameterError(TmescopeError, ValueError):
     """A parameter value is out of its allowed range."""
 
 
+class WorkerLostError(TmescopeError, RuntimeError):
+    """A worker process stopped before its work was done (interrupted, killed, out of memory)."""
+
+
 class StoreError(TmescopeError, ValueError):
     """A cohort store holds something other than what the operation needs."""
 

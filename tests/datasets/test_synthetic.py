@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -387,6 +389,21 @@ def test_default_workers_follow_the_thread_budget_and_the_cohort_size(
     assert _workers(5, n_samples=2, n_spots=60) == 2  # never more than the samples
     with pytest.raises(InvalidParameterError, match="workers"):
         _workers(0, n_samples=2, n_spots=60)
+
+
+def test_a_lost_worker_is_one_clear_error(tmp_path: Path) -> None:
+    """A script without the main guard: its workers die starting, and the error says why."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from tmescope.datasets import write_synthetic_cohort\n"
+        f"write_synthetic_cohort({str(tmp_path / 'out')!r}, n_samples=2, n_spots=10, seed=0, "
+        "workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("tmescope.errors.WorkerLostError: a process writing")
+    assert 'if __name__ == "__main__":' in last and "workers=1" in last
 
 
 def test_public_name_is_lazy() -> None:

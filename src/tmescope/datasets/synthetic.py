@@ -47,7 +47,7 @@ from tmescope.datasets.sprites import SpriteAtlas
 from tmescope.datasets.textures import Textures
 from tmescope.datasets.tissue import lay_out_tissue
 from tmescope.datasets.truth import cell_truth, spot_truth
-from tmescope.errors import InvalidParameterError
+from tmescope.errors import InvalidParameterError, WorkerLostError
 from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
 from tmescope.io._keys import ScalefactorKeys as K
 from tmescope.io._keys import VisiumFiles as F
@@ -93,7 +93,9 @@ def write_synthetic_cohort(
 
     Samples are written by ``workers`` processes at once (default: as many as the thread budget
     of :mod:`tmescope.cpus` allows, and none for a cohort too small to repay starting them); one
-    worker writes them in turn, here. The bytes are the same either way.
+    worker writes them in turn, here. The bytes are the same either way. The pool starts its
+    processes afresh (``spawn``): from a Python script, call this under
+    ``if __name__ == "__main__":``, as for any process pool (a notebook needs nothing).
     """
     _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
     n_workers = _workers(workers, n_samples=n_samples, n_spots=n_spots)
@@ -170,6 +172,7 @@ def _write_in_parallel(
     copied into them); each worker draws the cohort once, from the seed, as this one would."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     from tmescope.cpus import configured_threads
 
@@ -187,6 +190,14 @@ def _write_in_parallel(
         for future in as_completed(futures):
             report.done(futures[future], future.result())
         reference.result()
+    except BrokenProcessPool as error:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise WorkerLostError(
+            f"a process writing the synthetic cohort in {recipe.out} stopped before its sample "
+            "was written (interrupted, killed, out of memory; from a Python script, the call "
+            'must sit under `if __name__ == "__main__":`, as for any process pool); run it '
+            "again, or in this process alone with workers=1 (`tmescope --threads 1 synth …`)"
+        ) from error
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # the running samples end; none start
         raise
