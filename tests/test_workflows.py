@@ -31,6 +31,10 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert sorted(store.sample_ids()) == ["archive_01", "synth_00", "synth_01"]
     assert result.slides == ("archive_01",)
     assert not store.sample_record("archive_01").has_counts
+    # Embedded through one sample sheet: synth's rows and the slide's, metadata kept.
+    assert result.samplesheet == result.out_dir / "samplesheet.csv"
+    assert store.sample_record("synth_01").metadata == {"patient": "patient_00", "section": "2"}
+    assert store.sample_record("archive_01").metadata["patient"] == "patient_archive_01"
     assert store.read_embeddings("synth_00")[:40].shape == (40, store.fingerprint["embed_dim"])
     assert store.sample_record("synth_00").n_spots == 40 and store.sample_record("synth_00").n_tiles
     assert store.verify() == []

@@ -40,6 +40,10 @@ class ImageMismatchError(TmescopeError, ValueError):
     """An image does not cover the spot coordinates it is meant to hold."""
 
 
+class SampleSheetError(TmescopeError, ValueError):
+    """A sample sheet lacks a column, repeats a sample, or names inputs that are not there."""
+
+
 class ResolutionError(TmescopeError, ValueError):
     """Micrometres per pixel are missing and cannot be derived."""
 
@@ -50,6 +54,10 @@ class MissingDependencyError(TmescopeError, ImportError):
 
 class InvalidParameterError(TmescopeError, ValueError):
     """A parameter value is out of its allowed range."""
+
+
+class WorkerLostError(TmescopeError, RuntimeError):
+    """A worker process stopped before its work was done (interrupted, killed, out of memory)."""
 
 
 class StoreError(TmescopeError, ValueError):

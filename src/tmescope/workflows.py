@@ -22,6 +22,8 @@ _LAZY = {
     "SlideInput": "tmescope.jobs.embed",
     "embed_sample_into_store": "tmescope.jobs.embed",
     "embed_samples": "tmescope.jobs.embed",
+    "read_samplesheet": "tmescope.jobs.embed_sheet",
+    "samplesheet_inputs": "tmescope.jobs.embed_sheet",
     "ExportSummary": "tmescope.jobs.export",
     "export_store": "tmescope.jobs.export",
     "write_fused": "tmescope.jobs.fused",
@@ -54,6 +56,7 @@ _LAZY = {
     "store_info": "tmescope.jobs.store",
     "store_summary": "tmescope.jobs.store",
     "verify_store": "tmescope.jobs.store",
+    "cohort_samplesheet": "tmescope.jobs.synth",
     "fullres_image_of": "tmescope.jobs.synth",
     "synthesize_cohort": "tmescope.jobs.synth",
     "TrainResult": "tmescope.jobs.train",
@@ -81,6 +84,7 @@ __all__ = [
     "adata_pair_statistics",
     "analysis_sections",
     "build_cohort_index",
+    "cohort_samplesheet",
     "describe_encoders",
     "describe_sample",
     "embed_query_image",
@@ -96,11 +100,13 @@ __all__ = [
     "predict_sample",
     "predict_subspot",
     "query_store",
+    "read_samplesheet",
     "remove_samples",
     "run_demo",
     "run_interactions",
     "run_interfaces",
     "sample_summary",
+    "samplesheet_inputs",
     "serve",
     "store_info",
     "store_summary",
@@ -125,6 +131,7 @@ if TYPE_CHECKING:
         embed_sample_into_store,
         embed_samples,
     )
+    from tmescope.jobs.embed_sheet import read_samplesheet, samplesheet_inputs
     from tmescope.jobs.export import ExportSummary, export_store
     from tmescope.jobs.fused import write_fused
     from tmescope.jobs.index import build_cohort_index
@@ -145,7 +152,7 @@ if TYPE_CHECKING:
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section
     from tmescope.jobs.serve import make_app, serve
     from tmescope.jobs.store import remove_samples, store_info, store_summary, verify_store
-    from tmescope.jobs.synth import fullres_image_of, synthesize_cohort
+    from tmescope.jobs.synth import cohort_samplesheet, fullres_image_of, synthesize_cohort
     from tmescope.jobs.train import TrainResult, TrainSettings, parse_models, train_model
 
 

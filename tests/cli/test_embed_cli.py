@@ -370,6 +370,82 @@ def test_batch_size_zero(tmp_path: Path, synth_cohort: list[Path]) -> None:
     assert not store.exists()
 
 
+# --- the sample sheet -----------------------------------------------------------------------
+
+
+def sheet_args(sheet: Path, store: Path, *extra: str | Path) -> list[str | Path]:
+    return ["embed", "--samplesheet", sheet, "--store", store, "--encoder", ENCODER, *extra]
+
+
+def test_a_samplesheet_embeds_its_rows_and_keeps_their_metadata(
+    tmp_path: Path, store_copy: Path, synth_cohort: list[Path]
+) -> None:
+    a, b = synth_cohort
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a").symlink_to(a)
+    (tmp_path / "sheets").mkdir()
+    sheet = tmp_path / "sheets" / "cohort.csv"
+    sheet.write_text(
+        "sample,path,image,patient,group\n"
+        # already complete in the store: its metadata are set, nothing is embedded again
+        f"{a.name},../runs/a,../runs/a/{fullres_image_of(a).name},P1,responder\n"
+        # a new id (absolute paths): embedded, with its metadata
+        f"again,{b},{fullres_image_of(b)},P1,\n"
+    )
+    result = call_cli(*sheet_args(sheet, store_copy, "--device", "cpu", "--json"))
+    assert result.returncode == 0, result.stderr
+    assert [(s["sample_id"], s["status"]) for s in json.loads(result.stdout)] == [
+        (a.name, "metadata updated"),
+        ("again", "embedded"),
+    ]
+    ls = call_cli("store", "ls", store_copy, "--json")
+    rows = {r["sample_id"]: r for r in json.loads(ls.stdout)}
+    assert list(rows) == ["again", a.name, b.name]
+    assert rows[a.name]["metadata"] == {"patient": "P1", "group": "responder"}
+    assert rows["again"]["metadata"] == {"patient": "P1", "group": ""}
+    assert rows[b.name]["metadata"] == {}  # not in the sheet: left as it was
+    for row in rows.values():
+        assert row["mpp"] == pytest.approx(0.5) and row["mpp_source"] == "tiff:XResolution"
+    table = " ".join(call_cli("store", "ls", store_copy).stdout.split())
+    assert "group=responder, patient=P1" in table and "tiff:XResolution" in table
+
+    before = tree_digest(store_copy)
+    again = call_cli(*sheet_args(sheet, store_copy))
+    assert again.returncode == 0, again.stderr
+    assert "2 skipped" in " ".join(again.stdout.split())
+    assert tree_digest(store_copy) == before
+
+
+BAD_SHEETS = {
+    "a repeated sample": ("sample,path,image\nA,{a},\nA,{b},\n", "row 3", "column 'sample'"),
+    "a missing folder": ("sample,path\nA,nowhere\n", "row 2", "column 'path'"),
+    "other columns": ("name,folder\nA,{a}\n", "row 1", "column 'sample'"),
+    "an id the store refuses": ("sample,path\nA b,{a}\n", "row 2", "not usable as a store key"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SHEETS)
+def test_a_bad_samplesheet_is_one_line_and_writes_nothing(
+    tmp_path: Path, synth_cohort: list[Path], case: str
+) -> None:
+    text, *fragments = BAD_SHEETS[case]
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(text.format(a=synth_cohort[0], b=synth_cohort[1]))
+    store = tmp_path / "new.zarr"
+    assert_one_line_error(call_cli(*sheet_args(sheet, store)), str(sheet), *fragments)
+    assert not store.exists()
+
+
+def test_a_samplesheet_names_every_sample(tmp_path: Path, synth_cohort: list[Path]) -> None:
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"sample,path\nA,{synth_cohort[0]}\n")
+    store = tmp_path / "new.zarr"
+    image = fullres_image_of(synth_cohort[0])
+    result = call_cli(*sheet_args(sheet, store, synth_cohort[0], "--image", image))
+    assert_one_line_error(result, "Space Ranger folders and --image cannot be given with it")
+    assert not store.exists()
+
+
 # --- tmescope store / encoders ---------------------------------------------------------------
 
 
@@ -390,6 +466,7 @@ def test_store_ls_info_verify_json(
         assert row["chunks_written"] == row["n_chunks"] == 1
         assert row["has_counts"] is True
         assert row["nbytes"] > 0 and row["completed"]
+        assert (row["mpp"], row["mpp_source"], row["metadata"]) == (0.5, "tiff:XResolution", {})
 
     info = call_cli("store", "info", path, "--json")
     assert info.returncode == 0, info.stderr
@@ -401,6 +478,9 @@ def test_store_ls_info_verify_json(
     assert data["fingerprint"]["weights"] == "seed:0"
     assert data["created_with"].startswith("tmescope ")
     assert [s["sample_id"] for s in data["samples"]] == ids
+    assert [s["mpp_source"] for s in data["samples"]] == ["tiff:XResolution"] * 2
+    text = " ".join(call_cli("store", "info", path).stdout.split())
+    assert f"{ids[0]} complete 0.5 µm/px (tiff:XResolution)" in text
 
     verify = call_cli("store", "verify", path, "--json")
     assert verify.returncode == 0, verify.stderr

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +20,16 @@ import pytest
 import tifffile
 from PIL import Image
 
+import tmescope.cpus
 import tmescope.datasets
 from tmescope.datasets import write_synthetic_cohort
 from tmescope.datasets.catalogue import CELL_TYPES, REGIONS, TYPE_NAMES
+from tmescope.datasets.cohort_sheet import patient_of
+from tmescope.datasets.synthetic import _workers
 from tmescope.errors import InvalidParameterError
 from tmescope.io import Sample, read_visium
 from tmescope.io.positions import read_positions
+from tmescope.io.samplesheet import read_samplesheet
 
 N_SPOTS = 400
 SEED = 7
@@ -54,13 +60,20 @@ def files_of(folder: Path) -> dict[str, bytes]:
     }
 
 
-def test_same_seed_writes_the_same_bytes(tmp_path: Path) -> None:
-    first = write_synthetic_cohort(tmp_path / "a", n_samples=2, n_spots=40, seed=1)
-    write_synthetic_cohort(tmp_path / "b", n_samples=2, n_spots=40, seed=1)
-    assert [p.name for p in first] == ["synth_00", "synth_01"]
+def test_same_seed_writes_the_same_bytes_serially_or_in_parallel(tmp_path: Path) -> None:
+    messages: list[str] = []
+    first = write_synthetic_cohort(tmp_path / "a", n_samples=3, n_spots=30, seed=1, workers=1)
+    write_synthetic_cohort(
+        tmp_path / "b", n_samples=3, n_spots=30, seed=1, workers=2, progress=messages.append
+    )
+    assert [p.name for p in first] == ["synth_00", "synth_01", "synth_02"]
     a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
     assert a.keys() == b.keys()
+    assert {"reference.h5ad", "samplesheet.csv", "synth_02/synth_02_he.tif"} <= a.keys()
     assert [name for name in a if a[name] != b[name]] == []
+    # The pool reports each sample as it is done (in any order), with the time left.
+    assert sorted(m.split(":")[0] for m in messages) == ["synth_00", "synth_01", "synth_02"]
+    assert sum("left)" in m for m in messages) == 2
 
 
 def test_seeds_and_samples_differ_and_a_sample_ignores_cohort_size(tmp_path: Path) -> None:
@@ -91,7 +104,8 @@ def test_space_ranger_layout(cohort: list[Path]) -> None:
         "cells.csv",
     }
     assert set(files_of(sample)) == expected
-    assert sorted(p.name for p in sample.parent.iterdir() if p.is_file()) == ["reference.h5ad"]
+    root_files = sorted(p.name for p in sample.parent.iterdir() if p.is_file())
+    assert root_files == ["reference.h5ad", "samplesheet.csv"]
     header = (spatial / "tissue_positions.csv").read_text().split("\n", 1)[0]
     assert header == "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres"
     positions = read_positions(spatial / "tissue_positions.csv")
@@ -331,8 +345,65 @@ def test_progress_and_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     messages: list[str] = []
     with caplog.at_level(logging.INFO, logger="tmescope.datasets"):
         write_synthetic_cohort(tmp_path, n_samples=2, n_spots=20, seed=0, progress=messages.append)
-    assert [m.split(":")[0] for m in messages] == ["synth_00", "synth_01"]
+    assert [m.split(":")[0] for m in messages] == ["synth_00", "synth_01"]  # in turn: in order
+    assert "(1/2, about" in messages[0] and "left)" not in messages[1]
     assert sum("synth_01" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_sample_sheet_names_every_sample_two_sections_per_patient(cohort: list[Path]) -> None:
+    root = cohort[0].parent
+    text = (root / "samplesheet.csv").read_text(encoding="utf-8")
+    assert text.splitlines() == [
+        "sample,path,image,patient,section",
+        "synth_00,synth_00,synth_00/synth_00_he.tif,patient_00,1",
+        "synth_01,synth_01,synth_01/synth_01_he.tif,patient_00,2",
+    ]
+    sheet = read_samplesheet(root / "samplesheet.csv")  # relative to the sheet: it reads back
+    assert [r.path for r in sheet.rows] == cohort
+    assert [r.image for r in sheet.rows] == [p / f"{p.name}_he.tif" for p in cohort]
+    assert not list(root.glob(".samplesheet*"))  # written whole, nothing left beside it
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "patients"),
+    [
+        (1, [("patient_00", 1)]),
+        (3, [("patient_00", 1), ("patient_00", 2), ("patient_01", 1)]),  # an odd last: alone
+        (4, [("patient_00", 1), ("patient_00", 2), ("patient_01", 1), ("patient_01", 2)]),
+    ],
+)
+def test_patients_pair_consecutive_sections(
+    n_samples: int, patients: list[tuple[str, int]]
+) -> None:
+    assert [patient_of(i, n_samples=n_samples) for i in range(n_samples)] == patients
+    assert patient_of(249, n_samples=250) == ("patient_124", 2)  # as many digits as needed
+
+
+def test_default_workers_follow_the_thread_budget_and_the_cohort_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tmescope.cpus, "configured_threads", lambda: 3)
+    assert _workers(None, n_samples=40, n_spots=4000) == 3  # the budget
+    assert _workers(None, n_samples=4, n_spots=1000) == 2  # what 4,000 spots repay
+    assert _workers(None, n_samples=2, n_spots=60) == 1  # too small to start a pool
+    assert _workers(5, n_samples=2, n_spots=60) == 2  # never more than the samples
+    with pytest.raises(InvalidParameterError, match="workers"):
+        _workers(0, n_samples=2, n_spots=60)
+
+
+def test_a_lost_worker_is_one_clear_error(tmp_path: Path) -> None:
+    """A script without the main guard: its workers die starting, and the error says why."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from tmescope.datasets import write_synthetic_cohort\n"
+        f"write_synthetic_cohort({str(tmp_path / 'out')!r}, n_samples=2, n_spots=10, seed=0, "
+        "workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("tmescope.errors.WorkerLostError: a process writing")
+    assert 'if __name__ == "__main__":' in last and "workers=1" in last
 
 
 def test_public_name_is_lazy() -> None:

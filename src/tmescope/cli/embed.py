@@ -65,6 +65,16 @@ def embed(
         list[Path] | None,
         typer.Argument(help="Space Ranger folders (outs/, its parent, or spatial/ + matrix)."),
     ] = None,
+    samplesheet: Annotated[
+        Path | None,
+        typer.Option(
+            "--samplesheet",
+            help="A CSV naming the cohort, one row per section: sample, path (Space Ranger "
+            "folder) or slide (H&E-only), image, mpp; every other column (patient, group, …) "
+            "is metadata kept in the store. Instead of folders, --slide, --image, --sample-id "
+            "and --mpp. See docs/inputs.md.",
+        ),
+    ] = None,
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -146,13 +156,36 @@ def embed(
     ] = False,
 ) -> None:
     """Embed the tissue under every spot (and, with --grid, between spots), or all the tissue
-    of an H&E-only --slide, into a Zarr store."""
-    from tmescope.workflows import EmbedSettings, SampleInput, SlideInput, embed_samples
+    of an H&E-only --slide, into a Zarr store; a --samplesheet names a whole cohort."""
+    from tmescope.workflows import (
+        EmbedSettings,
+        SampleInput,
+        SlideInput,
+        embed_samples,
+        samplesheet_inputs,
+    )
 
     samples, slides, images, ids = samples or [], slide or [], image or [], sample_id or []
-    if not samples and not slides:
+    if samplesheet is not None:
+        given = [
+            name
+            for name, used in (
+                ("Space Ranger folders", samples), ("--slide", slides), ("--image", images),
+                ("--sample-id", ids), ("--mpp", mpp is not None),
+            )
+            if used
+        ]  # fmt: skip
+        if given:
+            named = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+            raise InvalidParameterError(
+                f"--samplesheet names the samples, so {named} cannot be given with it; put them "
+                "in the sheet (columns path, slide, image, mpp) or drop "
+                "--samplesheet"
+            )
+    elif not samples and not slides:
         raise InvalidParameterError(
-            "nothing to embed: give Space Ranger folders, or H&E-only slides with --slide"
+            "nothing to embed: give Space Ranger folders, H&E-only slides with --slide, or a "
+            "--samplesheet"
         )
     if images and len(images) != len(samples):
         raise InvalidParameterError(
@@ -169,16 +202,21 @@ def embed(
             "--mpp sets the µm per pixel of --slide images; a Space Ranger sample's comes from "
             "its spot pitch"
         )
-    items: list[SampleInput | SlideInput] = [
-        SampleInput(path=s, image=images[i] if images else None) for i, s in enumerate(samples)
-    ]
-    items += [
-        SlideInput(path=s, sample_id=ids[i] if ids else None, mpp=mpp) for i, s in enumerate(slides)
-    ]
     settings = EmbedSettings(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
         overwrite=overwrite, subspot_um=subspot, cover=cover,
     )  # fmt: skip
+    items: list[SampleInput | SlideInput]
+    if samplesheet is not None:
+        items = samplesheet_inputs(samplesheet)  # checked whole: nothing written on a bad sheet
+    else:
+        items = [
+            SampleInput(path=s, image=images[i] if images else None) for i, s in enumerate(samples)
+        ]
+        items += [
+            SlideInput(path=s, sample_id=ids[i] if ids else None, mpp=mpp)
+            for i, s in enumerate(slides)
+        ]
     with progress_bar(Console(stderr=True), disable=as_json) as bar:
 
         def done(summary: object) -> None:

@@ -21,9 +21,22 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _mpp(row: dict[str, Any]) -> str:
+    """``0.5 µm/px (tiff:XResolution)``: the figure and where it came from."""
+    if row.get("mpp") is None:
+        return "µm/px unknown"
+    source = f" ({row['mpp_source']})" if row.get("mpp_source") else ""
+    return f"{row['mpp']:.4g} µm/px{source}"
+
+
+def _metadata(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(row.get("metadata", {}).items())) or "–"
+
+
 @app.command("ls")
 def ls(store: StorePath, as_json: AsJson = False) -> None:
-    """One line per sample: status, spots, tiles, chunks written, size."""
+    """One line per sample: status, spots, tiles, chunks written, size, µm/px (and where it
+    came from) and the sample sheet's metadata."""
     from tmescope.workflows import store_summary
 
     rows = [asdict(s) for s in store_summary(store)]
@@ -34,6 +47,12 @@ def ls(store: StorePath, as_json: AsJson = False) -> None:
     columns = ("sample", "status", "spots", "tiles", "sub-spot bins", "dim", "chunks", "counts")
     for column in (*columns, "size"):
         table.add_column(column, no_wrap=True)
+    # A second table, so that neither is cut short on an 80-column terminal.
+    inputs = Table(title="µm per pixel and metadata", title_justify="left")
+    inputs.add_column("sample", no_wrap=True)
+    inputs.add_column("µm/px", no_wrap=True)
+    inputs.add_column("from")
+    inputs.add_column("metadata")
     for r in rows:
         bins = f"{r['n_bins']:,} × {r['bin_um']:g} µm" if r["bin_um"] else "none"
         table.add_row(
@@ -41,12 +60,17 @@ def ls(store: StorePath, as_json: AsJson = False) -> None:
             str(r["dim"]), f"{r['chunks_written']}/{r['n_chunks']}",
             "yes" if r["has_counts"] else "no", f"{r['nbytes'] / 2**20:.1f} MiB",
         )  # fmt: skip
-    Console().print(table)
+        mpp = "–" if r["mpp"] is None else f"{r['mpp']:.4g}"
+        inputs.add_row(r["sample_id"], mpp, r["mpp_source"] or "–", _metadata(r))
+    console = Console()
+    console.print(table)
+    console.print(inputs)
 
 
 @app.command("info")
 def info(store: StorePath, as_json: AsJson = False) -> None:
-    """The store's encoder fingerprint, schema version and samples."""
+    """The store's encoder fingerprint, schema version and samples (status, µm/px and where it
+    came from, metadata)."""
     from tmescope.workflows import store_info
 
     data = _jsonable(asdict(store_info(store)))
@@ -60,6 +84,11 @@ def info(store: StorePath, as_json: AsJson = False) -> None:
         console.print(f"[bold]encoder[/bold]  {key}: {value}")
     complete = sum(s["status"] == "complete" for s in data["samples"])
     console.print(f"[bold]samples[/bold]  {complete} complete of {len(data['samples'])}")
+    for s in data["samples"]:
+        console.print(
+            f"  {s['sample_id']}  {s['status']}  {_mpp(s)}  {_metadata(s)}",
+            highlight=False,
+        )
 
 
 @app.command("rm")

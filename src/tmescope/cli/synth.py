@@ -25,16 +25,22 @@ def synth(
         bool, typer.Option("--json", help="Print the sample folders as JSON.")
     ] = False,
 ) -> None:
-    """Synthesise tumour sections (pyramidal H&E TIFF at 0.5 µm/px, counts, ground truth)."""
-    from tmescope.workflows import synthesize_cohort
+    """Synthesise tumour sections (pyramidal H&E TIFF at 0.5 µm/px, counts, ground truth) and
+    their sample sheet (OUT/samplesheet.csv, two sections per patient), several samples at once
+    as the thread budget allows (--threads 1: one at a time)."""
+    from tmescope.workflows import cohort_samplesheet, synthesize_cohort
 
     console = Console(stderr=True)
     with console.status(
         f"writing {samples} synthetic sample(s) of {spots} spots to {out}"
     ) as status:
-        paths = synthesize_cohort(
-            out, n_samples=samples, n_spots=spots, seed=seed, progress=status.update
-        )
+
+        def show(message: str) -> None:
+            console.print(message, highlight=False)  # a line per sample, kept above the spinner
+            status.update(f"writing {samples} synthetic sample(s) to {out}: {message}")
+
+        paths = synthesize_cohort(out, n_samples=samples, n_spots=spots, seed=seed, progress=show)
+    console.print(f"sample sheet: {cohort_samplesheet(out)}", highlight=False)
     if as_json:
         typer.echo(json.dumps([str(p) for p in paths], indent=2))
     else:

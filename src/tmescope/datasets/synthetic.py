@@ -5,11 +5,15 @@ Each sample folder holds what Space Ranger writes (``outs/filtered_feature_bc_ma
 H&E beside it as a tiled pyramidal JPEG TIFF with its µm/px in the resolution tags, and the
 ground truth (``cells.csv`` per cell, ``ground_truth.csv`` per spot, ``ground_truth.json`` for
 the sample). The cohort's root holds ``reference.h5ad``, single cells of every type drawn from
-the same expression model (a single-cell reference for deconvolution).
+the same expression model (a single-cell reference for deconvolution), and ``samplesheet.csv``,
+the cohort as ``tmescope embed --samplesheet`` reads it: two sections per patient, as labels only
+(no patient effect in the synthetic biology; see :mod:`~tmescope.datasets.cohort_sheet`).
 
 The same seed writes the same bytes. Cell types, marker profiles, nuclei and textures are drawn
 once for the cohort; each sample draws its own layout, cells, staining and counts from a child
-seed, so sample ``i`` is the same whatever the number of samples.
+seed, so sample ``i`` is the same whatever the number of samples, and whichever process writes
+it: samples are written by a pool of processes (as many as the thread budget allows), each of
+which draws the cohort's shared parts from the seed once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ import numpy as np
 
 from tmescope.datasets import catalogue
 from tmescope.datasets.cells import populate_cells
+from tmescope.datasets.cohort_sheet import write_cohort_sheet
 from tmescope.datasets.expression import GenePanel, build_gene_panel, draw_counts
 from tmescope.datasets.geometry import cell_px_for, lay_out_slide
 from tmescope.datasets.reference import REFERENCE_H5AD, simulate_reference
@@ -41,7 +47,7 @@ from tmescope.datasets.sprites import SpriteAtlas
 from tmescope.datasets.textures import Textures
 from tmescope.datasets.tissue import lay_out_tissue
 from tmescope.datasets.truth import cell_truth, spot_truth
-from tmescope.errors import InvalidParameterError
+from tmescope.errors import InvalidParameterError, WorkerLostError
 from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
 from tmescope.io._keys import ScalefactorKeys as K
 from tmescope.io._keys import VisiumFiles as F
@@ -53,6 +59,10 @@ DEFAULT_MPP = 0.5
 MPP_RANGE = (0.2, 2.0)
 MAX_SPOTS = 1_000_000
 SAMPLE_PREFIX = "synth_"
+IMAGE_SUFFIX = "_he.tif"  # the full-resolution H&E: <sample_id>_he.tif
+# A worker process costs about as long to start (imports, the cohort's textures and nuclei) as
+# writing this many spots: a default pool is no bigger than the cohort's spots repay.
+SPOTS_PER_WORKER = 2_000
 HIRES_PX, LOWRES_PX = 2000, 600
 FIDUCIAL_PER_SPOT = 1.615  # fiducial / spot diameter on Visium slides
 TRUTH_CSV, TRUTH_JSON, CELLS_CSV = "ground_truth.csv", "ground_truth.json", "cells.csv"
@@ -70,39 +80,182 @@ def write_synthetic_cohort(
     seed: int,
     n_genes: int = DEFAULT_N_GENES,
     mpp: float = DEFAULT_MPP,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Write ``n_samples`` synthetic sections of ``n_spots`` in-tissue spots under ``out``.
 
     Returns the sample folders ``out/synth_00``, ``out/synth_01``, …; each holds ``outs/``,
     ``<sample_id>_he.tif`` (µm/px ``mpp``) and the ground truth; ``out/reference.h5ad`` is the
-    cohort's single-cell reference. ``progress`` is called with a short message after each
-    sample.
+    cohort's single-cell reference and ``out/samplesheet.csv`` its sample sheet (see
+    :mod:`~tmescope.datasets.cohort_sheet`). ``progress`` is called with a short message as each
+    sample is done (with the time left).
+
+    Samples are written by ``workers`` processes at once (default: as many as the thread budget
+    of :mod:`tmescope.cpus` allows, and none for a cohort too small to repay starting them); one
+    worker writes them in turn, here. The bytes are the same either way. The pool starts its
+    processes afresh (``spawn``): from a Python script, call this under
+    ``if __name__ == "__main__":``, as for any process pool (a notebook needs nothing).
     """
     _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
+    n_workers = _workers(workers, n_samples=n_samples, n_spots=n_spots)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"output {out} is a file; expected a folder (new or existing)")
     out.mkdir(parents=True, exist_ok=True)
-    cohort = _Cohort.draw(np.random.SeedSequence(seed, spawn_key=(_COHORT_KEY,)), n_genes, mpp)
+    recipe = _Recipe(out=out, seed=seed, n_genes=n_genes, mpp=float(mpp), n_spots=n_spots)
     digits = max(2, len(str(n_samples - 1)))
-    folders = []
-    for index, child in enumerate(np.random.SeedSequence(seed).spawn(n_samples)):
-        sample_id = f"{SAMPLE_PREFIX}{index:0{digits}d}"
-        folder = out / sample_id
-        size = _write_sample(
-            folder, sample_id, seq=child, cohort=cohort, n_spots=n_spots, seed=seed
-        )
-        message = f"{sample_id}: {n_spots} spots, {size[0]}×{size[1]} px slide"
-        log.info("wrote %s", message)
-        if progress is not None:
-            progress(message)
-        folders.append(folder)
-    reference_seq = np.random.SeedSequence(seed, spawn_key=(_REFERENCE_KEY,))
-    reference = simulate_reference(cohort.panel, rng=np.random.default_rng(reference_seq))
-    reference.write_h5ad(out / REFERENCE_H5AD)
-    log.info("wrote %s: %d single cells", REFERENCE_H5AD, reference.n_obs)
+    sample_ids = [f"{SAMPLE_PREFIX}{index:0{digits}d}" for index in range(n_samples)]
+    report = _Reporter(recipe, n_samples=n_samples, progress=progress)
+    if n_workers == 1:
+        cohort = recipe.cohort()
+        for index, sample_id in enumerate(sample_ids):
+            report.done(sample_id, recipe.write_sample(cohort, index, sample_id))
+        recipe.write_reference(cohort)
+    else:
+        _write_in_parallel(recipe, sample_ids, workers=n_workers, report=report)
+    folders = [out / sample_id for sample_id in sample_ids]
+    write_cohort_sheet(out, folders, [f / f"{f.name}{IMAGE_SUFFIX}" for f in folders])
     return folders
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What any process needs to draw the cohort and write any of its samples (picklable)."""
+
+    out: Path
+    seed: int
+    n_genes: int
+    mpp: float
+    n_spots: int
+
+    def cohort(self) -> _Cohort:
+        seq = np.random.SeedSequence(self.seed, spawn_key=(_COHORT_KEY,))
+        return _Cohort.draw(seq, self.n_genes, self.mpp)
+
+    def write_sample(self, cohort: _Cohort, index: int, sample_id: str) -> tuple[int, int]:
+        """Write sample ``index``: its own child seed (the ``index``-th of the seed's spawn),
+        so it is the same whatever the number of samples, and whichever process writes it."""
+        seq = np.random.SeedSequence(self.seed, spawn_key=(index,))
+        return _write_sample(
+            self.out / sample_id, sample_id, seq=seq, cohort=cohort, n_spots=self.n_spots,
+            seed=self.seed,
+        )  # fmt: skip
+
+    def write_reference(self, cohort: _Cohort) -> None:
+        seq = np.random.SeedSequence(self.seed, spawn_key=(_REFERENCE_KEY,))
+        reference = simulate_reference(cohort.panel, rng=np.random.default_rng(seq))
+        reference.write_h5ad(self.out / REFERENCE_H5AD)
+        log.info("wrote %s: %d single cells", REFERENCE_H5AD, reference.n_obs)
+
+
+def _workers(workers: int | None, *, n_samples: int, n_spots: int) -> int:
+    """Processes to write with: ``workers``, else the thread budget, never more than samples
+    (nor more than the cohort's spots repay: see :data:`SPOTS_PER_WORKER`)."""
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+            raise InvalidParameterError(
+                f"workers must be a whole number of processes, at least 1 (1 writes the samples "
+                f"in turn), got {workers!r}"
+            )
+        return min(int(workers), n_samples)
+    from tmescope.cpus import configured_threads
+
+    worth = max(1, n_samples * n_spots // SPOTS_PER_WORKER)
+    return max(1, min(configured_threads(), n_samples, worth))
+
+
+def _write_in_parallel(
+    recipe: _Recipe, sample_ids: list[str], *, workers: int, report: _Reporter
+) -> None:
+    """Each sample in a process of its own pool (``spawn``: no thread of this process is
+    copied into them); each worker draws the cohort once, from the seed, as this one would."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from tmescope.cpus import configured_threads
+
+    threads = max(1, configured_threads() // workers)  # the budget, shared out
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker, initargs=(recipe, threads),
+    )  # fmt: skip
+    try:
+        futures = {
+            pool.submit(_write_in_worker, index, sample_id): sample_id
+            for index, sample_id in enumerate(sample_ids)
+        }
+        reference = pool.submit(_write_reference_in_worker)
+        for future in as_completed(futures):
+            report.done(futures[future], future.result())
+        reference.result()
+    except BrokenProcessPool as error:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise WorkerLostError(
+            f"a process writing the synthetic cohort in {recipe.out} stopped before its sample "
+            "was written (interrupted, killed, out of memory; from a Python script, the call "
+            'must sit under `if __name__ == "__main__":`, as for any process pool); run it '
+            "again, or in this process alone with workers=1 (`tmescope --threads 1 synth …`)"
+        ) from error
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # the running samples end; none start
+        raise
+    pool.shutdown(wait=True)
+
+
+_worker: tuple[_Recipe, _Cohort] | None = None  # a pool worker's recipe and cohort, drawn once
+
+
+def _start_worker(recipe: _Recipe, threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    global _worker
+    threadpool_limits(threads)  # kept: called, not entered as a context
+    _worker = (recipe, recipe.cohort())
+
+
+def _write_in_worker(index: int, sample_id: str) -> tuple[int, int]:
+    assert _worker is not None, "started by _start_worker"
+    recipe, cohort = _worker
+    return recipe.write_sample(cohort, index, sample_id)
+
+
+def _write_reference_in_worker() -> None:
+    assert _worker is not None, "started by _start_worker"
+    recipe, cohort = _worker
+    recipe.write_reference(cohort)
+
+
+class _Reporter:
+    """Says each sample is done, with how many are left and roughly how long they will take."""
+
+    def __init__(self, recipe: _Recipe, *, n_samples: int, progress: Progress | None) -> None:
+        self._n_spots = recipe.n_spots
+        self._total = n_samples
+        self._progress = progress
+        self._done = 0
+        self._start = time.perf_counter()
+
+    def done(self, sample_id: str, size: tuple[int, int]) -> None:
+        self._done += 1
+        message = f"{sample_id}: {self._n_spots} spots, {size[0]}×{size[1]} px slide"
+        log.info("wrote %s", message)
+        if self._progress is None:
+            return
+        left = self._total - self._done
+        if left:
+            seconds = (time.perf_counter() - self._start) / self._done * left
+            message += f" ({self._done}/{self._total}, about {_duration(seconds)} left)"
+        self._progress(message)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _validate(*, n_samples: int, n_spots: int, seed: int, n_genes: int, mpp: float) -> None:
@@ -210,7 +363,7 @@ def _write_sample(
             K.FIDUCIAL_DIAMETER: spot_px * FIDUCIAL_PER_SPOT,
         },
     )
-    image = folder / f"{sample_id}_he.tif"
+    image = folder / f"{sample_id}{IMAGE_SUFFIX}"
     write_pyramidal_tiff(
         image,
         width=geometry.width,

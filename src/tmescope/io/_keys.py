@@ -82,3 +82,14 @@ class H5Keys:
 # Visium geometry (10x Genomics): 55 µm spots, 100 µm centre to centre on a hexagonal lattice.
 VISIUM_SPOT_DIAMETER_UM: Final = 55.0
 VISIUM_SPOT_PITCH_UM: Final = 100.0
+
+
+class SampleSheetColumns:
+    """Columns of a sample sheet with a meaning of their own; every other column is metadata."""
+
+    SAMPLE: Final = "sample"  # the sample id
+    PATH: Final = "path"  # a Space Ranger folder
+    SLIDE: Final = "slide"  # an H&E-only slide
+    IMAGE: Final = "image"  # the full-resolution H&E of a path row
+    MPP: Final = "mpp"  # µm per pixel of a slide row
+    ALL: Final = (SAMPLE, PATH, SLIDE, IMAGE, MPP)

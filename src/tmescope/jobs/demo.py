@@ -9,14 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tmescope.io import read_visium
-from tmescope.jobs.embed import (
-    EmbedSettings,
-    EmbedSummary,
-    ProgressReporter,
-    SampleInput,
-    SlideInput,
-    embed_samples,
-)
+from tmescope.jobs.embed import EmbedSettings, EmbedSummary, ProgressReporter, embed_samples
+from tmescope.jobs.embed_sheet import samplesheet_inputs
 from tmescope.jobs.index import build_cohort_index
 from tmescope.jobs.info import sample_summary
 from tmescope.jobs.interactions import InteractionReport, run_interactions
@@ -27,7 +21,7 @@ from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.query import query_store, write_query_gallery
 from tmescope.jobs.report import write_report
 from tmescope.jobs.report_sections import interaction_section, niche_section, subspot_section
-from tmescope.jobs.synth import fullres_image_of, synthesize_cohort
+from tmescope.jobs.synth import cohort_samplesheet, fullres_image_of, synthesize_cohort
 from tmescope.jobs.train import TrainSettings, train_model
 
 DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machinery, not biology
@@ -62,6 +56,7 @@ class DemoResult:
     slides: tuple[str, ...] = ()  # H&E-only samples (embed --slide)
     slide_predictions: Path | None = None  # the first one's sub-spot maps
     exports: tuple[Path, ...] = ()  # SpatialData of the cohort, QuPath GeoJSON of the slide
+    samplesheet: Path | None = None  # the cohort as embedded: the synthetic sheet + the slide
 
 
 def run_demo(
@@ -105,16 +100,14 @@ def run_demo(
         summaries = [sample_summary(s) for s in samples]
     store = out_dir / "cohort.zarr"
     slide = _demo_slide(out_dir, n_spots=n_spots, seed=seed)
+    sheet = _demo_samplesheet(out_dir, cohort_dir, slide)
     if progress is not None:
         progress(
-            f"embedding {len(sample_dirs)} samples and the H&E-only slide {slide.name} with "
-            f"{encoder} into {store}"
+            f"embedding {len(sample_dirs)} samples and the H&E-only slide {slide.name} of "
+            f"{sheet} with {encoder} into {store}"
         )
-    items: list[SampleInput | SlideInput] = [
-        SampleInput(d, image=fullres_image_of(d)) for d in sample_dirs
-    ]
     embedded = embed_samples(
-        [*items, SlideInput(slide)],
+        samplesheet_inputs(sheet),
         store=store, encoder=encoder, device="auto", progress=embed_progress,
         settings=EmbedSettings(grid_um=DEMO_GRID_UM),
     )  # fmt: skip
@@ -184,6 +177,7 @@ def run_demo(
         niches=niches, interactions=interactions, held_out=held_out,
         subspot_predictions=subspot_predictions, interfaces=interfaces, report=report,
         slides=(DEMO_SLIDE,), slide_predictions=slide_predictions, exports=exports,
+        samplesheet=sheet,
     )  # fmt: skip
 
 
@@ -222,6 +216,40 @@ def _demo_slide(out_dir: Path, *, n_spots: int, seed: int) -> Path:
     os.replace(section / f"{section.name}_he.tif", slide)
     shutil.rmtree(scratch)
     return slide
+
+
+def _demo_samplesheet(out_dir: Path, cohort_dir: Path, slide: Path) -> Path:
+    """The demo's cohort as one sample sheet, ``out_dir/samplesheet.csv``: the rows of the sheet
+    ``synth`` wrote (their paths now read from ``out_dir``) and the H&E-only slide as a ``slide``
+    row, a patient of its own; replaced whole when the demo runs again."""
+    import csv
+    import io
+
+    from tmescope.datasets.cohort_sheet import PATIENT, SECTION
+    from tmescope.io._keys import SampleSheetColumns as C
+    from tmescope.store.atomic import write_atomically
+
+    with cohort_samplesheet(cohort_dir).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows, columns = list(reader), list(reader.fieldnames or [])
+    base = cohort_dir.relative_to(out_dir)
+    for row in rows:
+        for column in (C.PATH, C.IMAGE):
+            row[column] = (base / row[column]).as_posix()
+    metadata = [c for c in columns if c not in C.ALL]  # patient, section
+    rows.append(
+        {C.SAMPLE: DEMO_SLIDE, C.SLIDE: slide.relative_to(out_dir).as_posix()}
+        | {PATIENT: f"patient_{DEMO_SLIDE}", SECTION: "1"}
+    )
+    text = io.StringIO()
+    writer = csv.DictWriter(
+        text, [C.SAMPLE, C.PATH, C.SLIDE, C.IMAGE, *metadata], restval="", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    target = out_dir / "samplesheet.csv"
+    write_atomically(target, lambda path: path.write_text(text.getvalue(), encoding="utf-8"))
+    return target
 
 
 def _demo_analysis(

@@ -12,8 +12,8 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,24 +33,41 @@ _HASH_EDGE_BYTES = 1 << 20  # slides are hashed by size and their first and last
 
 @dataclass(frozen=True)
 class SampleInput:
-    """One sample to embed: its Space Ranger folder and, optionally, its full-resolution slide."""
+    """One sample to embed: its Space Ranger folder and, optionally, its full-resolution slide,
+    its id (default: the run's folder) and its metadata (a sample sheet's other columns; kept in
+    the store as ``extra["metadata"]``; ``None``: none given, a stored sample keeps its own)."""
 
     path: Path
     image: Path | None = None
     sample_id: str | None = None
+    metadata: Mapping[str, str] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_metadata(self.metadata)
 
 
 @dataclass(frozen=True)
 class SlideInput:
     """One H&E-only slide to embed (no expression): its file, and optionally its sample id
-    (default: the file name) and µm/px (default: the slide's metadata)."""
+    (default: the file name), µm/px (default: the slide's metadata) and metadata (as
+    :class:`SampleInput`'s)."""
 
     path: Path
     sample_id: str | None = None
     mpp: float | None = None
+    metadata: Mapping[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         check_mpp(self.mpp)  # before any encoder is built or store opened
+        _check_metadata(self.metadata)
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> None:
+    """Refuse metadata the store cannot keep (before any encoder is built or store opened)."""
+    if metadata is not None:
+        from tmescope.store.feature_store import check_metadata
+
+        check_metadata(metadata)
 
 
 @dataclass(frozen=True)
@@ -97,7 +114,7 @@ class EmbedSummary:
     """What one sample's embedding did (small: this is all a Dask task sends back)."""
 
     sample_id: str
-    status: str  # "embedded" | "resumed" | "skipped"
+    status: str  # "embedded" | "resumed" | "skipped" | "metadata updated" (skipped otherwise)
     n_spots: int
     n_tiles: int
     rows_written: int
@@ -175,7 +192,7 @@ def embed_sample_into_store(
                 mpp=sample.mpp,
                 patch_um=size_um,
                 patch_px=spec.input_px,
-                extra=_extra_meta(sample),
+                extra=_extra_meta(sample, item.metadata),
             ),
             dim=spec.embed_dim,
             chunk_rows=settings.chunk_rows,
@@ -189,10 +206,14 @@ def embed_sample_into_store(
             "n_bins": bins.stored.n if bins is not None else 0,
         }
         if writer is None:
+            # A sheet fixed after the embedding: its metadata replace the stored ones.
+            updated = item.metadata is not None and store.update_sample_metadata(
+                sample.sample_id, item.metadata
+            )
             log.info("%s is already complete in %s; skipped", sample.sample_id, store_path)
             return EmbedSummary(
-                sample.sample_id, "skipped", rows_written=0, seconds=0.0, patches_per_s=0.0,
-                **shape,
+                sample.sample_id, "metadata updated" if updated else "skipped", rows_written=0,
+                seconds=0.0, patches_per_s=0.0, **shape,
             )  # fmt: skip
         with writer:
             pending = writer.pending_chunks()
@@ -334,14 +355,17 @@ def _open_input(item: SampleInput | SlideInput) -> Sample | SlideSample:
     return read_visium(item.path, image=item.image, sample_id=item.sample_id)
 
 
-def _extra_meta(sample: Sample | SlideSample) -> dict[str, Any]:
-    return {
-        "mpp_source": sample.mpp_source,
+def _extra_meta(sample: Sample | SlideSample, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    from tmescope.store.schema import METADATA, MPP_SOURCE
+
+    extra: dict[str, Any] = {
+        MPP_SOURCE: sample.mpp_source,
         "platform": sample.platform,
         "spot_diameter_um": sample.spot_diameter_um,
         "image_kind": sample.image_kind,
         "image": str(sample.slide.path),
     }
+    return extra if metadata is None else extra | {METADATA: dict(metadata)}
 
 
 def source_hash(sample: Sample | SlideSample) -> str:

@@ -1,4 +1,4 @@
-"""The synthetic cohort (twin of ``tmescope synth``) and where it puts each slide."""
+"""The synthetic cohort (twin of ``tmescope synth``), where it puts each slide and its sheet."""
 
 from __future__ import annotations
 
@@ -12,14 +12,25 @@ def synthesize_cohort(
     n_samples: int,
     n_spots: int,
     seed: int,
+    workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Write a synthetic cohort in Space Ranger layout (twin of ``tmescope synth``)."""
+    """Write a synthetic cohort in Space Ranger layout, with its sample sheet
+    (:func:`cohort_samplesheet`), ``workers`` samples at a time (default: as the thread budget
+    allows); twin of ``tmescope synth``."""
     from tmescope.datasets import write_synthetic_cohort
 
     return write_synthetic_cohort(
-        Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress
-    )
+        Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed, workers=workers,
+        progress=progress,
+    )  # fmt: skip
+
+
+def cohort_samplesheet(cohort_dir: Path | str) -> Path:
+    """The sample sheet the synthetic cohort writes at its root (``embed --samplesheet``)."""
+    from tmescope.datasets.cohort_sheet import SAMPLESHEET
+
+    return Path(cohort_dir) / SAMPLESHEET
 
 
 def fullres_image_of(sample_dir: Path) -> Path | None:

@@ -13,6 +13,7 @@ byte-for-byte as it was. Concurrency rests on three facts (see ``docs/store-form
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ from tmescope.errors import (
     SampleNotFoundError,
     StoreError,
 )
-from tmescope.store.atomic import remove_atomically, sweep_folder
+from tmescope.store.atomic import remove_atomically, sweep_folder, write_atomically
 from tmescope.store.bins import (
     BIN_CELLS,
     BIN_COORDS,
@@ -64,6 +65,7 @@ from tmescope.store.schema import (
     DEFAULT_CHUNK_ROWS,
     EMBEDDINGS,
     KIND,
+    METADATA,
     SAMPLES,
     TISSUE_FRACTION,
     SampleMeta,
@@ -263,6 +265,33 @@ class CohortStore:
             lock.release()
             raise
 
+    def update_sample_metadata(self, sample_id: str, metadata: Mapping[str, str]) -> bool:
+        """Replace a sample's metadata (``extra["metadata"]``: a sample sheet's columns) without
+        writing it again; ``False`` when it held these already.
+
+        Taken under the sample's lock (refused while another process writes it); its attributes
+        are replaced in one rename, so readers see the old metadata or the new, never a mix.
+        """
+        self._check_can_write(embeddings=False)
+        wanted = check_metadata(metadata)
+        self.sample_group(sample_id)  # raises SampleNotFoundError
+        lock = self._lock(sample_id)
+        lock.acquire()
+        try:
+            if self.sample_record(sample_id).metadata == wanted:
+                return False
+            target = self.sample_path(sample_id) / "zarr.json"
+            node = json.loads(target.read_text(encoding="utf-8"))
+            attributes = node.setdefault("attributes", {})
+            attributes["extra"] = {**(attributes.get("extra") or {}), METADATA: wanted}
+            text = json.dumps(node, indent=2)
+            write_atomically(target, lambda path: path.write_text(text, encoding="utf-8"),
+                             durable=True)  # fmt: skip
+        finally:
+            lock.release()
+        log.info("sample %s: metadata updated in %s", sample_id, self._path)
+        return True
+
     def finish_removals(self) -> int:
         """Delete what removals cut short by a killed process left (hidden, and invisible to
         readers already); how many. Writers of samples call it themselves."""
@@ -400,6 +429,10 @@ class CohortStore:
             group = self._group(sample_id, writable=True)
             if arrays_intact(group, existing):
                 write_rows(group, rows, bins)  # cheap, and a crash may have cut them short
+                wanted = record.meta.extra.get(METADATA)
+                if isinstance(wanted, Mapping) and existing.metadata != wanted:
+                    # Not yet visible to readers: set through the group the writer finishes.
+                    group.attrs.update({"extra": {**existing.meta.extra, METADATA: wanted}})
                 writer = SampleWriter(group, existing, lock, directory)
                 log.info(
                     "resuming %s: %d of %d chunks to write",
@@ -486,3 +519,14 @@ class CohortStore:
                 "writing embeddings needs the encoder fingerprint, checked against the store's: "
                 f"open it with CohortStore.open({str(self._path)!r}, mode='a', fingerprint=...)"
             )
+
+
+def check_metadata(metadata: object) -> dict[str, str]:
+    """``metadata`` as stored: a mapping of non-empty text keys to text values."""
+    if not isinstance(metadata, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise InvalidParameterError(
+            f"sample metadata must map column names to text values, got {metadata!r}"
+        )
+    return dict(metadata)

@@ -48,6 +48,9 @@ TISSUE_FRACTION = "tissue_fraction"
 KIND = "kind"
 CHUNKS_WRITTEN = "chunks_written"
 COUNTS = "counts"
+# Keys of a sample's ``extra`` attributes that readers rely on.
+METADATA = "metadata"  # the sample sheet's metadata columns (column → value, text)
+MPP_SOURCE = "mpp_source"  # where the µm/px came from (spot-pitch, tiff:XResolution, --mpp …)
 
 DEFAULT_CHUNK_ROWS = 512  # 512 × 1536 float16 ≈ 1.5 MiB: the ≥ 1 MB chunk zarr advises
 KIND_FILL = 255
@@ -143,6 +146,19 @@ class SampleRecord:
     @property
     def n_chunks(self) -> int:
         return math.ceil(self.n / self.chunk_rows)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The sample sheet's metadata of the sample (``extra["metadata"]``: ``patient``,
+        ``group`` …, as text); empty when it was embedded without a sheet."""
+        found = self.meta.extra.get(METADATA)
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, Mapping) else {}
+
+    @property
+    def mpp_source(self) -> str | None:
+        """Where :attr:`SampleMeta.mpp` came from (``extra["mpp_source"]``), when recorded."""
+        found = self.meta.extra.get(MPP_SOURCE)
+        return None if found is None else str(found)
 
     def rows(self, chunk: int) -> slice:
         """The rows of row chunk ``chunk`` (the last one may be short)."""

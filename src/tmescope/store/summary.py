@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,9 @@ class SampleSummary:
     n_bins: int = 0  # sub-spot bins (0: embedded without them)
     bin_um: float | None = None
     n_cover: int = 0  # cover patches: rows cut for the sub-spot bins only
+    mpp: float | None = None  # µm per full-resolution pixel
+    mpp_source: str | None = None  # where mpp came from: spot-pitch, tiff:XResolution, --mpp …
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)  # the sheet's columns
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ def summarise_sample(store: CohortStore, sample_id: str) -> SampleSummary:
         n_bins=record.bins.n_bins if record.bins is not None else 0,
         bin_um=record.bins.bin_um if record.bins is not None else None,
         n_cover=record.n_cover,
+        mpp=record.meta.mpp,
+        mpp_source=record.mpp_source,
+        metadata=record.metadata,
     )
 
 
