@@ -194,3 +194,31 @@ def test_samples_missing_target_genes_are_named() -> None:
 def test_bad_settings_are_refused_before_any_work(settings: dict, fragment: str) -> None:
     with pytest.raises(InvalidParameterError, match=fragment):
         TrainSettings(**settings)
+
+
+def test_folds_hold_patients_whole_from_the_stored_metadata(
+    grid_store: Path, tmp_path: Path
+) -> None:
+    """Patients come from the metadata the samples were embedded with (a sample sheet's
+    ``patient`` column); without them each sample is its own; a one-patient cohort falls back
+    to single sections with a warning; a --group-key no sample has is refused."""
+    from tmescope.errors import TmescopeWarning
+    from tmescope.jobs.train import _folds, describe_folds, sample_groups
+    from tmescope.store import CohortStore
+
+    store = CohortStore.open(shutil.copytree(grid_store, tmp_path / "s.zarr"), mode="a")
+    ids = store.sample_ids()
+    plain = TrainSettings()
+    assert sample_groups(store, ids, plain) == {s: s for s in ids}
+    for sample, patient in zip(ids, ["P1", "P1", "P2"], strict=True):
+        store.update_sample_metadata(sample, {"patient": patient, "site": "lung"})
+    groups = sample_groups(store, ids, plain)
+    assert groups == dict(zip(ids, ["P1", "P1", "P2"], strict=True))
+    folds = _folds(plain, ids, groups)
+    assert [f.test for f in folds] == [tuple(ids[:2]), (ids[2],)]
+    assert describe_folds(folds, groups, plain) == "leave one patient out (2 folds)"
+    one = sample_groups(store, ids, TrainSettings(group_key="site"))
+    with pytest.warns(TmescopeWarning, match="one site"):
+        assert len(_folds(TrainSettings(group_key="site"), ids, one)) == 3
+    with pytest.raises(TrainingDataError, match="no 'donor'"):
+        sample_groups(store, ids, TrainSettings(group_key="donor"))

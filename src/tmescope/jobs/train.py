@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tmescope.cpus import ensure_threads
-from tmescope.errors import InvalidParameterError, TrainingDataError
+from tmescope.errors import InvalidParameterError, TmescopeWarning, TrainingDataError
 from tmescope.jobs.progress import Eta
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,7 @@ def sample_groups(store: Any, sample_ids: Sequence[str], settings: TrainSettings
 
 def stored_metadata(store: Any, sample_id: str) -> dict[str, str]:
     """The metadata a sample was embedded with (its sample sheet's other columns)."""
-    extra = dict(store.sample_record(sample_id).meta.extra)
-    return {str(k): str(v) for k, v in dict(extra.get("metadata") or {}).items()}
+    return dict(store.sample_record(sample_id).metadata)
 
 
 def describe_folds(folds: Sequence[Any], groups: dict[str, str], settings: TrainSettings) -> str:
@@ -357,7 +357,7 @@ def describe_folds(folds: Sequence[Any], groups: dict[str, str], settings: Train
         settings.folds.isdigit()
     ):
         return f"read from {settings.folds}"
-    if settings.folds == LEAVE_SAMPLE_OUT:
+    if all(len(f.test) == 1 for f in folds) and len(folds) == len(groups):
         return f"leave one sample out ({len(folds)} folds)"
     if len(folds) == n_groups:
         return f"leave one {unit} out ({len(folds)} folds)"
@@ -448,11 +448,14 @@ def _folds(settings: TrainSettings, sample_ids: Sequence[str], groups: dict[str,
     ordered = {s: groups[s] for s in sample_ids}
     if settings.folds == AUTO_FOLDS:
         if len(set(ordered.values())) < 2:
-            raise TrainingDataError(
+            warnings.warn(
                 f"every training sample comes from one {settings.group_key or DEFAULT_GROUP_KEY} "
-                f"({next(iter(ordered.values()))!r}): cross-validation needs two; use --folds "
-                "leave-sample-out if its sections may be taken as independent"
+                f"({next(iter(ordered.values()))!r}): each fold holds out one section, so the "
+                "figures are optimistic (sections of one patient share its biology)",
+                TmescopeWarning,
+                stacklevel=3,
             )
+            return leave_one_sample_out(sample_ids)
         return group_k_folds(ordered, k=DEFAULT_FOLDS, seed=settings.seed)
     if settings.folds.isdigit():
         return group_k_folds(ordered, k=int(settings.folds), seed=settings.seed)
