@@ -49,7 +49,9 @@ from tmescope.store import CohortStore
 log = logging.getLogger(__name__)
 
 PCA_BINS = 100_000  # bins the PCA is fitted on at most: ~230 MB of 576-wide inputs, seconds
-Progress = Callable[[str, int, int], None]  # (what, done, total)
+# (what, done, total): "sub-spot rows" (of sample …) then "sub-spot model" (steps); done = 0
+# when each starts
+Progress = Callable[[str, int, int], None]
 
 
 def fit_subspot_model(
@@ -110,6 +112,7 @@ def fit_subspot_from_store(
     n_bins = [_n_bins(store, s) for s in sample_ids]
     quotas = pca_quotas(n_bins)
     pca_file = work / "pca.npz"
+    say("sub-spot rows", 0, len(sample_ids))
     for i, (sample_id, quota) in enumerate(zip(sample_ids, quotas, strict=True)):
         done = has_rows(reduced / sample_id) or (
             has_rows(full / sample_id) and (picked / f"{sample_id}.npy").is_file()
@@ -135,6 +138,7 @@ def fit_subspot_from_store(
     source = DiskRows([reduced / s for s in sample_ids])
     heads = []
     total = config.steps * config.n_members
+    say("sub-spot model", 0, total)
     for i, member_seed in enumerate(member_seeds(seed, config.n_members)):
         saved_head = work / f"member_{i}.safetensors"
         if saved_head.is_file():

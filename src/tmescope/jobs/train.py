@@ -411,7 +411,10 @@ def _fit_subspot(
     etas: dict[bool, Eta] = {}
 
     def report(what: str, done: int, total: int) -> None:
-        steps = what == "sub-spot model"  # else "sub-spot rows of <sample>", one per sample
+        steps = what == "sub-spot model"  # else "sub-spot rows (of <sample>)"
+        if done == 0:  # a loop begins: its clock starts now
+            etas[steps] = Eta(total)
+            return
         eta = etas.setdefault(steps, Eta(total))
         if eta.worth_saying(done, lines=10 if steps else 20):
             say(eta.status(f"{what}: steps" if steps else what, done))
