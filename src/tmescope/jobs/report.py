@@ -117,11 +117,11 @@ def _write_pages(
     *,
     title: str,
     progress: Progress | None,
-) -> tuple[list[OverviewRow], dict[str, list[GalleryQuery]]]:
-    """Draw each sample and write its page at once; keep its row of the samples table and the
-    peaks of its TME states (a few numbers), nothing else."""
+) -> tuple[list[OverviewRow], dict[str, GalleryQuery]]:
+    """Draw each sample and write its page at once; keep its row of the samples table and
+    where each TME state peaks highest so far (a few numbers), nothing else."""
     rows: list[OverviewRow] = []
-    peaks: dict[str, list[GalleryQuery]] = {}
+    peaks: dict[str, GalleryQuery] = {}
     n, start = len(layout.order), time.monotonic()
     for i, sample_id in enumerate(layout.order):
         _say(progress, f"report: drawing sample {sample_id} ({i + 1} of {n}){_eta(start, i, n)}")
@@ -137,7 +137,8 @@ def _write_pages(
             OverviewRow(sample_id, layout.page_href(sample_id), drawn.thumbnail, drawn.cells)
         )
         for peak in drawn.peaks:
-            peaks.setdefault(peak.label, []).append(peak)
+            if peak.label not in peaks or peak.value > peaks[peak.label].value:
+                peaks[peak.label] = peak
     return rows, peaks
 
 
@@ -151,9 +152,10 @@ def _eta(start: float, done: int, total: int) -> str:
 
 
 def _say(progress: Progress | None, message: str) -> None:
-    log.info("%s", message)
     if progress is not None:
         progress(message)
+    else:  # once: the CLI shows progress itself, and its log handler would say it again
+        log.info("%s", message)
 
 
 def _sizes(index: Path, pages: Path) -> str:
@@ -212,7 +214,7 @@ def _queries(
     chosen: Sequence[str],
     model: FusionModel | None,
     cv: Mapping[str, Any],
-    peaks: Mapping[str, Sequence[GalleryQuery]],
+    peaks: Mapping[str, GalleryQuery],
 ) -> list[GalleryQuery]:
     """Query spots: where the best-predicted states peak; without a model, a sample's centre."""
     from tmescope.store import RowKind
@@ -220,7 +222,7 @@ def _queries(
 
     if model is not None:
         states = top_targets(cv, list(peaks), key="per_state", model=HEAD)[:MAX_QUERIES]
-        return [max(peaks[s], key=lambda p: p.value) for s in states]
+        return [peaks[s] for s in states]
     sample_id = chosen[0]
     spots = np.flatnonzero(store.read_kind(sample_id) == RowKind.SPOT)
     if spots.size == 0:
