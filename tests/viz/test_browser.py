@@ -211,7 +211,7 @@ def with_a_slide(
 ) -> tuple[Path, Path]:
     """A copy of the viewer's store whose first sample is an H&E-only slide (no spots, no
     counts: an archived block), with the sub-spot model."""
-    from tmescope.jobs.embed import SlideInput
+    from tmescope.jobs.embed import EmbedSettings, SlideInput
     from tmescope.workflows import embed_samples, fullres_image_of
 
     store, model = viewer_subspot_model
@@ -220,7 +220,9 @@ def with_a_slide(
     slide = SlideInput(
         fullres_image_of(store.parent / "cohort" / "synth_02"), sample_id="archive_00"
     )
-    embed_samples([slide], store=copy, encoder="test-vit-tiny", device="cpu")
+    # No sub-spot bins for it: the first view never asks for them, and they triple the time.
+    settings = EmbedSettings(subspot_um=0)
+    embed_samples([slide], store=copy, encoder="test-vit-tiny", device="cpu", settings=settings)
     return copy, model
 
 
