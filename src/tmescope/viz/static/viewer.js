@@ -308,6 +308,7 @@ async function showInteractions() {
   }
   $("interactions-heatmap").src = body.figures.enrichment;
   $("interactions-curves").src = body.figures.cooccurrence;
+  for (const id of ["interactions-heatmap", "interactions-curves"]) $(id).hidden = false;
   document.body.dataset.interactions = String(body.pairs.length);
 }
 
