@@ -70,7 +70,9 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     page = result.report.read_text() if result.report else ""
     parts = ("Cross-validation", "Niches", "Interactions", "Sub-spot maps and interfaces")
     assert all(f"<h2>{part}</h2>" in page for part in parts)
-    assert "archive_01: sub-spot maps (H&amp;E only" in page
+    assert 'href="report_files/archive_01.html"' in page  # a page per sample, beside the index
+    slide_page = (result.out_dir / "report_files" / "archive_01.html").read_text()
+    assert "<h2>Sub-spot maps (H&amp;E only" in slide_page
     # The twin of `tmescope info` says of a sample what the demo reported of it.
     sample_dir = result.cohort_dir / "synth_00"
     assert describe_sample(sample_dir, image=fullres_image_of(sample_dir)) == result.samples[0]

@@ -185,6 +185,7 @@ class Viewer:
         self.routes, self.mounts = describe_routes(app_routes)
         samples = self._json("/api/samples")
         sample = samples[0]["id"]
+        genes = self._json(f"/api/samples/{sample}")["genes"]
         for s in samples:
             dz = self._json(f"/api/samples/{s['id']}/dzi")
             self.pyramids[s["id"]] = (dz["width"], dz["height"], dz["max_level"], dz["tile_size"])
@@ -193,7 +194,7 @@ class Viewer:
         self.valid = {
             "sample_id": sample, "sample": sample, "layer": "predicted",
             "spot": spots["barcode"][spots["kind"].index("spot")],
-            "feature": samples[0]["genes"][0], "x": f"{width / 2:.1f}", "y": f"{height / 2:.1f}",
+            "feature": genes[0], "x": f"{width / 2:.1f}", "y": f"{height / 2:.1f}",
             "size": "160", "k": "5", "space": "raw", "kind": "enrichment",
             "level": str(max_level), "col": "0", "row": "0",
         }  # fmt: skip

@@ -188,13 +188,22 @@ def test_report_sections_inline_the_figures(
         store, model, settings=FAST_PERMS, out=tmp_path / "meet", device="cpu"
     )
     part = niche_section(niches)
-    assert part.title == "Niches" and part.html.count("<img") == 4  # 3 maps + composition
-    assert part.html.count("data:image/jpeg") == 3 and "http" not in part.html
-    assert all(name in part.html for name in niches.names)
+    (index,) = part.index
+    assert index.title == "Niches" and index.html.count("<img") == 1  # the composition
+    assert all(name in index.html for name in niches.names) and "http" not in index.html
+    for sample in ("synth_00", "synth_01", "synth_02"):  # each sample's map, on its page
+        (own,) = part.sections_of(sample)
+        assert own.html.count("data:image/jpeg") == 1 and "share of this sample" in own.html
+    assert part.sections_of("not_a_sample") == []
     part = interaction_section(meetings)
-    # The cohort heatmap and curves, and each sample's label map; per-sample charts stay in --out.
-    assert part.title == "Interactions" and part.html.count("<img") == 5
-    assert "fibroblasts" in part.html and "Stouffer z" in part.html
+    (index,) = part.index
+    # The cohort's heatmap and curves in the index; each sample's labels, heatmap and curves
+    # and its strongest pairs on its page.
+    assert index.title == "Interactions" and index.html.count("<img") == 2
+    assert "fibroblasts" in index.html and "Stouffer z" in index.html
+    (own,) = part.sections_of("synth_01")
+    assert own.html.count("<img") == 3 and own.html.count("data:image/jpeg") == 1
+    assert "<th>z</th>" in own.html
 
 
 def test_every_view_gives_one_row_per_spot_in_fused_order(

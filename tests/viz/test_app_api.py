@@ -53,15 +53,49 @@ def test_samples_list_the_store_with_its_model(client: TestClient) -> None:
     assert [s["id"] for s in samples] == ["synth_00", "synth_01", "synth_02"]
     first = samples[0]
     assert first["n_spots"] == 90 and first["n_tiles"] > 0 and first["has_predictions"]
-    assert first["mpp"] > 0 and first["width"] > 1000 and first["height"] > 1000
-    assert len(first["genes"]) == 12 and "tumour" in first["states"]
+    assert first["has_counts"] and not first["he_only"] and "width" not in first  # records only
+    opened = client.get("/api/samples/synth_00").json()
+    assert opened["mpp"] > 0 and opened["width"] > 1000 and opened["height"] > 1000
+    assert len(opened["genes"]) == 12 and "tumour" in opened["states"]
+    info = client.get("/api/info").json()
+    assert info["start"] == "synth_00" and info["genes"] == opened["genes"]
+    assert info["populations"] == [] and not info["has_subspot"]  # no sub-spot model here
+
+
+def test_the_sample_list_reads_no_slide_and_no_counts(
+    trained_store: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forty samples listed must not mean forty slides and count matrices read: the list comes
+    from the store's records; a sample is read when it is opened."""
+    from tmescope.store import CohortStore
+    from tmescope.viz.app import slide_tiles
+
+    read: list[str] = []
+    open_sample, read_counts = slide_tiles._open_sample, CohortStore.read_counts
+
+    def opening(store: CohortStore, sample_id: str) -> object:
+        read.append(f"slide {sample_id}")
+        return open_sample(store, sample_id)
+
+    def counting(store: CohortStore, sample_id: str) -> object:
+        read.append(f"counts {sample_id}")
+        return read_counts(store, sample_id)
+
+    monkeypatch.setattr(slide_tiles, "_open_sample", opening)
+    monkeypatch.setattr(CohortStore, "read_counts", counting)
+    with TestClient(make_app(trained_store[0])) as bare:  # without a model: genes are measured
+        assert bare.get("/api/info").json()["start"] == "synth_00"
+        assert len(bare.get("/api/samples").json()) == 3
+        assert read == []
+        assert len(bare.get("/api/samples/synth_02").json()["genes"]) > 12
+    assert read == ["slide synth_02", "counts synth_02"]
 
 
 def test_spots_and_values_line_up_row_for_row(client: TestClient, spots: dict) -> None:
     n = spots["n"]
     assert len(spots["barcode"]) == len(spots["x"]) == len(spots["kind"]) == n
     assert spots["kind"].count("spot") == 90 and set(spots["kind"]) == {"spot", "tile"}
-    gene = client.get("/api/samples").json()[1]["genes"][0]
+    gene = client.get("/api/samples/synth_01").json()["genes"][0]
     measured = client.get(
         "/api/samples/synth_01/values", params={"layer": "measured", "feature": gene}
     ).json()["values"]
@@ -78,7 +112,7 @@ def test_spots_and_values_line_up_row_for_row(client: TestClient, spots: dict) -
 
 def test_a_spot_shows_every_layer(client: TestClient, spots: dict) -> None:
     barcode, _ = _a_spot(spots)
-    sample = client.get("/api/samples").json()[1]
+    sample = client.get("/api/samples/synth_01").json()
     body = client.get("/api/samples/synth_01/spot", params={"spot": barcode}).json()
     assert body["kind"] == "spot"
     assert [v["feature"] for v in body["values"]] == sample["states"] + sample["genes"]
@@ -133,6 +167,7 @@ def test_deep_zoom_tiles_cover_the_image(client: TestClient) -> None:
     ("url", "status", "words"),
     [
         ("/api/samples/nope/spots", 404, "no sample 'nope'"),
+        ("/api/samples/nope", 404, "no sample 'nope'"),
         ("/api/samples/..%2F..%2Fetc%2Fpasswd/dzi", 404, ""),
         ("/api/samples/../../etc/passwd/spots", 404, ""),
         ("/api/samples/%2e%2e/dzi", 404, ""),
@@ -200,7 +235,7 @@ def test_niches_label_every_row_and_interactions_pool_the_samples(
 def test_without_a_model_measured_values_and_search_still_work(
     bare_client: TestClient, spots: dict
 ) -> None:
-    sample = bare_client.get("/api/samples").json()[1]
+    sample = bare_client.get("/api/samples/synth_01").json()
     assert not sample["has_predictions"] and sample["states"] == []
     assert len(sample["genes"]) > 12  # every measured gene, most expressed first
     values = bare_client.get(
@@ -269,8 +304,10 @@ def subspot_maps(viewer_subspot_model: tuple[Path, Path]) -> ad.AnnData:
 def test_bins_are_the_sub_spot_predictions_bins(
     subspot_client: TestClient, subspot_maps: ad.AnnData
 ) -> None:
-    assert subspot_client.get("/api/info").json()["has_subspot"] is True
+    info = subspot_client.get("/api/info").json()
+    assert info["has_subspot"] is True
     body = subspot_client.get("/api/samples/synth_01/bins").json()
+    assert info["populations"] == body["populations"]  # listed before any bin is predicted
     n = subspot_maps.n_obs
     assert body["n"] == n == len(body["x"]) == len(body["y"]) and n > 90
     np.testing.assert_allclose(

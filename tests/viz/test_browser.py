@@ -1,5 +1,6 @@
-"""The viewer page in a real headless Chromium: slide and spots drawn, recolouring, a clicked
-spot's attention and similar regions, sub-spot bins. ``tmescope serve`` runs as a subprocess, as a user runs it.
+"""The viewer page in a real headless Chromium: the first view a newcomer gets, slide and spots
+drawn, recolouring, a clicked spot's attention and similar regions, sub-spot bins.
+``tmescope serve`` runs as a subprocess, as a user runs it.
 
 Skipped, with the reason, only when no Chromium or Playwright can be had or the page's npm
 libraries are not installed (``make viewer-assets``).
@@ -7,6 +8,7 @@ libraries are not installed (``make viewer-assets``).
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -152,12 +154,11 @@ def test_the_page_draws_the_slide_recolours_and_explains_a_clicked_spot(server: 
             browser.close()
 
 
-def test_the_sub_spot_layers_draw_every_bin_and_give_the_spots_back(
-    trained_store: tuple[Path, Path], viewer_subspot_model: tuple[Path, Path]
-) -> None:
+def test_the_sub_spot_layers_draw_every_bin_and_give_the_spots_back(subspot_server: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    with _serving(*viewer_subspot_model) as url, sync_playwright() as p:
+    url = subspot_server
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -197,6 +198,77 @@ def test_the_sub_spot_layers_draw_every_bin_and_give_the_spots_back(
             page.wait_for_selector("body[data-coloured-by^='measured:']", timeout=30_000)
             assert page.evaluate("window.tmescopeViewer.state.overlay.drawn") == 90
             assert page.evaluate("window.tmescopeViewer.state.overlay.binsDrawn") == 0
+            assert errors == []
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def with_a_slide(
+    trained_store: tuple[Path, Path],
+    viewer_subspot_model: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path]:
+    """A copy of the viewer's store whose first sample is an H&E-only slide (no spots, no
+    counts: an archived block), with the sub-spot model."""
+    from tmescope.jobs.embed import EmbedSettings, SlideInput
+    from tmescope.workflows import embed_samples, fullres_image_of
+
+    store, model = viewer_subspot_model
+    copy = tmp_path_factory.mktemp("first-view") / "cohort.zarr"
+    shutil.copytree(store, copy)
+    slide = SlideInput(
+        fullres_image_of(store.parent / "cohort" / "synth_02"), sample_id="archive_00"
+    )
+    # No sub-spot bins for it: the first view never asks for them, and they triple the time.
+    settings = EmbedSettings(subspot_um=0)
+    embed_samples([slide], store=copy, encoder="test-vit-tiny", device="cpu", settings=settings)
+    return copy, model
+
+
+@pytest.fixture(scope="module")
+def subspot_server(with_a_slide: tuple[Path, Path]) -> Iterator[str]:
+    """The viewer of that store and the sub-spot model (shared: a server starts in seconds)."""
+    with _serving(*with_a_slide) as url:
+        yield url
+
+
+def test_the_first_view_opens_a_sample_with_spots_and_every_list_filled(
+    subspot_server: str,
+) -> None:
+    """Listed first, the H&E-only slide has nothing measured: the page starts on a sample with
+    spots instead, and an H&E-only slide opens on its predictions, never on an error."""
+    from playwright.sync_api import sync_playwright
+
+    url = subspot_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url)
+            page.wait_for_selector("body[data-slide='loaded'][data-coloured-by]", timeout=20_000)
+            options = page.eval_on_selector_all("#sample option", "os => os.map(o => o.value)")
+            assert options[0] == "archive_00"  # listed first, not opened first
+            sample = page.evaluate("window.tmescopeViewer.state.sample")
+            assert sample["id"] == "synth_00" and sample["n_spots"] == 90
+            assert page.locator("#status.error").count() == 0
+            assert page.locator("#status").inner_text() == "synth_00: 90 spots, 285 tiles"
+            assert page.locator("#feature option").count() > 10  # states and genes
+            populations = page.locator("#subspot-a option").count()
+            assert populations > 2 and page.locator("#subspot-b option").count() == populations
+            first = page.evaluate("document.getElementById('feature').value")
+            assert page.locator("#legend-title").inner_text() == f"{first} — measured"
+
+            page.select_option("#sample", "archive_00")  # the slide: its predictions
+            page.wait_for_selector("body[data-coloured-by^='predicted:']", timeout=30_000)
+            page.wait_for_function(
+                "window.tmescopeViewer.state.sample.id === 'archive_00'", timeout=10_000
+            )
+            assert page.locator("#status.error").count() == 0
+            assert page.locator("#layer option[value='measured']").is_disabled()
+            assert page.evaluate("window.tmescopeViewer.state.overlay.drawn") > 0  # its tiles
             assert errors == []
         finally:
             browser.close()

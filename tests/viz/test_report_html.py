@@ -142,3 +142,22 @@ def test_jpeg_bytes_in_a_page_decode() -> None:
     (payload,) = re.findall(r"base64,([^\"]+)", html)
     with Image.open(io.BytesIO(base64.b64decode(payload))) as image:
         assert image.size == (20, 20)
+
+
+def test_a_page_per_sample_named_so_that_no_two_collide_when_unzipped() -> None:
+    from pathlib import Path
+
+    from tmescope.viz.report.folder import ReportLayout
+
+    layout = ReportLayout.of(Path("/out/My report.html"), ["S1", "s1", "a.b"])
+    # S1 and s1 would be one file on macOS and Windows, where a zipped report may be opened.
+    assert layout.files == {"S1": "S1.html", "s1": "s1-2.html", "a.b": "a.b.html"}
+    assert layout.page_href("s1") == "My%20report_files/s1-2.html"
+    assert layout.links_of("S1") == [
+        ("↑ index of the report", "../My%20report.html"),
+        ("s1 →", "s1-2.html"),
+    ]
+    assert [label for label, _ in layout.links_of("a.b")] == ["↑ index of the report", "← s1"]
+    page = render_page(title="t", facts=[], sections=[], links=layout.links_of("s1"))
+    assert page.count('<nav class="pager">') == 2  # above and below the page
+    assert '<a href="../My%20report.html">' in page and '<a href="a.b.html">a.b →</a>' in page

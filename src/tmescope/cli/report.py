@@ -1,4 +1,5 @@
-"""``tmescope report``: one self-contained HTML report of a cohort store (and its model)."""
+"""``tmescope report``: the HTML report of a cohort store (and its model): an index and a page
+per sample."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import typer
 
 def report(
     store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
-    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The index to write (REPORT.html); the samples' pages go in REPORT_files/.",
+        ),
+    ],
     model: Annotated[
         Path | None,
         typer.Option("--model", help="A tmescope train folder: adds predictions and scores."),
@@ -34,15 +41,24 @@ def report(
     ] = True,
 ) -> None:
     """Write a report a biologist can open: H&E, measured and predicted maps, similar regions,
-    niches and where TME populations meet."""
+    niches and where TME populations meet; an index page and a page per sample."""
+    from rich.console import Console
+
     from tmescope.workflows import analysis_sections, write_report
 
-    sections = analysis_sections(store, model) if model is not None and analysis else []
+    console = Console(stderr=True, highlight=False)
+
+    def progress(message: str) -> None:
+        console.print(f"[dim]{message}[/dim]")
+
+    sections = (
+        analysis_sections(store, model, progress=progress) if model is not None and analysis else []
+    )
     path = write_report(
         store, out, model_dir=model, samples=_split(samples), genes=_split(genes),
-        sections=sections,
+        sections=sections, progress=progress,
     )  # fmt: skip
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    typer.echo(f"wrote {path}: open it in a browser (keep {path.stem}_files/ beside it)")
 
 
 def _split(values: list[str] | None) -> list[str] | None:

@@ -165,8 +165,10 @@ def run_demo(
     if niches is not None and interactions is not None:
         sections = [niche_section(niches), interaction_section(interactions)]
     if interfaces is not None:
-        sections += subspot_section(interfaces, held_out=held_out, he_only=(DEMO_SLIDE,))
-    report = write_report(store, out_dir / "report.html", model_dir=model_dir, sections=sections)
+        sections.append(subspot_section(interfaces, held_out=held_out, he_only=(DEMO_SLIDE,)))
+    report = write_report(
+        store, out_dir / "report.html", model_dir=model_dir, sections=sections, progress=progress
+    )
     exports: tuple[Path, ...] = ()
     if model_dir is not None:
         exports = _demo_exports(store, model_dir, out_dir, progress)

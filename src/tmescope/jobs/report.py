@@ -1,17 +1,20 @@
-"""The static report of a cohort store (twin of ``tmescope report``): one self-contained HTML file.
+"""The static report of a cohort store (twin of ``tmescope report``): an index and a page per sample.
 
-Joins the rooms: reads the store (and the model, when given), predicts each sample, goes back
-to the Space Ranger folders recorded in the store for the H&E, searches the similarity index,
-and hands plain arrays to ``viz.report``, which draws and assembles. Callers add parts of their
-own (niches, interaction statistics) as :class:`~tmescope.viz.report.ReportSection` objects,
-placed after the samples and galleries.
+Joins the rooms: reads the store (and the model, when given), draws each sample in turn
+(``jobs.report_samples``) and writes its page at once, searches the similarity index for the
+galleries, and hands plain arrays to ``viz.report``, which draws and assembles. The index holds
+the cohort: the cross-validation table, the samples table (a thumbnail and a link per sample),
+the galleries and the cohort-level parts callers add (:class:`~tmescope.viz.report.ReportPart`:
+niches, interactions, sub-spot pairs), whose per-sample sections go on the samples' pages.
+Memory holds one sample's figures at a time; the cost grows linearly with the samples.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,28 +23,24 @@ import numpy as np
 
 from tmescope._version import __version__
 from tmescope.errors import InvalidParameterError
-from tmescope.store.atomic import write_atomically
+from tmescope.jobs.report_files import check_pages_folder, write_report_files
+from tmescope.jobs.report_samples import HEAD, SampleDrawer
+from tmescope.viz.report.folder import ReportLayout, pages_folder
 from tmescope.viz.report.gallery import GalleryQuery, similar_regions
-from tmescope.viz.report.genes import (
-    Measured,
-    measured_genes,
-    measured_log1p,
-    predicted_genes,
-)
-from tmescope.viz.report.page import ReportSection, note, render_page
-from tmescope.viz.report.sample import samples_overview
+from tmescope.viz.report.genes import measured_genes, measured_panel, predicted_genes
+from tmescope.viz.report.page import ReportPart, ReportSection, note, render_page
+from tmescope.viz.report.sample import OverviewRow, samples_overview
 from tmescope.viz.report.sources import SlideSources
 
 if TYPE_CHECKING:
     from tmescope.fusion.model_dir import FusionModel
-    from tmescope.store import CohortStore, SampleRecord
-    from tmescope.viz.report.maps import Backdrop
+    from tmescope.store import CohortStore
 
 log = logging.getLogger(__name__)
 
 MAX_QUERIES = 3  # similar-region galleries
 GALLERY_K = 6  # regions per gallery
-HEAD = "gat"  # the model saved by `tmescope train`, whose scores pick the genes shown
+Progress = Callable[[str], None]
 
 
 def write_report(
@@ -51,16 +50,21 @@ def write_report(
     model_dir: Path | str | None = None,
     samples: Sequence[str] | None = None,
     genes: Sequence[str] | None = None,
-    sections: Sequence[ReportSection] = (),
+    sections: Sequence[ReportSection | ReportPart] = (),
+    progress: Progress | None = None,
 ) -> Path:
-    """Write the report of ``store`` to ``out`` (HTML) and return its path.
+    """Write the report of ``store``: its index at ``out`` (HTML) and a page per sample in the
+    folder beside it (``<out stem>_files/``); return the index's path.
 
     With ``model_dir`` (a ``tmescope train`` folder) the report holds its cross-validation
     table and, per sample, measured beside predicted maps and the TME states; without, measured
     maps only. ``samples`` defaults to every complete sample, ``genes`` to the model's best
     cross-validated genes (the most variable measured ones without a model), at most
-    four (``viz.report.genes.MAX_GENES``). ``sections`` are appended after the samples and galleries. Everything is
-    checked before drawing; the file is written whole or not at all.
+    four (``viz.report.genes.MAX_GENES``). ``sections`` are added after the galleries: a
+    :class:`ReportSection` to the index, a :class:`ReportPart` to the index and to each
+    sample's page. ``progress`` hears which sample is being drawn, and the time left.
+    Everything is checked before drawing; the index and its pages are put in place together,
+    whole or not at all, replacing an earlier report at ``out``.
     """
     from tmescope.store import CohortStore
 
@@ -69,42 +73,97 @@ def write_report(
     chosen = _choose_samples(opened, samples)
     model = _load_model(Path(model_dir), opened) if model_dir is not None else None
     cv: Mapping[str, Any] = dict(model.info.get("cv") or {}) if model is not None else {}
-    measured: Measured = {}
     if model is not None:
         shown = predicted_genes(genes, model.spec.genes, cv=cv, head=HEAD, model_path=model.path)
     else:
-        measured = measured_log1p(opened, chosen)
-        shown = measured_genes(genes, measured)
-    parts: list[ReportSection] = []
-    if model is not None:
-        parts.append(_cv_part(model, cv))
-    with ExitStack() as stack:
-        sources = SlideSources(opened, stack)
-        sample_parts: list[ReportSection] = []
-        peaks: dict[str, list[GalleryQuery]] = {}
-        for i, sample_id in enumerate(chosen, start=1):
-            log.info("report: drawing sample %s (%d of %d)", sample_id, i, len(chosen))
-            section, found = _sample_part(
-                opened, sample_id, model=model, cv=cv, genes=shown, measured=measured,
-                sources=sources,
+        shown = measured_genes(genes, measured_panel(opened, chosen))
+    parts = [s if isinstance(s, ReportPart) else ReportPart(index=(s,)) for s in sections]
+    layout = ReportLayout.of(out, chosen)
+    title = f"tmescope report: {opened.path.name}"
+    cohort: list[ReportSection] = [_cv_part(model, cv)] if model is not None else []
+
+    def write(work: Path) -> None:
+        (work / layout.pages_name).mkdir()
+        with ExitStack() as stack:
+            sources = SlideSources(opened, stack)
+            drawer = SampleDrawer(opened, model=model, cv=cv, genes=shown, sources=sources)
+            rows, peaks = _write_pages(
+                work / layout.pages_name, layout, drawer, sources, parts, title=title,
+                progress=progress,
             )  # fmt: skip
-            sample_parts.append(section)
-            for peak in found:
-                peaks.setdefault(peak.label, []).append(peak)
-        queries = _queries(opened, chosen, model, cv, peaks)
-        log.info("report: similar-region galleries for %d queries", len(queries))
-        gallery = similar_regions(opened, sources, queries, k=GALLERY_K)
-        overview = samples_overview([
-            (s, _overview_cells(opened.sample_record(s), he=s not in sources.problems))
-            for s in chosen
-        ])  # fmt: skip
-    parts += [overview, *sample_parts, gallery, *sections]
-    page = render_page(
-        title=f"tmescope report: {opened.path.name}",
-        facts=_header_facts(opened, chosen, model),
-        sections=parts,
+            queries = _queries(opened, chosen, model, cv, peaks)
+            _say(progress, f"report: similar-region galleries for {len(queries)} queries")
+            gallery = similar_regions(opened, sources, queries, k=GALLERY_K, layout=layout)
+        index = render_page(
+            title=title, facts=_header_facts(opened, chosen, model),
+            sections=[
+                *cohort, samples_overview(rows, columns=drawer.columns), gallery,
+                *(s for part in parts for s in part.index),
+            ],
+        )  # fmt: skip
+        (work / layout.index_name).write_text(index, encoding="utf-8")
+
+    write_report_files(out, write)
+    _say(progress, _sizes(out, pages_folder(out)))
+    return out
+
+
+def _write_pages(
+    folder: Path,
+    layout: ReportLayout,
+    drawer: SampleDrawer,
+    sources: SlideSources,
+    parts: Sequence[ReportPart],
+    *,
+    title: str,
+    progress: Progress | None,
+) -> tuple[list[OverviewRow], dict[str, GalleryQuery]]:
+    """Draw each sample and write its page at once; keep its row of the samples table and
+    where each TME state peaks highest so far (a few numbers), nothing else."""
+    rows: list[OverviewRow] = []
+    peaks: dict[str, GalleryQuery] = {}
+    n, start = len(layout.order), time.monotonic()
+    for i, sample_id in enumerate(layout.order):
+        _say(progress, f"report: drawing sample {sample_id} ({i + 1} of {n}){_eta(start, i, n)}")
+        drawn = drawer.draw(sample_id)
+        sources.release(sample_id)  # its counts and slide: opened again only for a gallery
+        page = render_page(
+            title=f"{sample_id} · {title}", facts=drawn.facts,
+            sections=[drawn.maps, *(s for part in parts for s in part.sections_of(sample_id))],
+            links=layout.links_of(sample_id),
+        )  # fmt: skip
+        (folder / layout.files[sample_id]).write_text(page, encoding="utf-8")
+        rows.append(
+            OverviewRow(sample_id, layout.page_href(sample_id), drawn.thumbnail, drawn.cells)
+        )
+        for peak in drawn.peaks:
+            if peak.label not in peaks or peak.value > peaks[peak.label].value:
+                peaks[peak.label] = peak
+    return rows, peaks
+
+
+def _eta(start: float, done: int, total: int) -> str:
+    """``"; about 1 min 20 s left"`` from the pace so far (nothing before the first is done)."""
+    if not done:
+        return ""
+    left = (time.monotonic() - start) / done * (total - done)
+    minutes, seconds = divmod(round(left), 60)
+    return f"; about {f'{minutes} min ' if minutes else ''}{seconds} s left"
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+    else:  # once: the CLI shows progress itself, and its log handler would say it again
+        log.info("%s", message)
+
+
+def _sizes(index: Path, pages: Path) -> str:
+    sizes = [p.stat().st_size for p in pages.iterdir()]
+    return (
+        f"report: wrote {index} ({index.stat().st_size / 1e6:.1f} MB) and {len(sizes)} "
+        f"sample pages in {pages} (largest {max(sizes, default=0) / 1e6:.1f} MB)"
     )
-    return _write_atomically(out, page)
 
 
 def _check_out(out: Path) -> Path:
@@ -113,6 +172,7 @@ def _check_out(out: Path) -> Path:
             f"--out must name an HTML file to write, but {out} is a directory; give a file "
             f"path such as {out / 'report.html'}"
         )
+    check_pages_folder(out)
     return out
 
 
@@ -149,144 +209,12 @@ def _cv_part(model: FusionModel, cv: Mapping[str, Any]) -> ReportSection:
     return ReportSection("Cross-validation", body)
 
 
-def _sample_part(
-    store: CohortStore,
-    sample_id: str,
-    *,
-    model: FusionModel | None,
-    cv: Mapping[str, Any],
-    genes: Sequence[str],
-    measured: Measured,
-    sources: SlideSources,
-) -> tuple[ReportSection, list[GalleryQuery]]:
-    """The sample's section and, with a model, where each TME state peaks on it."""
-    from tmescope.viz.report.sample import TRAINED_ON_NOTE, sample_section
-
-    record = store.sample_record(sample_id)
-    meta = record.meta
-    # An H&E-only slide has no spots (its diameter is null): its tiles are drawn at that size.
-    spot_px = float(dict(meta.extra).get("spot_diameter_um") or 55.0) / float(meta.mpp)
-    source = sources.get(sample_id)
-    notes: list[tuple[str, bool]] = []
-    if source is None:
-        notes.append((
-            f"The H&E cannot be shown: {sources.problems.get(sample_id)}. Maps are drawn on a "
-            "blank background.", True,
-        ))  # fmt: skip
-    peaks: list[GalleryQuery] = []
-    if model is None:
-        if sample_id not in measured:
-            notes.append(("This sample was stored without counts: nothing measured to map.", False))
-        backdrop, figures = _measured_figures(
-            store, sample_id, source, spot_px=spot_px, genes=genes, measured=measured
-        )
-    else:
-        if sample_id in model.info.get("samples", ()):
-            notes.append((TRAINED_ON_NOTE, False))
-        if not record.has_counts:
-            notes.append((
-                "An H&E-only slide: nothing measured; the maps are the head's predictions on "
-                "its tiles, from the image alone.", False,
-            ))  # fmt: skip
-        backdrop, figures, peaks = _predicted_figures(
-            store, sample_id, source, spot_px=spot_px, genes=genes, model=model, cv=cv
-        )
-    facts = [
-        ("spots", f"{record.n_spots:,}"),
-        ("grid tiles", f"{record.n_tiles:,}"),
-        ("µm per pixel", f"{meta.mpp:.4g}"),
-        (
-            "H&E slide" if meta.extra.get("platform") == "he_only" else "Space Ranger folder",
-            meta.source_path,
-        ),
-    ]
-    section = sample_section(
-        sample_id, facts=facts, notes=notes, backdrop=backdrop, figures=figures
-    )
-    return section, peaks
-
-
-def _measured_figures(
-    store: CohortStore,
-    sample_id: str,
-    source: Any,
-    *,
-    spot_px: float,
-    genes: Sequence[str],
-    measured: Measured,
-) -> tuple[Backdrop, list[tuple[bytes, str]]]:
-    """Without a model: the measured maps of ``genes`` (none when the sample has no counts)."""
-    from tmescope.store import RowKind
-    from tmescope.viz.report.maps import SpotLayout, read_backdrop
-    from tmescope.viz.report.sample import gene_figure
-
-    coords = store.read_coords(sample_id)
-    spots_xy = coords[store.read_kind(sample_id) == RowKind.SPOT]
-    layout = SpotLayout.of(spots_xy, spot_px=spot_px, tiles_xy=np.empty((0, 2)))
-    # An H&E-only slide has no spots: the backdrop is the tissue its tiles cover.
-    backdrop = read_backdrop(source, spots_xy if len(spots_xy) else coords, margin_px=spot_px)
-    if sample_id not in measured or not genes:
-        return backdrop, []
-    matrix, names = measured[sample_id]
-    column = {g: j for j, g in enumerate(names)}
-    values = np.asarray(matrix[:, [column[g] for g in genes]].toarray(), dtype=np.float32)
-    figure = gene_figure(backdrop, layout, genes=genes, measured=values, predicted=None, scores={})
-    return backdrop, [figure]
-
-
-def _predicted_figures(
-    store: CohortStore,
-    sample_id: str,
-    source: Any,
-    *,
-    spot_px: float,
-    genes: Sequence[str],
-    model: FusionModel,
-    cv: Mapping[str, Any],
-) -> tuple[Backdrop, list[tuple[bytes, str]], list[GalleryQuery]]:
-    """With a model: gene maps (measured, predicted, uncertainty), TME states, state peaks."""
-    from tmescope.jobs.predict import predict_rows
-    from tmescope.viz.report.maps import SpotLayout, read_backdrop
-    from tmescope.viz.report.sample import Predicted, gene_figure, state_figure
-    from tmescope.viz.report.tables import per_target
-
-    tiles = store.sample_record(sample_id).n_tiles > 0
-    p = predict_rows(store, model, sample_id, grid=tiles)
-    order = np.concatenate([np.flatnonzero(p.is_spot), np.flatnonzero(~p.is_spot)])
-    n = int(p.is_spot.sum())
-    coords = p.coords_px[order]
-    layout = SpotLayout.of(coords[:n], spot_px=spot_px, tiles_xy=coords[n:])
-    backdrop = read_backdrop(source, coords, margin_px=spot_px)
-    head = cv.get("models", {}).get(HEAD, {})
-    figures = []
-    if genes:
-        columns = [p.genes.index(g) for g in genes]
-        truth = None if p.measured is None else p.measured[order][:n][:, columns]
-        expression = Predicted(p.genes, p.expression[order], p.expression_std[order])
-        figures.append(gene_figure(
-            backdrop, layout, genes=genes, measured=truth, predicted=expression,
-            scores=per_target(head, "per_gene"),
-        ))  # fmt: skip
-    peaks = []
-    if p.state_names:
-        states = Predicted(p.state_names, p.states[order], p.states_std[order])
-        figures.append(state_figure(backdrop, layout, states, scores=per_target(head, "per_state")))
-        shown = n or len(order)  # where states peak: the spots, or an H&E-only slide's tiles
-        names = p.names[order][:shown]
-        for k, name in enumerate(p.state_names):
-            column = p.states[order][:shown, k]
-            best = int(np.argmax(column))
-            x, y = (float(v) for v in coords[best])
-            peaks.append(GalleryQuery(name, float(column[best]), sample_id, str(names[best]), x, y))
-    return backdrop, figures, peaks
-
-
 def _queries(
     store: CohortStore,
     chosen: Sequence[str],
     model: FusionModel | None,
     cv: Mapping[str, Any],
-    peaks: Mapping[str, Sequence[GalleryQuery]],
+    peaks: Mapping[str, GalleryQuery],
 ) -> list[GalleryQuery]:
     """Query spots: where the best-predicted states peak; without a model, a sample's centre."""
     from tmescope.store import RowKind
@@ -294,7 +222,7 @@ def _queries(
 
     if model is not None:
         states = top_targets(cv, list(peaks), key="per_state", model=HEAD)[:MAX_QUERIES]
-        return [max(peaks[s], key=lambda p: p.value) for s in states]
+        return [peaks[s] for s in states]
     sample_id = chosen[0]
     spots = np.flatnonzero(store.read_kind(sample_id) == RowKind.SPOT)
     if spots.size == 0:
@@ -304,14 +232,6 @@ def _queries(
     x, y = (float(v) for v in coords[centre])
     barcode = str(store.read_barcodes(sample_id)[spots[centre]])
     return [GalleryQuery(f"centre of {sample_id}", float("nan"), sample_id, barcode, x, y)]
-
-
-def _overview_cells(record: SampleRecord, *, he: bool) -> list[str]:
-    """A sample's row of the samples table."""
-    return [
-        f"{record.n_spots:,}", f"{record.n_tiles:,}", f"{record.meta.mpp:.4g}",
-        "yes" if record.has_counts else "no", "yes" if he else "not readable",
-    ]  # fmt: skip
 
 
 def _header_facts(
@@ -347,10 +267,3 @@ def _header_facts(
     written = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     facts += [("written", written), ("tmescope", __version__)]
     return facts
-
-
-def _write_atomically(out: Path, page: str) -> Path:
-    """Write through a temporary file beside ``out`` and rename: whole or absent, never partial."""
-    write_atomically(out, lambda partial: partial.write_text(page, encoding="utf-8"))
-    log.info("report written to %s (%.1f MB)", out, out.stat().st_size / 1e6)
-    return out

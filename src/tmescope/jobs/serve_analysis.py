@@ -149,15 +149,37 @@ class ViewerSubspot:
     def __init__(self, store: CohortStore, model: FusionModel) -> None:
         self._store = store
         self._model = model
-        self._lock = threading.Lock()  # guards _bin_um, never held while predicting
+        self._lock = threading.Lock()  # guards _about, never held while predicting
         self._maps: Kept[str, ad.AnnData] = Kept(MAPS_KEPT)
-        self._bin_um: float | None = None
+        self._about: tuple[float, tuple[str, ...]] | None = None  # bin size, populations
 
     @property
     def available(self) -> bool:
         from tmescope.fusion.subspot_model import SUBSPOT_DIR
 
         return (self._model.path / SUBSPOT_DIR).is_dir()
+
+    @property
+    def populations(self) -> tuple[str, ...]:
+        return self._model_about()[1]
+
+    def _model_about(self) -> tuple[float, tuple[str, ...]]:
+        """The sub-spot model's bin size and populations, read once (a missing model raises,
+        saying how to train one)."""
+        from tmescope.errors import ModelMismatchError
+        from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel
+
+        if not self.available:
+            raise ModelMismatchError(
+                f"the model {self._model.path} has no sub-spot model, so there are no sub-spot "
+                "layers: train it with `tmescope train STORE --out MODEL_DIR --resolution 16` "
+                "(with --reference REF.h5ad for shares of cells) and serve that model"
+            )
+        with self._lock:
+            if self._about is None:
+                loaded = SubspotModel.load(self._model.path / SUBSPOT_DIR)
+                self._about = (loaded.bin_um, tuple(loaded.populations))
+            return self._about
 
     def bins(self, sample_id: str) -> SubspotBins:
         maps = self._maps_of(sample_id)
@@ -185,20 +207,9 @@ class ViewerSubspot:
         import anndata as ad
         import pandas as pd
 
-        from tmescope.errors import ModelMismatchError
-        from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel
         from tmescope.jobs.predict_bins import subspot_anndata
 
-        if not self.available:
-            raise ModelMismatchError(
-                f"the model {self._model.path} has no sub-spot model, so there are no sub-spot "
-                "layers: train it with `tmescope train STORE --out MODEL_DIR --resolution 16` "
-                "(with --reference REF.h5ad for shares of cells) and serve that model"
-            )
-        with self._lock:
-            if self._bin_um is None:
-                self._bin_um = SubspotModel.load(self._model.path / SUBSPOT_DIR).bin_um
-            bin_um = self._bin_um
+        bin_um = self._model_about()[0]
         full = subspot_anndata(
             self._store.path, self._model.path, sample=sample_id, resolution_um=bin_um,
             expression=False,

@@ -26,6 +26,7 @@ from tmescope.errors import (
     InvalidParameterError,
     TmescopeError,
 )
+from tmescope.io.slide_sample import HE_ONLY
 from tmescope.viz.app.analysis import FIGURE_KINDS, CohortAnalysis
 from tmescope.viz.app.assets import MISSING_MESSAGE, static_dir
 from tmescope.viz.app.sample_data import (
@@ -43,6 +44,7 @@ from tmescope.viz.app.schemas import (
     Interactions,
     Niches,
     SampleInfo,
+    SampleSummary,
     Similar,
     SimilarRegion,
     SpotTable,
@@ -122,19 +124,30 @@ def create_app(
 
     @app.get("/api/info", response_model=ViewerInfo)
     def info() -> ViewerInfo:
-        """The store, the model and every sample (the page's first request)."""
+        """The store, the model, every sample and where to start (the page's first request:
+        it reads the store's records only, however many samples)."""
+        summaries = [_summary(data, s) for s in data.sample_ids]
+        has_subspot = subspot is not None and subspot.available
         return ViewerInfo(
             store=data.store.path.name,
             model_id=data.model.model_id if data.model is not None else None,
-            samples=[_sample_info(data, tiles, s) for s in data.sample_ids],
+            samples=summaries, start=_start(summaries),
+            genes=list(data.model.genes) if data.model is not None else [],
+            states=list(data.state_names()),
             assets_missing=None if assets is not None else MISSING_MESSAGE,
-            has_subspot=subspot is not None and subspot.available,
-        )
+            has_subspot=has_subspot,
+            populations=list(subspot.populations) if subspot is not None and has_subspot else [],
+        )  # fmt: skip
 
-    @app.get("/api/samples", response_model=list[SampleInfo])
-    def samples() -> list[SampleInfo]:
-        """Every complete sample of the store."""
-        return [_sample_info(data, tiles, s) for s in data.sample_ids]
+    @app.get("/api/samples", response_model=list[SampleSummary])
+    def samples() -> list[SampleSummary]:
+        """Every complete sample of the store, from its records (no slide or count is read)."""
+        return [_summary(data, s) for s in data.sample_ids]
+
+    @app.get("/api/samples/{sample_id}", response_model=SampleInfo)
+    def sample(sample_id: SampleId) -> SampleInfo:
+        """One sample opened: its image's size and the genes and states it can be coloured by."""
+        return _sample_info(data, tiles, data.check_sample(sample_id))
 
     @app.get("/api/samples/{sample_id}/spots", response_model=SpotTable)
     def spots(
@@ -314,6 +327,26 @@ def create_app(
     return app
 
 
+def _summary(data: CohortData, sample_id: str) -> SampleSummary:
+    record = data.store.sample_record(sample_id)
+    extra = record.meta.extra
+    return SampleSummary(
+        id=sample_id, n_spots=record.n_spots, n_tiles=record.n_tiles, mpp=record.meta.mpp,
+        spot_diameter_um=float(extra.get("spot_diameter_um") or SPOT_UM),
+        has_counts=record.has_counts, he_only=extra.get("platform") == HE_ONLY,
+        has_predictions=data.has_predictions,
+    )  # fmt: skip
+
+
+def _start(samples: list[SampleSummary]) -> str | None:
+    """Where a newcomer should land: spots with measured values to colour, not a bare slide."""
+    for wanted in (lambda s: s.n_spots > 0 and s.has_counts, lambda s: s.n_spots > 0):
+        found = next((s.id for s in samples if wanted(s)), None)
+        if found is not None:
+            return found
+    return samples[0].id if samples else None
+
+
 def _sample_info(data: CohortData, tiles: SlideTiles, sample_id: str) -> SampleInfo:
     record = data.store.sample_record(sample_id)
     slide_error = None
@@ -325,9 +358,8 @@ def _sample_info(data: CohortData, tiles: SlideTiles, sample_id: str) -> SampleI
         far = data.rows(sample_id).coords.max(axis=0) if record.n else np.zeros(2)
         width, height = math.ceil(float(far[0])) + 1, math.ceil(float(far[1])) + 1
     return SampleInfo(
-        id=sample_id, n_spots=record.n_spots, n_tiles=record.n_tiles, mpp=record.meta.mpp,
-        spot_diameter_um=float(record.meta.extra.get("spot_diameter_um") or SPOT_UM), width=width, height=height, slide_error=slide_error, has_counts=record.has_counts,
-        has_predictions=data.has_predictions, genes=list(data.genes(sample_id)),
+        **_summary(data, sample_id).model_dump(), width=width, height=height,
+        slide_error=slide_error, genes=list(data.genes(sample_id)),
         states=list(data.state_names()),
     )  # fmt: skip
 

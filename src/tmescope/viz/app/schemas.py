@@ -5,31 +5,46 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
-class SampleInfo(BaseModel):
-    """One sample of the store and what it can be coloured by."""
+class SampleSummary(BaseModel):
+    """One sample of the store as the store's records describe it (its slide and counts
+    unread: listing forty samples reads none of them)."""
 
     id: str
     n_spots: int
     n_tiles: int
     mpp: float = Field(description="µm per full-resolution pixel")
     spot_diameter_um: float
+    has_counts: bool = Field(description="measured expression: the measured layer")
+    he_only: bool = Field(description="an H&E-only slide (no spots; tiles only)")
+    has_predictions: bool = Field(description="a model was given: predicted and std layers")
+
+
+class SampleInfo(SampleSummary):
+    """One sample opened: its image's size and what it can be coloured by."""
+
     width: int = Field(description="image width in full-resolution pixels")
     height: int = Field(description="image height in full-resolution pixels")
     slide_error: str | None = Field(description="why the slide cannot be shown, when it cannot")
-    has_counts: bool
-    has_predictions: bool = Field(description="a model was given: predicted and std layers")
     genes: list[str] = Field(description="the model's genes, else every measured gene")
     states: list[str] = Field(description="the model's TME states (none without a model)")
 
 
 class ViewerInfo(BaseModel):
-    """The store being viewed, the model (if any) and whether the page's libraries are here."""
+    """The store being viewed, the model (if any), where the page starts and whether the page's
+    libraries are here."""
 
     store: str
     model_id: str | None
-    samples: list[SampleInfo]
+    samples: list[SampleSummary]
+    start: str | None = Field(
+        description="the sample the page opens first: the first with measured spots (else the "
+        "first with spots, else the first)"
+    )
+    genes: list[str] = Field(description="the model's genes (without a model: per sample)")
+    states: list[str] = Field(description="the model's TME states (none without a model)")
     assets_missing: str | None = Field(description="why the page cannot draw, when it cannot")
     has_subspot: bool = Field(description="the model has a sub-spot model: /bins layers")
+    populations: list[str] = Field(description="the sub-spot model's populations (or none)")
 
 
 class SpotTable(BaseModel):

@@ -44,6 +44,12 @@ class SubspotMaps(Protocol):
         to train one)."""
         ...
 
+    @property
+    def populations(self) -> tuple[str, ...]:
+        """The populations every sample's maps show (known without predicting any), so that
+        the page can list them before a sample's bins are asked for."""
+        ...
+
     def bins(self, sample_id: str) -> SubspotBins:
         """The sample's bins (its maps are predicted on the first request and kept)."""
         ...

@@ -1,9 +1,10 @@
-"""The static report: one self-contained HTML file (page, tables, maps, galleries).
+"""The static report: an index page and a page per sample (page, tables, maps, galleries).
 
 ``tmescope.jobs.report.write_report`` joins the store, the model and these pieces; callers add
-their own parts as :class:`ReportSection` objects.
+their own parts as :class:`ReportSection` (the index) or :class:`ReportPart` (the index and each
+sample's page) objects.
 """
 
-from tmescope.viz.report.page import ReportSection
+from tmescope.viz.report.page import ReportPart, ReportSection
 
-__all__ = ["ReportSection"]
+__all__ = ["ReportPart", "ReportSection"]

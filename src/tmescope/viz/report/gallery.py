@@ -18,6 +18,7 @@ from tmescope.viz.report.page import ReportSection, escape, image_tag, note
 
 if TYPE_CHECKING:
     from tmescope.store import CohortStore
+    from tmescope.viz.report.folder import ReportLayout
     from tmescope.viz.report.sources import SlideSources
 
 CARD_PX = 128
@@ -26,7 +27,8 @@ GALLERY_INTRO = (
     "alike (cosine similarity of the foundation model's embeddings; 1 is identical); a "
     "one-slide cohort is searched within its slide. Queries are the spots where the "
     "best-predicted TME states peak (or, without a model, the centre of the first sample). "
-    "Each patch is cut from its own slide at the embedding's field of view.</p>"
+    "Each patch is cut from its own slide at the embedding's field of view; click one to open "
+    "its sample's page.</p>"
 )
 
 
@@ -37,6 +39,7 @@ class GalleryCard:
     pixels: np.ndarray | None  # (h, w, 3) uint8
     title: str
     detail: str
+    href: str = ""  # the page of the card's sample, when the report has one
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,16 @@ class GalleryQuery:
 
 
 def similar_regions(
-    store: CohortStore, sources: SlideSources, queries: Sequence[GalleryQuery], *, k: int
+    store: CohortStore,
+    sources: SlideSources,
+    queries: Sequence[GalleryQuery],
+    *,
+    k: int,
+    layout: ReportLayout | None = None,
 ) -> ReportSection:
-    """For each query, the ``k`` regions of the cohort most like it (itself left out)."""
+    """For each query, the ``k`` regions of the cohort most like it (itself left out); each
+    card links to its sample's page when ``layout`` gives the sample one. A query's slides are
+    released once its cards are cut, so that no more than ``k + 1`` are open at a time."""
     from tmescope.store.index import index_status, load_index
     from tmescope.store.search import spot_vector
 
@@ -87,7 +97,7 @@ def similar_regions(
         cards = [
             GalleryCard(
                 sources.patch(h.sample_id, h.x, h.y), f"#{rank} {h.sample_id}",
-                f"similarity {h.score:.3f}; {h.barcode}",
+                f"similarity {h.score:.3f}; {h.barcode}", _href(layout, h.sample_id),
             )
             for rank, h in enumerate(hits[:k], start=1)
         ]  # fmt: skip
@@ -95,7 +105,9 @@ def similar_regions(
         card = GalleryCard(
             sources.patch(query.sample_id, query.x, query.y), f"query: {query.sample_id}",
             query.barcode if plain else f"{query.barcode} ({query.label} {query.value:.2f})",
+            _href(layout, query.sample_id),
         )  # fmt: skip
+        sources.release_all()
         heading = (
             f"Like {query.label}" if plain
             else f"Like the highest predicted {query.label} ({query.sample_id})"
@@ -110,12 +122,18 @@ def gallery_html(query: GalleryCard, hits: Sequence[GalleryCard], *, heading: st
     return f'<h4>{escape(heading)}</h4><div class="gallery">{"".join(cards)}</div>'
 
 
+def _href(layout: ReportLayout | None, sample_id: str) -> str:
+    return layout.page_href(sample_id) if layout is not None and sample_id in layout.files else ""
+
+
 def _card(card: GalleryCard, *, css: str) -> str:
     if card.pixels is None:
         picture = '<div class="missing">image not available</div>'
     else:
         data = encode_jpeg(card.pixels, max_px=CARD_PX)
         picture = image_tag(data, mime=JPEG, alt=card.title, width=CARD_PX)
+    if card.href:
+        picture = f'<a href="{escape(card.href)}">{picture}</a>'
     return (
         f'<figure class="{css}">{picture}<figcaption><b>{escape(card.title)}</b><br>'
         f"{escape(card.detail)}</figcaption></figure>"

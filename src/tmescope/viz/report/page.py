@@ -1,9 +1,11 @@
-"""The report page: sections, a table of contents and a stylesheet, in one self-contained file.
+"""A page of the report: sections, a table of contents and a stylesheet, in one HTML file.
 
-Everything the page shows travels inside it: images as base64 data URIs, the stylesheet inline,
-no script and no address outside the file, so a report can be mailed or archived and still
-open, offline, years later. Text from users and data (sample ids, gene names, paths) is escaped
-here; a section's ``html`` is markup built by tmescope (or by a caller who escapes its own text).
+Everything a page shows travels inside it: images as base64 data URIs, the stylesheet inline,
+no script; its only links are relative ones to the report's other pages (the index and the
+samples' pages, see :mod:`tmescope.viz.report.folder`), so a report folder can be zipped,
+mailed or archived and still open, offline, years later. Text from users and data (sample ids,
+gene names, paths) is escaped here; a section's ``html`` is markup built by tmescope (or by a
+caller who escapes its own text).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # Heading levels a section may take: 2 for a part of the report, 3 for an entry inside one.
@@ -35,6 +37,27 @@ class ReportSection:
     def __post_init__(self) -> None:
         if self.level not in SECTION_LEVELS:
             raise ValueError(f"level must be 2 or 3, got {self.level!r}")
+
+
+# The sections of one sample's page, made when that page is written (see ReportPart).
+SampleSections = Callable[[str], Sequence[ReportSection]]
+
+
+@dataclass(frozen=True)
+class ReportPart:
+    """What a caller adds to the report: sections for the index and sections for each sample's
+    page.
+
+    ``per_sample(sample_id)`` is called once per sample, when that sample's page is written, so
+    that no more than one sample's figures are held at a time (the part keeps paths, not
+    images). It returns no section for a sample it knows nothing of.
+    """
+
+    index: tuple[ReportSection, ...] = ()
+    per_sample: SampleSections | None = None
+
+    def sections_of(self, sample_id: str) -> list[ReportSection]:
+        return list(self.per_sample(sample_id)) if self.per_sample is not None else []
 
 
 def escape(text: object) -> str:
@@ -75,9 +98,14 @@ def facts_table(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def render_page(
-    *, title: str, facts: Sequence[tuple[str, str]], sections: Sequence[ReportSection]
+    *,
+    title: str,
+    facts: Sequence[tuple[str, str]],
+    sections: Sequence[ReportSection],
+    links: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """The whole HTML document: header with ``facts``, table of contents, then ``sections``."""
+    """The whole HTML document: ``links`` (label, relative href: the index, the previous and
+    next sample), header with ``facts``, table of contents, then ``sections``."""
     ids = _unique_ids([s.anchor or s.title for s in sections])
     toc = _table_of_contents(sections, ids)
     body = "\n".join(
@@ -85,9 +113,22 @@ def render_page(
         f"<h{s.level}>{escape(s.title)}</h{s.level}>\n{s.html}</section>"
         for s, anchor in zip(sections, ids, strict=True)
     )
+    pager = _pager(links)
     return _PAGE.format(
-        title=escape(title), style=_STYLE, facts=facts_table(facts), toc=toc, body=body
-    )
+        title=escape(title), style=_STYLE, facts=facts_table(facts), toc=toc, body=body,
+        pager=pager,
+    )  # fmt: skip
+
+
+def link(label: str, href: str) -> str:
+    """``<a>`` to ``href`` (a relative address built by tmescope; escaped as an attribute)."""
+    return f'<a href="{escape(href)}">{escape(label)}</a>'
+
+
+def _pager(links: Sequence[tuple[str, str]]) -> str:
+    if not links:
+        return ""
+    return f'<nav class="pager">{" ".join(link(label, href) for label, href in links)}</nav>'
 
 
 def _table_of_contents(sections: Sequence[ReportSection], ids: Sequence[str]) -> str:
@@ -158,6 +199,8 @@ figcaption { font-size: 0.85rem; color: #555; margin-top: 0.3rem; max-width: 900
 .gallery figcaption { overflow-wrap: anywhere; }
 details { margin: 0.6rem 0; } summary { cursor: pointer; color: #ad1457; }
 footer { margin-top: 3rem; font-size: 0.8rem; color: #777; }
+nav.pager { display: flex; gap: 1.5rem; font-size: 0.9rem; margin: 0.3rem 0; }
+td.thumb { padding: 0.15rem 0.5rem; } td.thumb img { display: block; border-radius: 3px; }
 """
 
 _PAGE = """<!DOCTYPE html>
@@ -166,12 +209,15 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title>
 <style>{style}</style></head>
 <body>
+{pager}
 <header><h1>{title}</h1>
 {facts}</header>
 {toc}
 <main>
 {body}
 </main>
-<footer>Written by tmescope. Self-contained: every image is inside this file.</footer>
+{pager}
+<footer>Written by tmescope. Every image is inside this page; its links lead only to the
+report's other pages, in the folder beside the index.</footer>
 </body></html>
 """

@@ -1,4 +1,5 @@
-"""One sample's part of the report: its H&E, gene maps (measured beside predicted) and TME states.
+"""One sample's page of the report (its H&E, gene maps, measured beside predicted, and TME states)
+and its row in the index's samples table.
 
 Takes plain arrays (spots first, then grid tiles) so that it knows nothing of stores or models.
 """
@@ -19,22 +20,26 @@ from tmescope.viz.report.maps import (
     encode_jpeg,
     plot_map_rows,
 )
-from tmescope.viz.report.page import ReportSection, escape, facts_table, figure, note, slug
+from tmescope.viz.report.page import ReportSection, escape, figure, image_tag, link, note
 
 STATES_PER_ROW = 2  # each state takes two panels: prediction and its uncertainty
 MEASURED_PER_ROW = 4
 GENE_PANEL_IN = 2.4
 STATE_PANEL_IN = 2.0
-OVERVIEW_COLUMNS = ("sample", "spots", "grid tiles", "µm/px", "counts", "H&E")
+THUMB_PX = 96  # long side of a sample's thumbnail in the samples table
 
 TRAINED_ON_NOTE = (
     "The model learnt from this sample, so its maps here show fit, not accuracy on new slides: "
     "read the cross-validation table for that."
 )
 SAMPLES_INTRO = (
-    "<p>Each sample's spots coloured over its H&amp;E. Expression is log1p of counts per "
-    "10,000 per spot; colour scales run from the 1st to the 99th percentile of the values "
-    "shown.</p>"
+    "<p>Each sample has a page of its own: its spots coloured over its H&amp;E (measured and "
+    "predicted), its TME states and, when the cohort was analysed, its niches, where its "
+    "populations meet and its sub-spot maps. Click a sample or its picture to open it.</p>"
+)
+SAMPLE_INTRO = (
+    "<p>Spots coloured over the H&amp;E. Expression is log1p of counts per 10,000 per spot; "
+    "colour scales run from the 1st to the 99th percentile of the values shown.</p>"
 )
 MEASURED_CAPTION = (
     "Measured expression (log1p of counts per 10,000 per spot). Give a model "
@@ -123,17 +128,15 @@ def state_figure(
 def sample_section(
     sample_id: str,
     *,
-    facts: Sequence[tuple[str, str]],
     notes: Sequence[tuple[str, bool]],
     backdrop: Backdrop,
     figures: Sequence[tuple[bytes, str]],
 ) -> ReportSection:
-    """The section: facts, remarks (``(text, is_warning)``), the H&E, then each figure.
+    """The maps of a sample's page: remarks (``(text, is_warning)``), the H&E, then each figure.
 
     Figure captions are markup.
     """
-    parts = [facts_table(facts)]
-    parts += [note(text, warning=warning) for text, warning in notes]
+    parts = [note(text, warning=warning) for text, warning in notes]
     if backdrop.pixels is not None:
         he = encode_jpeg(backdrop.pixels)
         parts.append(
@@ -149,25 +152,43 @@ def sample_section(
         figure(data, mime=JPEG, alt=f"maps of {sample_id}", caption=caption)
         for data, caption in figures
     ]
-    return ReportSection(sample_id, "\n".join(parts), level=3, anchor=sample_anchor(sample_id))
+    return ReportSection("Maps", SAMPLE_INTRO + "\n".join(parts), anchor="maps")
 
 
-def sample_anchor(sample_id: str) -> str:
-    """The id of a sample's section, for links to it."""
-    return slug(f"sample-{sample_id}")
+def thumbnail(backdrop: Backdrop) -> bytes | None:
+    """The H&E under a sample's spots, small, for its row of the samples table."""
+    return None if backdrop.pixels is None else encode_jpeg(backdrop.pixels, max_px=THUMB_PX)
 
 
-def samples_overview(rows: Sequence[tuple[str, Sequence[str]]]) -> ReportSection:
-    """The samples table (a row per sample id: its :data:`OVERVIEW_COLUMNS` after the first)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in OVERVIEW_COLUMNS)
+@dataclass(frozen=True)
+class OverviewRow:
+    """A sample's row of the samples table: a link to its page, its thumbnail, its facts."""
+
+    sample_id: str
+    href: str  # relative, from the index
+    thumbnail: bytes | None  # JPEG
+    cells: tuple[str, ...]  # plain text, one per column after the sample and its picture
+
+
+def samples_overview(rows: Sequence[OverviewRow], *, columns: Sequence[str]) -> ReportSection:
+    """The samples table of the index: a row per sample, its thumbnail linking to its page."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in ("sample", "H&E", *columns))
     body = "".join(
-        f'<tr><td><a href="#{sample_anchor(sample_id)}">{escape(sample_id)}</a></td>'
-        + "".join(f"<td>{escape(c)}</td>" for c in cells)
+        f"<tr><td>{link(row.sample_id, row.href)}</td>"
+        f'<td class="thumb">{_thumb(row)}</td>'
+        + "".join(f"<td>{escape(c)}</td>" for c in row.cells)
         + "</tr>"
-        for sample_id, cells in rows
+        for row in rows
     )
     table = f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{body}</table></div>'
     return ReportSection("Samples", SAMPLES_INTRO + table)
+
+
+def _thumb(row: OverviewRow) -> str:
+    if row.thumbnail is None:
+        return ""
+    picture = image_tag(row.thumbnail, mime=JPEG, alt=f"H&E of {row.sample_id}")
+    return f'<a href="{escape(row.href)}">{picture}</a>'
 
 
 def _tiles(values: np.ndarray, n_spots: int) -> np.ndarray | None:

@@ -27,12 +27,25 @@ PATCH_PX = 160  # side of a gallery patch
 
 
 class SlideSources:
-    """Each sample's Space Ranger output, opened once and closed with ``stack``."""
+    """Each sample's Space Ranger output (or H&E-only slide), opened when first asked for and
+    held until :meth:`release` (or until ``stack`` closes): a sample opened reads its counts,
+    so the report releases each once its page is drawn and a cohort is never open at once."""
 
     def __init__(self, store: CohortStore, stack: ExitStack) -> None:
-        self._store, self._stack = store, stack
+        self._store = store
         self._opened: dict[str, Sample | SlideSample | None] = {}
         self.problems: dict[str, str] = {}  # sample id → why its folder cannot be read
+        stack.callback(self.release_all)
+
+    def release(self, sample_id: str) -> None:
+        """Close the sample's files (it is opened again if asked for later)."""
+        sample = self._opened.pop(sample_id, None)
+        if sample is not None:
+            sample.close()
+
+    def release_all(self) -> None:
+        for sample_id in list(self._opened):
+            self.release(sample_id)
 
     def get(self, sample_id: str) -> Sample | SlideSample | None:
         """The sample as read from its folder; ``None`` (reason in :attr:`problems`) if unreadable."""
@@ -49,6 +62,8 @@ class SlideSources:
         return sample.read_patch(x, y, size_um=size_um, size_px=PATCH_PX)
 
     def _open(self, sample_id: str) -> Sample | SlideSample | None:
+        if sample_id in self.problems:
+            return None  # tried before: say it once
         try:
             meta = self._store.sample_record(sample_id).meta
             # The image given at embedding time (or the H&E-only slide), as it was embedded.
@@ -58,5 +73,4 @@ class SlideSources:
             self.problems[sample_id] = reason
             log.warning("H&E of %s cannot be read: %s", sample_id, reason)
             return None
-        self._stack.enter_context(sample)
         return sample

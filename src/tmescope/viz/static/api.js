@@ -12,6 +12,7 @@ export async function getJSON(path, params = {}) {
 
 export const api = {
   info: () => getJSON("/api/info"),
+  sample: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}`),
   spots: (sample) => getJSON(`/api/samples/${encodeURIComponent(sample)}/spots`),
   values: (sample, layer, feature) =>
     getJSON(`/api/samples/${encodeURIComponent(sample)}/values`, { layer, feature }),

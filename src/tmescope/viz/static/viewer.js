@@ -17,6 +17,7 @@ const state = {
   bins: null, // /bins of the current sample, once the sub-spot maps were asked for
   viewer: null,
   overlay: null,
+  interactionsWanted: false, // the cohort's interactions were asked for (computing them is slow)
 };
 
 function setStatus(text, error = false) {
@@ -53,11 +54,12 @@ async function main() {
   // Marks the page once a tile of the current slide has arrived (tests wait on it).
   state.viewer.addHandler("tile-loaded", () => { document.body.dataset.slide = "loaded"; });
   const select = $("sample");
-  for (const s of state.info.samples) select.appendChild(new Option(`${s.id} (${s.n_spots} spots)`, s.id));
+  for (const s of state.info.samples) select.appendChild(new Option(sampleLabel(s), s.id));
   select.addEventListener("change", () => openSample(select.value).catch(fail));
   $("layer").addEventListener("change", () => { fillFeatures(); recolour().catch(fail); });
   $("feature").addEventListener("change", () => recolour().catch(fail));
   $("subspot").hidden = !state.info.has_subspot;
+  fillPopulations(state.info.populations); // known before any sample's bins are predicted
   $("subspot-on").addEventListener("change", () => recolour().catch(fail));
   $("subspot-layer").addEventListener("change", () => {
     $("subspot-b-label").hidden = $("subspot-layer").value !== "interface";
@@ -65,6 +67,10 @@ async function main() {
   });
   for (const id of ["subspot-a", "subspot-b"]) $(id).addEventListener("change", () => recolour().catch(fail));
   $("interactions-scope").addEventListener("change", () => showInteractions().catch(fail));
+  $("interactions-load").addEventListener("click", () => {
+    state.interactionsWanted = true;
+    showInteractions().catch(fail);
+  });
   $("similar-space").addEventListener("change", () => {
     const barcode = document.body.dataset.selected;
     if (barcode) showSimilarOf(state.sample.id, barcode);
@@ -76,27 +82,47 @@ async function main() {
     setStatus("the store holds no complete sample", true);
     return;
   }
+  // A link may name the sample; otherwise the one the server picked: spots with measured
+  // values, never a bare H&E-only slide with nothing measured to colour.
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("sample");
-  const first = state.info.samples.find((s) => s.id === fromHash) || state.info.samples[0];
+  const first = state.info.samples.find((s) => s.id === fromHash) || state.info.samples.find((s) => s.id === state.info.start) || state.info.samples[0];
   await openSample(first.id);
+}
+
+function sampleLabel(s) {
+  if (s.n_spots > 0) return `${s.id} (${s.n_spots} spots)`;
+  return `${s.id} (${s.he_only ? "H&E only, " : ""}${s.n_tiles} tiles)`;
+}
+
+// The layers a sample can show: measured needs counts, the others a model. The chosen layer
+// moves to one the sample has (an H&E-only slide opens on its predictions, not on an error).
+function fitLayers(sample) {
+  const usable = (value) => (value === "measured" ? sample.has_counts : sample.has_predictions);
+  for (const option of $("layer").options) option.disabled = !usable(option.value);
+  if (!usable($("layer").value)) {
+    const fallback = [...$("layer").options].find((o) => !o.disabled && o.value !== "niches");
+    $("layer").value = fallback ? fallback.value : "measured";
+  }
 }
 
 // Open a sample: its tile pyramid, its rows, then colour them. Resolves once the slide is open.
 async function openSample(sampleId, focus = null) {
-  const sample = state.info.samples.find((s) => s.id === sampleId);
-  state.sample = sample;
   $("sample").value = sampleId;
   history.replaceState(null, "", `#sample=${encodeURIComponent(sampleId)}`);
   setStatus(`loading ${sampleId}…`);
-  for (const option of $("layer").options) {
-    if (option.value !== "measured") option.disabled = !sample.has_predictions;
-  }
-  if (!sample.has_predictions) $("layer").value = "measured";
+  // The sample's own description (its genes, its image's size) comes with its rows: the list
+  // the page started from holds only what the store's records say.
+  const [sample, dzi, rows] = await Promise.all([api.sample(sampleId), api.dzi(sampleId), api.spots(sampleId)]);
+  state.sample = sample;
+  fitLayers(sample);
   $("show-tiles").disabled = sample.n_tiles === 0;
+  if (sample.n_spots === 0 && sample.n_tiles > 0) {
+    $("show-tiles").checked = true; // a slide without spots: its tiles are all there is
+    state.overlay.show.tile = true;
+  }
   $("similar-space").options[1].disabled = !sample.has_predictions;
   if (!sample.has_predictions) $("similar-space").value = "raw";
   fillFeatures();
-  const [dzi, rows] = await Promise.all([api.dzi(sampleId), api.spots(sampleId)]);
   state.rows = rows;
   state.bins = null;
   delete document.body.dataset.slide;
@@ -124,7 +150,9 @@ async function openSample(sampleId, focus = null) {
     clearPanel();
   }
   setStatus(`${sampleId}: ${sample.n_spots} spots, ${sample.n_tiles} tiles`);
-  showInteractions().catch(fail); // in the background: the first time computes them
+  // Who meets whom is computed for the whole cohort: minutes of work for dozens of samples,
+  // so only once asked for (its button, or the niches layer, which computes it too).
+  showInteractions().catch(fail);
 }
 
 function fillFeatures() {
@@ -132,7 +160,9 @@ function fillFeatures() {
   const select = $("feature");
   const previous = select.value;
   select.replaceChildren();
-  const groups = [["TME states", sample.states], ["genes", sample.genes]];
+  // Measured values of a sample without counts do not exist: nothing to list for them.
+  const none = $("layer").value === "measured" && !sample.has_counts;
+  const groups = none ? [] : [["TME states", sample.states], ["genes", sample.genes]];
   for (const [label, names] of groups) {
     if (!names.length) continue;
     const group = document.createElement("optgroup");
@@ -161,6 +191,10 @@ async function recolour() {
   if (layer === "niches") {
     setStatus("finding the cohort's niches (the first time takes a while)…");
     const body = await api.niches(state.sample.id);
+    if (!state.interactionsWanted) { // computed with the niches: show them now
+      state.interactionsWanted = true;
+      showInteractions().catch(fail);
+    }
     if (ticket !== recolouring) return;
     state.overlay.setValues(body.labels, null, true);
     drawCategoryLegend("niches of the cohort", body.names);
@@ -170,7 +204,11 @@ async function recolour() {
   }
   if (!feature) {
     state.overlay.setValues(null, null);
-    drawLegend("no feature to colour by", null);
+    const why = state.sample.has_predictions
+      ? "no feature to colour by"
+      : "nothing measured on this slide: start the viewer with --model to see predictions";
+    drawLegend(why, null);
+    document.body.dataset.colouredBy = "nothing";
     return;
   }
   const body = await api.values(state.sample.id, layer, feature);
@@ -212,6 +250,7 @@ async function recolourBins(ticket) {
 
 // The population selectors, keeping what was chosen; B starts on another population than A.
 function fillPopulations(populations) {
+  if (!populations.length) return;
   for (const [id, fallback] of [["subspot-a", 0], ["subspot-b", 1]]) {
     const select = $(id);
     const previous = select.value;
@@ -228,6 +267,8 @@ async function showInteractions() {
   const section = $("interactions");
   section.hidden = !sample.has_predictions;
   if (!sample.has_predictions) return;
+  $("interactions-load").hidden = state.interactionsWanted;
+  if (!state.interactionsWanted) return;
   const ticket = ++interacting;
   const own = $("interactions-scope").value === "sample" || state.info.samples.length < 2;
   if (state.info.samples.length < 2) $("interactions-scope").value = "sample";
@@ -267,6 +308,7 @@ async function showInteractions() {
   }
   $("interactions-heatmap").src = body.figures.enrichment;
   $("interactions-curves").src = body.figures.cooccurrence;
+  for (const id of ["interactions-heatmap", "interactions-curves"]) $(id).hidden = false;
   document.body.dataset.interactions = String(body.pairs.length);
 }
 
