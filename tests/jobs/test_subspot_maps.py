@@ -225,3 +225,36 @@ def test_the_cli_refuses_a_pair_naming_an_unknown_population(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "unknown population 'dragon'" in errors[0], result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_samples_maps_are_saved_once_and_read_back_identical(
+    cohort: tuple[Path, Path], model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first call predicts and saves the maps in the store; the second predicts nothing
+    and gives the same AnnData; `store verify` accepts the set and `store rm` takes it away."""
+    import shutil
+
+    from tmescope.jobs import subspot_maps
+    from tmescope.jobs.predict_bins import subspot_anndata
+    from tmescope.jobs.store import remove_samples
+
+    store = tmp_path / "store.zarr"
+    shutil.copytree(cohort[0], store)
+    first = subspot_anndata(store, model, sample="synth_01", resolution_um=16.0)
+    saved = list((store / "maps").glob("*/synth_01"))
+    assert len(saved) == 1 and (saved[0] / "reconciled" / "zarr.json").is_file()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predicted again although the maps are saved")
+
+    monkeypatch.setattr(subspot_maps, "predict_maps", refuse)
+    again = subspot_anndata(store, model, sample="synth_01", resolution_um=16.0)
+    np.testing.assert_array_equal(again.X, first.X)
+    np.testing.assert_array_equal(again.layers["uncertainty"], first.layers["uncertainty"])
+    for key in ("spatial", "populations", "populations_image", "populations_std"):
+        np.testing.assert_array_equal(np.asarray(again.obsm[key]), np.asarray(first.obsm[key]))
+    pd.testing.assert_frame_equal(again.obs, first.obs)
+    assert again.uns["subspot"] == first.uns["subspot"]
+    assert CohortStore.open(store).verify() == []
+    remove_samples(store, ["synth_01"])
+    assert not list((store / "maps").glob("*/synth_01"))
