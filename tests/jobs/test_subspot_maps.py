@@ -4,7 +4,9 @@ sample at 16 µm, and the inputs that are refused before anything is written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anndata as ad
 import numpy as np
@@ -24,6 +26,8 @@ from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore
 from tmescope.workflows import embed_samples
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +262,170 @@ def test_a_samples_maps_are_saved_once_and_read_back_identical(
     assert CohortStore.open(store).verify() == []
     remove_samples(store, ["synth_01"])
     assert not list((store / "maps").glob("*/synth_01"))
+
+
+def test_interfaces_rerun_reuse_every_kept_sample_and_dask_tasks_give_the_same_json(
+    cohort: tuple[Path, Path], model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A second run reads each sample's kept maps, statistics and figures (nothing is computed)
+    and gives the same JSON bit for bit; so does a run on Dask workers from a fresh store."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    from tmescope.jobs import interface_sample, subspot_maps
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    settings = InterfaceSettings(n_shifts=19)
+    samples = ["synth_01", "archive"]
+    for name in ("serial", "dask"):
+        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
+    serial, out = tmp_path / "serial" / "store.zarr", tmp_path / "serial" / "out"
+    first = run_interfaces(serial, model, samples=samples, settings=settings, out=out)
+    drawn = {p: p.stat().st_mtime_ns for p in first.figures}
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("computed again although kept")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(subspot_maps, "predict_maps", refuse)
+        patched.setattr(interface_sample, "draw_sample", refuse, raising=False)
+        patched.setattr("tmescope.jobs.interface_figures.draw_sample", refuse)
+        patched.setattr("tmescope.analysis.adata_pairs.adata_pair_statistics", refuse)
+        again = run_interfaces(serial, model, samples=samples, settings=settings, out=out)
+    expected = json.dumps(first.to_json())
+    assert json.dumps(again.to_json()) == expected
+    kept = [p for p in again.figures if p.name != "interfaces_cohort.png"]  # pooled: drawn anew
+    assert len(kept) == 8 and all(p.stat().st_mtime_ns == drawn[p] for p in kept)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        on_dask = run_interfaces(
+            tmp_path / "dask" / "store.zarr", model, samples=samples, settings=settings, out=out,
+            scheduler=cluster.scheduler_address,
+        )  # fmt: skip
+    assert json.dumps(on_dask.to_json()) == expected
+    assert CohortStore.open(tmp_path / "dask" / "store.zarr").verify() == []
+
+
+# --- killed and taken up again -------------------------------------------------------------------
+
+RESUMED = ("synth_00", "synth_01", "synth_02")
+
+
+def _one_thread_reference(run: Callable[[], T]) -> T:
+    """``run()`` on one thread of torch and BLAS, as the CLI children run (kill_harness)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            return run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_when(args: list[str], cwd: Path, condition: Callable[[], bool]) -> None:
+    """Start ``tmescope ARGS`` and SIGKILL it as soon as ``condition()`` holds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from kill_harness import CHILD_ENV
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tmescope", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, **CHILD_ENV},
+    )  # fmt: skip
+    try:
+        while not condition():
+            assert child.poll() is None, "the command ended before it could be killed"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+
+
+def test_predict_killed_after_its_first_sample_resumes_to_the_uninterrupted_files(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from kill_harness import run_command
+    from tmescope.jobs.predict_cohort import predict_samples
+
+    for name in ("reference", "killed"):
+        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
+    reference = tmp_path / "reference"
+    _one_thread_reference(lambda: predict_samples(
+        reference / "store.zarr", model, out=reference / "maps", samples=RESUMED,
+        resolution_um=16.0,
+    ))  # fmt: skip
+    folder = tmp_path / "killed"
+    args = ["predict", "store.zarr", str(model), "--out", "maps", "--resolution", "16",
+            *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
+    _kill_when(args, folder, lambda: any((folder / "maps").glob("*.h5ad")))
+    finished = {p: p.stat().st_mtime_ns for p in (folder / "maps").glob("*.h5ad")}
+    assert 1 <= len(finished) < len(RESUMED)
+    run_command(args, folder)
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # skipped, not redone
+    for sid in RESUMED:
+        got = ad.read_h5ad(folder / "maps" / f"{sid}.h5ad")
+        want = ad.read_h5ad(reference / "maps" / f"{sid}.h5ad")
+        np.testing.assert_array_equal(got.X, want.X)
+        for key in want.obsm:
+            np.testing.assert_array_equal(np.asarray(got.obsm[key]), np.asarray(want.obsm[key]))
+        pd.testing.assert_frame_equal(got.obs, want.obs)
+    assert CohortStore.open(folder / "store.zarr").verify() == []
+
+
+def test_interactions_killed_after_a_sample_resume_on_dask_to_the_uninterrupted_json(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    """Killed once its first sample's statistics are kept, then run again on a LocalCluster of
+    two processes: the finished sample is taken up, and the JSON is the uninterrupted run's."""
+    import shutil
+
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    for name in ("reference", "killed"):
+        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
+    reference = tmp_path / "reference"
+    expected = _one_thread_reference(lambda: run_interfaces(
+        reference / "store.zarr", model, samples=RESUMED, settings=InterfaceSettings(n_shifts=19),
+        out=reference / "figures",
+    )).to_json()  # fmt: skip
+    folder = tmp_path / "killed"
+    args = ["interactions", "store.zarr", str(model), "--resolution", "16", "--perms", "19",
+            "--out", "figures", *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
+    maps = folder / "store.zarr" / "maps"
+    _kill_when(args, folder, lambda: any(maps.glob("*/*/pairs/[!.]*/zarr.json")))
+    kept = {p: p.stat().st_mtime_ns for p in maps.glob("*/*/pairs/[!.]*/zarr.json")}
+    assert 1 <= len(kept) < len(RESUMED)
+    stdout = _stdout([*args, "--json", "--scheduler", "local:2"], folder)
+    resumed = json.loads(stdout)
+    for report in (resumed, expected):  # the same figures, in another folder
+        report["figures"] = [Path(p).name for p in report["figures"]]
+        report["model_dir"] = None
+    assert resumed == json.loads(json.dumps(expected))
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # taken up, not redone
+    assert CohortStore.open(folder / "store.zarr").verify() == []
+
+
+def _stdout(args: list[str], cwd: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    from kill_harness import CHILD_ENV
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tmescope", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=600, env={**os.environ, **CHILD_ENV},
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stdout

@@ -53,24 +53,35 @@ def subspot_anndata(
     The maps are the sample's saved ones when fresh (``maps/`` of the store), else predicted
     now and saved (:mod:`tmescope.jobs.subspot_maps`).
     """
-    from tmescope.fusion.cohort import check_samples
-    from tmescope.fusion.subspot_data import check_resolution
-    from tmescope.jobs.subspot_maps import (
-        check_predictor,
-        load_predictor,
-        open_for_saving,
-        sample_maps,
-    )
+    from tmescope.jobs.subspot_maps import load_predictor, open_for_saving
 
     opened = open_for_saving(store)
-    check_samples(opened, [sample])
-    check_resolution(opened, sample, resolution_um)
-    predictor = load_predictor(model_dir)
-    check_predictor(opened, predictor, resolution_um)
-    maps = sample_maps(opened, predictor, sample)
-    return maps_anndata(
-        opened, predictor, sample, maps, model_dir=model_dir, expression=expression
-    )
+    return stored_subspot_anndata(
+        opened, load_predictor(model_dir), sample, resolution_um=resolution_um,
+        model_dir=model_dir, expression=expression,
+    )  # fmt: skip
+
+
+def stored_subspot_anndata(
+    store: CohortStore,
+    predictor: SubspotPredictor,
+    sample: str,
+    *,
+    resolution_um: float,
+    model_dir: Path | str,
+    expression: bool = True,
+) -> ad.AnnData:
+    """:func:`subspot_anndata` on an opened store (saving the maps when it is writable) and a
+    loaded model: what a per-sample task calls."""
+    from tmescope.fusion.cohort import check_samples
+    from tmescope.fusion.subspot_data import check_resolution
+    from tmescope.jobs.subspot_maps import check_predictor, sample_maps
+
+    check_samples(store, [sample])
+    check_resolution(store, sample, resolution_um)
+    check_predictor(store, predictor, resolution_um)
+    maps = sample_maps(store, predictor, sample)
+    return maps_anndata(store, predictor, sample, maps, model_dir=model_dir, expression=expression)
 
 
 def maps_anndata(
@@ -81,9 +92,12 @@ def maps_anndata(
     *,
     model_dir: Path | str,
     expression: bool = True,
+    image: bool = True,
 ) -> ad.AnnData:
     """The AnnData of a sample's maps (saved or just predicted): expression is recomputed as
-    the shares times the reference profiles; positions and spots are read from the store."""
+    the shares times the reference profiles; positions and spots are read from the store.
+    Without ``image``, ``uns["spatial"]`` (the Space Ranger images, read from its folder) is
+    left out: statistics on the maps do not look at it."""
     import anndata as ad
     import pandas as pd
 
@@ -131,7 +145,8 @@ def maps_anndata(
             "not reconciled: the sample has no measured spots (an H&E-only slide); the maps are "
             "the image's, at temperature 1 (uncalibrated)"
         )
-    adata.uns["spatial"] = _spatial_uns(store, sample)
+    if image:
+        adata.uns["spatial"] = _spatial_uns(store, sample)
     return adata
 
 

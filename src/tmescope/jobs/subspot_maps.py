@@ -109,9 +109,9 @@ def sample_maps(store: CohortStore, predictor: SubspotPredictor, sample_id: str)
     """The sample's maps: its fresh saved set, else predicted now (and saved when ``store`` is
     writable). The caller has checked the sample and the model (:func:`check_predictor`)."""
     from tmescope.errors import StoreError
-    from tmescope.store.maps import fresh_maps_of, read_maps
+    from tmescope.store.maps import fresh_maps_version, read_maps
 
-    if fresh_maps_of(store, predictor.model_id, sample_id):
+    if fresh_maps_version(store, predictor.model_id, sample_id) is not None:
         try:
             return read_maps(store, predictor.model_id, sample_id)
         except StoreError as error:  # damaged: predicted again and written over

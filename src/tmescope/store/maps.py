@@ -136,12 +136,14 @@ def fresh_maps(store: CohortStore, model_id: str) -> dict[str, dict[str, Any]]:
     return fresh_sets(store, maps_directory(store, model_id))
 
 
-def fresh_maps_of(store: CohortStore, model_id: str, sample_id: str) -> bool:
-    """Whether ``sample_id`` has a whole, fresh set of ``model_id``'s maps (one sample only:
-    what a per-sample task asks, without listing the cohort)."""
+def fresh_maps_version(store: CohortStore, model_id: str, sample_id: str) -> str | None:
+    """The version of ``sample_id``'s whole, fresh set of ``model_id``'s maps; ``None`` when
+    there is none (one sample only: what a per-sample task asks, without listing the cohort)."""
     path = maps_directory(store, model_id) / sample_id
     attrs = group_attrs(path) if path.is_dir() else None
-    return attrs is not None and is_fresh(store, sample_id, attrs)
+    if attrs is None or not is_fresh(store, sample_id, attrs):
+        return None
+    return str(attrs.get("version", ""))
 
 
 def write_maps(store: CohortStore, model_id: str, sample_id: str, maps: SavedMaps) -> str:
