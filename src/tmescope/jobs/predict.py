@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tmescope.errors import ModelMismatchError, TmescopeError, TmescopeWarning
+from tmescope.errors import (
+    ModelMismatchError,
+    SampleNotFoundError,
+    TmescopeError,
+    TmescopeWarning,
+)
 from tmescope.fusion.prediction import SamplePrediction
 from tmescope.store.atomic import write_atomically
 
@@ -53,7 +58,10 @@ def predict_rows(
     from tmescope.jobs.train import sample_platform
 
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
-    record = store.sample_record(sample) if sample in store.sample_ids() else None
+    try:  # one sample's attributes, not a listing of the cohort (this runs once per sample)
+        record = store.sample_record(sample)
+    except SampleNotFoundError:
+        record = None  # read_spot_table says which samples there are
     if record is not None and record.meta.extra.get("platform") == HE_ONLY:
         return _predict_slide_tiles(store, model, sample)
     spots = read_spot_table(store, sample, counts=bool(record and record.has_counts))
