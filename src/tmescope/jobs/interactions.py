@@ -181,8 +181,16 @@ def run_interactions(
     wanted = list(samples) if samples else opened.sample_ids()
     _check_samples(opened, wanted, grid=settings.grid)
     cohort = write_fused(store, model_dir, device=device, scheduler=scheduler, progress=progress)
+    finished = 0
+
+    def done(i: int, _: object) -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(wanted[i], finished, len(wanted))
+
     with sample_runner(scheduler) as runner:
-        report = interactions_of(cohort, wanted, settings, runner=runner)
+        report = interactions_of(cohort, wanted, settings, runner=runner, on_done=done)
         if out is not None:
             report = _draw(opened, cohort, report, Path(out), runner)
     return report
@@ -194,9 +202,11 @@ def interactions_of(
     settings: InteractionSettings,
     *,
     runner: SampleRunner | None = None,
+    on_done: Callable[[int, SampleInteractions], None] | None = None,
 ) -> InteractionReport:
     """:func:`run_interactions` on fused sets already read (each sample's statistics on
-    ``runner``'s cluster when given, else in turn here)."""
+    ``runner``'s cluster when given, else in turn here; ``on_done(i, result)`` as sample
+    ``samples[i]`` is done)."""
     from tmescope.analysis.cooccurrence import pool_cooccurrence
     from tmescope.analysis.enrichment import pool_cohort
     from tmescope.jobs.cluster import SampleRunner
@@ -206,7 +216,9 @@ def interactions_of(
     categories = _categories(labels, samples, settings)
     task = StatisticsTask(settings, categories, tuple(cohort.info.state_names))
     sites = [sites_of(cohort.samples[s], labels[s], settings) for s in samples]
-    results = (runner or SampleRunner()).map(sample_statistics, sites, task, name="interactions")
+    results = (runner or SampleRunner()).map(
+        sample_statistics, sites, task, name="interactions", on_done=on_done
+    )
     pooled = len(results) > 1
     cooc_mean = cooc_std = cc_mean = cc_std = None
     if pooled:
