@@ -264,24 +264,21 @@ def test_a_samples_maps_are_saved_once_and_read_back_identical(
     assert not list((store / "maps").glob("*/synth_01"))
 
 
-def test_interfaces_rerun_reuse_every_kept_sample_and_dask_tasks_give_the_same_json(
+def test_interfaces_run_again_take_up_every_kept_sample_and_give_the_same_json(
     cohort: tuple[Path, Path], model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A second run reads each sample's kept maps, statistics and figures (nothing is computed)
-    and gives the same JSON bit for bit; so does a run on Dask workers from a fresh store."""
+    """A second run reads each sample's kept maps, statistics and figures (nothing is computed
+    or drawn again but the pooled heatmap) and gives the same JSON bit for bit."""
     import shutil
 
-    from distributed import LocalCluster
-
-    from tmescope.jobs import interface_sample, subspot_maps
+    from tmescope.jobs import subspot_maps
     from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
 
     settings = InterfaceSettings(n_shifts=19)
     samples = ["synth_01", "archive"]
-    for name in ("serial", "dask"):
-        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
-    serial, out = tmp_path / "serial" / "store.zarr", tmp_path / "serial" / "out"
-    first = run_interfaces(serial, model, samples=samples, settings=settings, out=out)
+    store, out = tmp_path / "store.zarr", tmp_path / "out"
+    shutil.copytree(cohort[0], store)
+    first = run_interfaces(store, model, samples=samples, settings=settings, out=out)
     drawn = {p: p.stat().st_mtime_ns for p in first.figures}
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -289,22 +286,23 @@ def test_interfaces_rerun_reuse_every_kept_sample_and_dask_tasks_give_the_same_j
 
     with monkeypatch.context() as patched:
         patched.setattr(subspot_maps, "predict_maps", refuse)
-        patched.setattr(interface_sample, "draw_sample", refuse, raising=False)
         patched.setattr("tmescope.jobs.interface_figures.draw_sample", refuse)
         patched.setattr("tmescope.analysis.adata_pairs.adata_pair_statistics", refuse)
-        again = run_interfaces(serial, model, samples=samples, settings=settings, out=out)
-    expected = json.dumps(first.to_json())
-    assert json.dumps(again.to_json()) == expected
+        again = run_interfaces(store, model, samples=samples, settings=settings, out=out)
+    assert json.dumps(again.to_json()) == json.dumps(first.to_json())
     kept = [p for p in again.figures if p.name != "interfaces_cohort.png"]  # pooled: drawn anew
     assert len(kept) == 8 and all(p.stat().st_mtime_ns == drawn[p] for p in kept)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:  # fmt: skip
-        on_dask = run_interfaces(
-            tmp_path / "dask" / "store.zarr", model, samples=samples, settings=settings, out=out,
-            scheduler=cluster.scheduler_address,
-        )  # fmt: skip
-    assert json.dumps(on_dask.to_json()) == expected
-    assert CohortStore.open(tmp_path / "dask" / "store.zarr").verify() == []
+    # Other pairs to map: the same statistics, the sample's figures drawn again.
+    other = InterfaceSettings(n_shifts=19, pairs=(("tumour", "t_cell"),))
+    with monkeypatch.context() as patched:
+        patched.setattr(subspot_maps, "predict_maps", refuse)
+        patched.setattr("tmescope.analysis.adata_pairs.adata_pair_statistics", refuse)
+        mapped = run_interfaces(store, model, samples=["synth_01"], settings=other, out=out)
+    assert mapped.samples[0].stats.zscore.tobytes() == first.samples[0].stats.zscore.tobytes()
+    assert (out / "interface_map_synth_01.png").stat().st_mtime_ns != drawn[
+        out / "interface_map_synth_01.png"
+    ]
+    assert CohortStore.open(store).verify() == []
 
 
 # --- killed and taken up again -------------------------------------------------------------------
@@ -350,10 +348,14 @@ def _kill_when(args: list[str], cwd: Path, condition: Callable[[], bool]) -> Non
         child.kill()
 
 
-def test_predict_killed_after_its_first_sample_resumes_to_the_uninterrupted_files(
+def test_predict_killed_after_its_first_sample_resumes_to_the_files_dask_tasks_write(
     cohort: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
+    """The reference: one Dask task per sample (in this process). The CLI, killed once its first
+    file is written and run again, keeps that file and writes the others as the tasks did."""
     import shutil
+
+    from distributed import LocalCluster
 
     from kill_harness import run_command
     from tmescope.jobs.predict_cohort import predict_samples
@@ -361,10 +363,13 @@ def test_predict_killed_after_its_first_sample_resumes_to_the_uninterrupted_file
     for name in ("reference", "killed"):
         shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
     reference = tmp_path / "reference"
-    _one_thread_reference(lambda: predict_samples(
-        reference / "store.zarr", model, out=reference / "maps", samples=RESUMED,
-        resolution_um=16.0,
-    ))  # fmt: skip
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        summaries = _one_thread_reference(lambda: predict_samples(
+            reference / "store.zarr", model, out=reference / "maps", samples=RESUMED,
+            resolution_um=16.0, scheduler=cluster.scheduler_address,
+        ))  # fmt: skip
+    assert [s.status for s in summaries] == ["written"] * len(RESUMED)
     folder = tmp_path / "killed"
     args = ["predict", "store.zarr", str(model), "--out", "maps", "--resolution", "16",
             *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
@@ -383,34 +388,34 @@ def test_predict_killed_after_its_first_sample_resumes_to_the_uninterrupted_file
     assert CohortStore.open(folder / "store.zarr").verify() == []
 
 
-def test_interactions_killed_after_a_sample_resume_on_dask_to_the_uninterrupted_json(
+def test_interactions_killed_after_a_sample_resume_to_the_json_dask_tasks_give(
     cohort: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
-    """Killed once its first sample's statistics are kept, then run again on a LocalCluster of
-    two processes: the finished sample is taken up, and the JSON is the uninterrupted run's."""
+    """The reference: one Dask task per sample (in this process). The CLI, killed once its first
+    sample's statistics are kept and run again, takes that sample up and prints the same JSON."""
     import shutil
+
+    from distributed import LocalCluster
 
     from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
 
     for name in ("reference", "killed"):
         shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
     reference = tmp_path / "reference"
-    expected = _one_thread_reference(lambda: run_interfaces(
-        reference / "store.zarr", model, samples=RESUMED, settings=InterfaceSettings(n_shifts=19),
-        out=reference / "figures",
-    )).to_json()  # fmt: skip
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        expected = _one_thread_reference(lambda: run_interfaces(
+            reference / "store.zarr", model, samples=RESUMED,
+            settings=InterfaceSettings(n_shifts=19), scheduler=cluster.scheduler_address,
+        )).to_json()  # fmt: skip
     folder = tmp_path / "killed"
     args = ["interactions", "store.zarr", str(model), "--resolution", "16", "--perms", "19",
-            "--out", "figures", *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
+            *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
     maps = folder / "store.zarr" / "maps"
     _kill_when(args, folder, lambda: any(maps.glob("*/*/pairs/[!.]*/zarr.json")))
     kept = {p: p.stat().st_mtime_ns for p in maps.glob("*/*/pairs/[!.]*/zarr.json")}
     assert 1 <= len(kept) < len(RESUMED)
-    stdout = _stdout([*args, "--json", "--scheduler", "local:2"], folder)
-    resumed = json.loads(stdout)
-    for report in (resumed, expected):  # the same figures, in another folder
-        report["figures"] = [Path(p).name for p in report["figures"]]
-        report["model_dir"] = None
+    resumed = json.loads(_stdout([*args, "--json"], folder))
     assert resumed == json.loads(json.dumps(expected))
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # taken up, not redone
     assert CohortStore.open(folder / "store.zarr").verify() == []

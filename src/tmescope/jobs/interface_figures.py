@@ -55,7 +55,9 @@ def finished_figures(out: Path, sample_id: str, stamp: Mapping[str, Any]) -> lis
     return figures if all(p.is_file() for p in figures) else None
 
 
-def record_figures(out: Path, sample_id: str, stamp: Mapping[str, Any], figures: list[Path]) -> None:
+def record_figures(
+    out: Path, sample_id: str, stamp: Mapping[str, Any], figures: list[Path]
+) -> None:
     """Say that the sample's figures for ``stamp`` are all in ``out`` (written last, whole)."""
     payload = {"sample": sample_id, "stamp": dict(stamp), "figures": [p.name for p in figures]}
     target = _record(out, sample_id)

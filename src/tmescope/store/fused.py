@@ -159,6 +159,7 @@ def write_fused_sample(
     directory = model_directory(store, model_id)
     if read_model_info(store, model_id) is None:
         raise StoreError(f"write the model's description (write_model_info) before {sample_id!r}")
+
     def write(partial: Path) -> None:
         group = zarr.open_group(LocalStore(partial), mode="w", zarr_format=3)
         for name in ARRAYS:
