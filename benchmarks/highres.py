@@ -26,8 +26,8 @@ area, ~165,000 bins of 16 µm). All embedded with ``test-vit-tiny`` on the CPU.
   head and the sub-spot model) on the three training samples;
 - ``predict_s`` / ``predict_peak_rss_mb``: ``tmescope predict --resolution 16`` of that sample
   in a child process (wall time, peak resident memory);
-- ``interfaces_s``: ``run_interfaces`` (prediction, then 199 toroidal shifts over every pair) on
-  that sample.
+- ``interfaces_s``: ``run_interfaces`` on that sample: its maps read back from the store (saved
+  there by the prediction before), then 199 toroidal shifts over every pair.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ _LAZY = {
     "NicheReport": "tmescope.jobs.niches",
     "find_niches": "tmescope.jobs.niches",
     "predict_sample": "tmescope.jobs.predict",
+    "PredictSummary": "tmescope.jobs.predict_cohort",
+    "predict_samples": "tmescope.jobs.predict_cohort",
     "predict_subspot": "tmescope.jobs.predict_bins",
     "subspot_anndata": "tmescope.jobs.predict_bins",
     "embed_query_image": "tmescope.jobs.query",
@@ -75,6 +77,7 @@ __all__ = [
     "InterfaceReport",
     "InterfaceSettings",
     "NicheReport",
+    "PredictSummary",
     "ProgressReporter",
     "SampleInput",
     "SlideInput",
@@ -98,6 +101,7 @@ __all__ = [
     "niche_section",
     "parse_models",
     "predict_sample",
+    "predict_samples",
     "predict_subspot",
     "query_store",
     "read_samplesheet",
@@ -147,6 +151,7 @@ if TYPE_CHECKING:
     from tmescope.jobs.niches import NicheReport, find_niches
     from tmescope.jobs.predict import predict_sample
     from tmescope.jobs.predict_bins import predict_subspot, subspot_anndata
+    from tmescope.jobs.predict_cohort import PredictSummary, predict_samples
     from tmescope.jobs.query import embed_query_image, query_store, write_query_gallery
     from tmescope.jobs.report import write_report
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section

@@ -375,3 +375,28 @@ def _predicted_bins(cohort: dict[str, Path], sample: str, tmp_path: Path) -> Pat
         cohort["store"], cohort["model"], sample=sample, resolution_um=16.0,
         out=tmp_path / f"{sample}_bins.h5ad",
     )  # fmt: skip
+
+
+def test_an_export_on_dask_workers_is_the_serial_export_byte_for_byte(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    """Each sample's part is a task (its niches handed to it, fitted once on the cohort); the
+    parts are joined in the samples' order, so the file is the serial one's."""
+    from distributed import LocalCluster
+
+    serial, on_dask = tmp_path / "serial.geojson", tmp_path / "dask.geojson"
+    with pytest.warns(TmescopeWarning, match="share one GeoJSON"):
+        export_store(cohort["niches"], serial, model_dir=cohort["model"])
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=None) as cluster,
+        pytest.warns(TmescopeWarning, match="share one GeoJSON"),
+    ):  # fmt: skip
+        export_store(
+            cohort["niches"], on_dask, model_dir=cohort["model"],
+            scheduler=cluster.scheduler_address,
+        )  # fmt: skip
+    assert on_dask.read_bytes() == serial.read_bytes()
+    layers = {f["properties"]["layer"] for f in json.loads(serial.read_text())["features"]}
+    assert layers == {"population", "niche"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dask.geojson", "serial.geojson"]

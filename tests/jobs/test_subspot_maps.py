@@ -4,7 +4,9 @@ sample at 16 µm, and the inputs that are refused before anything is written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anndata as ad
 import numpy as np
@@ -24,6 +26,8 @@ from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore
 from tmescope.workflows import embed_samples
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +276,208 @@ def test_the_model_fitted_from_the_store_equals_the_one_fitted_in_memory(
     # The PCA sees every bin of a small cohort, shares of its cap in a large one.
     assert pca_quotas([10, 30], cap=100) == [10, 30]
     assert pca_quotas([100, 300], cap=100) == [25, 75]
+
+
+def test_a_samples_maps_are_saved_once_and_read_back_identical(
+    cohort: tuple[Path, Path], model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The first call predicts and saves the maps in the store; the second predicts nothing
+    and gives the same AnnData; `store verify` accepts the set and `store rm` takes it away."""
+    import shutil
+
+    from tmescope.jobs import subspot_maps
+    from tmescope.jobs.predict_bins import subspot_anndata
+    from tmescope.jobs.store import remove_samples
+
+    store = tmp_path / "store.zarr"
+    shutil.copytree(cohort[0], store)
+    first = subspot_anndata(store, model, sample="synth_01", resolution_um=16.0)
+    saved = list((store / "maps").glob("*/synth_01"))
+    assert len(saved) == 1 and (saved[0] / "reconciled" / "zarr.json").is_file()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("predicted again although the maps are saved")
+
+    monkeypatch.setattr(subspot_maps, "predict_maps", refuse)
+    again = subspot_anndata(store, model, sample="synth_01", resolution_um=16.0)
+    np.testing.assert_array_equal(again.X, first.X)
+    np.testing.assert_array_equal(again.layers["uncertainty"], first.layers["uncertainty"])
+    for key in ("spatial", "populations", "populations_image", "populations_std"):
+        np.testing.assert_array_equal(np.asarray(again.obsm[key]), np.asarray(first.obsm[key]))
+    pd.testing.assert_frame_equal(again.obs, first.obs)
+    assert again.uns["subspot"] == first.uns["subspot"]
+    assert CohortStore.open(store).verify() == []
+    remove_samples(store, ["synth_01"])
+    assert not list((store / "maps").glob("*/synth_01"))
+
+
+def test_interfaces_run_again_take_up_every_kept_sample_and_give_the_same_json(
+    cohort: tuple[Path, Path], model: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A second run reads each sample's kept maps, statistics and figures (nothing is computed
+    or drawn again but the pooled heatmap) and gives the same JSON bit for bit."""
+    import shutil
+
+    from tmescope.jobs import subspot_maps
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    settings = InterfaceSettings(n_shifts=19)
+    samples = ["synth_01", "archive"]
+    store, out = tmp_path / "store.zarr", tmp_path / "out"
+    shutil.copytree(cohort[0], store)
+    first = run_interfaces(store, model, samples=samples, settings=settings, out=out)
+    drawn = {p: p.stat().st_mtime_ns for p in first.figures}
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("computed again although kept")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(subspot_maps, "predict_maps", refuse)
+        patched.setattr("tmescope.jobs.interface_figures.draw_sample", refuse)
+        patched.setattr("tmescope.analysis.adata_pairs.adata_pair_statistics", refuse)
+        again = run_interfaces(store, model, samples=samples, settings=settings, out=out)
+    assert json.dumps(again.to_json()) == json.dumps(first.to_json())
+    kept = [p for p in again.figures if p.name != "interfaces_cohort.png"]  # pooled: drawn anew
+    assert len(kept) == 8 and all(p.stat().st_mtime_ns == drawn[p] for p in kept)
+    # Other pairs to map: the same statistics, the sample's figures drawn again.
+    other = InterfaceSettings(n_shifts=19, pairs=(("tumour", "t_cell"),))
+    with monkeypatch.context() as patched:
+        patched.setattr(subspot_maps, "predict_maps", refuse)
+        patched.setattr("tmescope.analysis.adata_pairs.adata_pair_statistics", refuse)
+        mapped = run_interfaces(store, model, samples=["synth_01"], settings=other, out=out)
+    assert mapped.samples[0].stats.zscore.tobytes() == first.samples[0].stats.zscore.tobytes()
+    assert (out / "interface_map_synth_01.png").stat().st_mtime_ns != drawn[
+        out / "interface_map_synth_01.png"
+    ]
+    assert CohortStore.open(store).verify() == []
+
+
+# --- killed and taken up again -------------------------------------------------------------------
+
+RESUMED = ("synth_00", "synth_01", "synth_02")
+
+
+def _one_thread_reference(run: Callable[[], T]) -> T:
+    """``run()`` on one thread of torch and BLAS, as the CLI children run (kill_harness)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            return run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_when(args: list[str], cwd: Path, condition: Callable[[], bool]) -> None:
+    """Start ``tmescope ARGS`` and SIGKILL it as soon as ``condition()`` holds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from kill_harness import CHILD_ENV
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tmescope", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**os.environ, **CHILD_ENV},
+    )  # fmt: skip
+    try:
+        while not condition():
+            assert child.poll() is None, "the command ended before it could be killed"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+
+
+def test_predict_killed_after_its_first_sample_resumes_to_the_files_dask_tasks_write(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    """The reference: one Dask task per sample (in this process). The CLI, killed once its first
+    file is written and run again, keeps that file and writes the others as the tasks did."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    from kill_harness import run_command
+    from tmescope.jobs.predict_cohort import predict_samples
+
+    for name in ("reference", "killed"):
+        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
+    reference = tmp_path / "reference"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        summaries = _one_thread_reference(lambda: predict_samples(
+            reference / "store.zarr", model, out=reference / "maps", samples=RESUMED,
+            resolution_um=16.0, scheduler=cluster.scheduler_address,
+        ))  # fmt: skip
+    assert [s.status for s in summaries] == ["written"] * len(RESUMED)
+    folder = tmp_path / "killed"
+    args = ["predict", "store.zarr", str(model), "--out", "maps", "--resolution", "16",
+            *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
+    _kill_when(args, folder, lambda: any((folder / "maps").glob("*.h5ad")))
+    finished = {p: p.stat().st_mtime_ns for p in (folder / "maps").glob("*.h5ad")}
+    assert 1 <= len(finished) < len(RESUMED)
+    run_command(args, folder)
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # skipped, not redone
+    for sid in RESUMED:
+        got = ad.read_h5ad(folder / "maps" / f"{sid}.h5ad")
+        want = ad.read_h5ad(reference / "maps" / f"{sid}.h5ad")
+        np.testing.assert_array_equal(got.X, want.X)
+        for key in want.obsm:
+            np.testing.assert_array_equal(np.asarray(got.obsm[key]), np.asarray(want.obsm[key]))
+        pd.testing.assert_frame_equal(got.obs, want.obs)
+    assert CohortStore.open(folder / "store.zarr").verify() == []
+
+
+def test_interactions_killed_after_a_sample_resume_to_the_json_dask_tasks_give(
+    cohort: tuple[Path, Path], model: Path, tmp_path: Path
+) -> None:
+    """The reference: one Dask task per sample (in this process). The CLI, killed once its first
+    sample's statistics are kept and run again, takes that sample up and prints the same JSON."""
+    import shutil
+
+    from distributed import LocalCluster
+
+    from tmescope.jobs.interfaces import InterfaceSettings, run_interfaces
+
+    for name in ("reference", "killed"):
+        shutil.copytree(cohort[0], tmp_path / name / "store.zarr")
+    reference = tmp_path / "reference"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        expected = _one_thread_reference(lambda: run_interfaces(
+            reference / "store.zarr", model, samples=RESUMED,
+            settings=InterfaceSettings(n_shifts=19), scheduler=cluster.scheduler_address,
+        )).to_json()  # fmt: skip
+    folder = tmp_path / "killed"
+    args = ["interactions", "store.zarr", str(model), "--resolution", "16", "--perms", "19",
+            *(f"--sample={s}" for s in RESUMED)]  # fmt: skip
+    maps = folder / "store.zarr" / "maps"
+    _kill_when(args, folder, lambda: any(maps.glob("*/*/pairs/[!.]*/zarr.json")))
+    kept = {p: p.stat().st_mtime_ns for p in maps.glob("*/*/pairs/[!.]*/zarr.json")}
+    assert 1 <= len(kept) < len(RESUMED)
+    resumed = json.loads(_stdout([*args, "--json"], folder))
+    assert resumed == json.loads(json.dumps(expected))
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # taken up, not redone
+    assert CohortStore.open(folder / "store.zarr").verify() == []
+
+
+def _stdout(args: list[str], cwd: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    from kill_harness import CHILD_ENV
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tmescope", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=600, env={**os.environ, **CHILD_ENV},
+    )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stdout

@@ -17,6 +17,14 @@ if TYPE_CHECKING:
 _STORE = Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")]
 _MODEL = Annotated[Path, typer.Argument(help="A model folder written by tmescope train.")]
 _DEVICE = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+_SCHEDULER = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="One task per sample on Dask: local:N (a LocalCluster of N processes) or a "
+        "scheduler address (tcp://host:8786). Default: in turn, in this process.",
+    ),
+]
 
 
 def niches(
@@ -55,14 +63,16 @@ def niches(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the niches as JSON.")] = False,
     device: _DEVICE = "auto",
+    scheduler: _SCHEDULER = None,
 ) -> None:
     """Cluster the cohort's fused embeddings into niches; name them and count them per sample."""
+    from tmescope.cli.progress import sample_progress
     from tmescope.workflows import find_niches
 
     report = find_niches(
         store, model_dir, k=k, resolution=leiden_resolution, seed=seed, annotations=annotations,
         annotation_key=annotation_key, out=out, compare_views=compare_views, device=device,
-        progress=_progress(),
+        scheduler=scheduler, progress=sample_progress("fused embeddings"),
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -129,8 +139,10 @@ def interactions(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print all statistics as JSON.")] = False,
     device: _DEVICE = "auto",
+    scheduler: _SCHEDULER = None,
 ) -> None:
     """Which TME populations (or niches) neighbour each other more or less than chance."""
+    from tmescope.cli.progress import sample_progress
     from tmescope.errors import InvalidParameterError
     from tmescope.workflows import InteractionSettings, run_interactions
 
@@ -145,6 +157,7 @@ def interactions(
         _sub_spot_interactions(
             store, model_dir, sample, resolution=resolution, pairs=pair or [], radius=radius,
             perms=199 if perms is None else perms, seed=seed, out=out, as_json=as_json,
+            scheduler=scheduler,
         )  # fmt: skip
         return
     if pair:
@@ -159,7 +172,7 @@ def interactions(
     )
     report = run_interactions(
         store, model_dir, samples=sample or None, settings=settings, out=out, device=device,
-        progress=_progress(),
+        scheduler=scheduler, progress=sample_progress("interactions"),
     )  # fmt: skip
     _print_report(report, enrichment_table, as_json=as_json)
 
@@ -176,19 +189,18 @@ def _sub_spot_interactions(
     seed: int,
     out: Path | None,
     as_json: bool,
+    scheduler: str | None,
 ) -> None:
+    from tmescope.cli.progress import sample_progress
     from tmescope.workflows import InterfaceSettings, run_interfaces
 
     settings = InterfaceSettings(
         resolution_um=resolution, pairs=tuple(_pair(p) for p in pairs), radius_um=radius,
         n_shifts=perms, seed=seed,
     )  # fmt: skip
-    console = Console(stderr=True, highlight=False)
     report = run_interfaces(
         store, model_dir, samples=samples or None, settings=settings, out=out,
-        progress=lambda sid, done, total: console.print(
-            f"[dim]sub-spot maps and pair statistics: {sid} ({done}/{total})[/dim]"
-        ),
+        scheduler=scheduler, progress=sample_progress("sub-spot maps and pair statistics"),
     )  # fmt: skip
     _print_report(report, interface_table, as_json=as_json)
 
@@ -323,12 +335,3 @@ def _f(value: Any) -> str:
 
 def _params(params: Any) -> str:
     return ", ".join(f"{k} {v}" for k, v in dict(params).items())
-
-
-def _progress() -> Any:
-    console = Console(stderr=True, highlight=False)
-
-    def report(sample_id: str, done: int, total: int) -> None:
-        console.print(f"[dim]fused embeddings: {sample_id} ({done}/{total})[/dim]")
-
-    return report

@@ -37,12 +37,24 @@ def export(
             "--overwrite", help="Replace OUT if it exists (only once the new export is whole)."
         ),
     ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="One task per sample on Dask: local:N (a LocalCluster of N processes) or a "
+            "scheduler address (tcp://host:8786). Default: in turn, in this process.",
+        ),
+    ] = None,
 ) -> None:
     """Export a store to SpatialData (napari-spatialdata, spatialdata-plot; sopa's embeddings
     layout) or to GeoJSON regions QuPath imports over the slide (docs/interop.md)."""
+    from tmescope.cli.progress import sample_progress
     from tmescope.workflows import export_store
 
-    summary = export_store(store, out, to=to, model_dir=model, sample=sample, overwrite=overwrite)
+    summary = export_store(
+        store, out, to=to, model_dir=model, sample=sample, overwrite=overwrite,
+        scheduler=scheduler, progress=sample_progress("export"),
+    )  # fmt: skip
     samples = ", ".join(summary.samples)
     if summary.format == "spatialdata":
         typer.echo(

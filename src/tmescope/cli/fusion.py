@@ -120,8 +120,18 @@ def train(
 def predict(
     store: Annotated[Path, typer.Argument(help="The cohort store (a .zarr folder).")],
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by tmescope train.")],
-    sample: Annotated[str, typer.Option("--sample", help="The sample to predict.")],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the predictions (.h5ad).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="One sample: the .h5ad to write. Several (or none named: every sample): a "
+            "folder, one <sample>.h5ad each.",
+        ),
+    ],
+    sample: Annotated[
+        list[str] | None,
+        typer.Option("--sample", help="A sample to predict (repeat for several; none: all)."),
+    ] = None,
     grid: Annotated[
         bool,
         typer.Option("--grid", help="Also predict the dense tiles (embed --grid) between spots."),
@@ -134,20 +144,70 @@ def predict(
             "trained with --resolution, a sample embedded with --subspot).",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Into a folder: predict again samples whose file is already there.",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Into a folder: one task per sample on Dask, local:N (a LocalCluster of N "
+            "processes) or a scheduler address (tcp://host:8786).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Predict expression, TME states and attention for one sample; write AnnData."""
+    """Predict expression, TME states and attention (or sub-spot maps); write AnnData."""
+    from tmescope.errors import InvalidParameterError
+
+    if grid and resolution is not None:
+        raise InvalidParameterError(
+            "--grid predicts the grid tiles, --resolution the sub-spot bins: choose one"
+        )
+    if sample and len(sample) == 1 and out.suffix == ".h5ad":
+        if scheduler is not None:
+            raise InvalidParameterError(
+                "--scheduler runs one task per sample: give --out a folder (one <sample>.h5ad "
+                "each), or leave out --scheduler for a single sample"
+            )
+        _predict_one(store, model_dir, sample[0], out, grid=grid, resolution=resolution,
+                     device=device)  # fmt: skip
+        return
+    from tmescope.cli.progress import sample_progress
+    from tmescope.workflows import predict_samples
+
+    summaries = predict_samples(
+        store, model_dir, out=out, samples=sample or None, grid=grid, resolution_um=resolution,
+        overwrite=overwrite, device=device, scheduler=scheduler,
+        progress=sample_progress("predict"),
+    )  # fmt: skip
+    written = sum(s.status == "written" for s in summaries)
+    typer.echo(
+        f"{out}: {written} written, {len(summaries) - written} already there "
+        f"({sum(s.n_obs for s in summaries):,} observations)"
+    )
+
+
+def _predict_one(
+    store: Path,
+    model_dir: Path,
+    sample: str,
+    out: Path,
+    *,
+    grid: bool,
+    resolution: float | None,
+    device: str,
+) -> None:
+    """The single-sample form: one file, written whole."""
     import anndata as ad
 
     from tmescope.workflows import predict_sample, predict_subspot
 
     if resolution is not None:
-        if grid:
-            from tmescope.errors import InvalidParameterError
-
-            raise InvalidParameterError(
-                "--grid predicts the grid tiles, --resolution the sub-spot bins: choose one"
-            )
         path = predict_subspot(store, model_dir, sample=sample, resolution_um=resolution, out=out)
         written = ad.read_h5ad(path, backed="r")
         typer.echo(
@@ -156,7 +216,6 @@ def predict(
         )
         written.file.close()
         return
-
     path = predict_sample(store, model_dir, sample=sample, out=out, grid=grid, device=device)
     written = ad.read_h5ad(path, backed="r")
     kinds = written.obs["kind"].value_counts().to_dict()

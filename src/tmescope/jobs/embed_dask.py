@@ -1,35 +1,22 @@
 """Embedding on a Dask cluster: one task per sample, the model loaded once per worker.
 
-``--scheduler local:N`` starts a :class:`dask.distributed.LocalCluster` of N worker processes;
-any other value is the address of a running scheduler, for example one started by dask-jobqueue's
-``SLURMCluster`` on an HPC system or dask-cuda's ``LocalCUDACluster`` on a multi-GPU node (see
-docs/cluster.md). Each worker builds the encoder once (a worker plugin) and writes its own
+The cluster is started as for every per-sample command (:mod:`tmescope.jobs.cluster`: ``local:N``
+or a scheduler address). Each worker builds the encoder once (a worker plugin) and writes its own
 sample groups; a task returns only a small summary.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from distributed import WorkerPlugin
 
-from tmescope.cpus import (
-    THREADS_ENV,
-    configure_threads,
-    configured_threads,
-    ensure_threads,
-    thread_budget,
-    usable_cpus,
-    worker_environ,
-)
-from tmescope.errors import InvalidParameterError, MissingDependencyError
+from tmescope.cpus import configure_threads, ensure_threads
+from tmescope.jobs.cluster import dask_client, worker_threads
 from tmescope.jobs.embed import (
     EmbedSettings,
     EmbedSummary,
@@ -41,7 +28,6 @@ from tmescope.jobs.embed import (
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "tmescope-encoder"
-_LOCAL = re.compile(r"^local:(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -77,17 +63,6 @@ class EncoderPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         worker.tmescope_encoder = None
-
-
-def worker_threads(nthreads: int) -> int:
-    """torch threads of a worker: ``TMESCOPE_THREADS`` in its environment (a ``local:N``
-    worker's share, or the user's), else its Dask threads, at most the cores it may use.
-
-    Not ``OMP_NUM_THREADS``: Dask's nanny sets it to 1 in every worker it starts.
-    """
-    if os.environ.get(THREADS_ENV, "").strip():
-        return thread_budget()
-    return max(1, min(nthreads, usable_cpus()))
 
 
 def _embed_on_worker(
@@ -134,44 +109,3 @@ def embed_on_dask(
             if on_done is not None:
                 on_done(summary)
     return [results[i] for i in range(len(items))]
-
-
-@contextmanager
-def dask_client(scheduler: str) -> Iterator[Any]:
-    """A client on ``local:N`` (a fresh LocalCluster of N processes) or a scheduler address."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - distributed is a core dependency
-        raise MissingDependencyError("--scheduler needs dask[distributed]") from exc
-    match = _LOCAL.match(scheduler)
-    if match:
-        n = int(match.group(1))
-        if n < 1:
-            raise InvalidParameterError(f"--scheduler local:N needs N >= 1, got {scheduler!r}")
-        # The workers share this process's thread budget: N × torch threads ≤ the cores.
-        share = max(1, configured_threads() // n)
-        with (
-            LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                env=worker_environ(share),
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
-        return
-    if not re.match(r"^(tcp|tls|ucx|inproc)://|^[\w.-]+:\d+$", scheduler):
-        raise InvalidParameterError(
-            f"--scheduler must be local:N or a scheduler address like tcp://host:8786, got "
-            f"{scheduler!r}"
-        )
-    try:
-        client = Client(scheduler, timeout="30s")
-    except OSError as exc:
-        raise InvalidParameterError(
-            f"could not reach the Dask scheduler at {scheduler} ({exc}); is it running?"
-        ) from exc
-    with client:
-        yield client

@@ -52,10 +52,14 @@ class ExportModel:
     model: FusionModel
     bin_um: float | None  # the sub-spot model's bin size; None without a sub-spot model
     niches: Mapping[str, dict[int, str]] = field(default_factory=dict)  # sample → row → niche
+    # Every niche of the store, when ``niches`` holds only some samples' (a per-sample task's).
+    niche_classes: tuple[str, ...] | None = None
 
     @property
     def niche_names(self) -> list[str]:
         """Every niche of the store, in niche order (``N0 …``, ``N1 …``)."""
+        if self.niche_classes is not None:
+            return list(self.niche_classes)
         names = {name for rows in self.niches.values() for name in rows.values()}
         return sorted(names, key=_niche_order)
 
@@ -73,16 +77,24 @@ def export_store(
     model_dir: Path | str | None = None,
     sample: str | None = None,
     overwrite: bool = False,
+    scheduler: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportSummary:
     """Export ``store`` (every complete sample, or ``sample``) to ``out`` (twin of ``export``).
 
     ``to`` is ``spatialdata`` or ``geojson`` (default: from ``out``'s suffix). With
     ``model_dir``, the model's maps join the export: spot-level predictions, sub-spot
     populations and the niches the store holds fused sets for. An existing ``out`` is refused
-    unless ``overwrite``; it is then replaced only once the new export is whole.
+    unless ``overwrite``; it is then replaced only once the new export is whole. Each sample's
+    part is one task (:mod:`tmescope.jobs.export_parts`): in turn here, or with ``scheduler``
+    (``local:N`` or a Dask scheduler's address) on a cluster. ``progress(sample_id, done,
+    total)`` is called as each sample's part is written.
     """
     from tmescope.fusion.cohort import check_samples
+    from tmescope.jobs.cluster import check_scheduler, sample_runner
     from tmescope.store import CohortStore
+
+    check_scheduler(scheduler)
 
     fmt = export_format(to, Path(out))
     out = Path(out)
@@ -98,13 +110,22 @@ def export_store(
     if not samples:
         raise StoreError(f"{opened.path} holds no complete sample to export")
     model = load_export_model(opened, model_dir) if model_dir is not None else None
-    if fmt == "spatialdata":
-        from tmescope.jobs.export_spatialdata import write_spatialdata as write
-    else:
-        from tmescope.jobs.export_geojson import write_geojson as write
+    from tmescope.jobs.export_geojson import write_geojson
+    from tmescope.jobs.export_spatialdata import write_spatialdata
+
+    write = write_spatialdata if fmt == "spatialdata" else write_geojson
+
+    finished = 0
+
+    def done(i: int, _: object) -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(samples[i], finished, len(samples))
 
     def run(partial: Path) -> tuple[str, ...]:
-        return write(opened, samples, model, partial)
+        with sample_runner(scheduler) as runner:
+            return write(opened, samples, model, partial, runner=runner, on_done=done)
 
     contents = replace_atomically(out, run, overwrite=overwrite)
     return ExportSummary(path=out, format=fmt, samples=tuple(samples), contents=contents)
@@ -179,11 +200,10 @@ def replace_atomically(out: Path, write: Callable[[Path], T], *, overwrite: bool
 
 def load_export_model(store: CohortStore, model_dir: Path | str) -> ExportModel:
     """Load ``model_dir`` for ``store``: its head, its sub-spot bin size, the store's niches."""
-    from tmescope.fusion.model_dir import load_model
     from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel
-    from tmescope.jobs.predict import check_model_fits_store
+    from tmescope.jobs.predict import cached_model, check_model_fits_store
 
-    model = load_model(model_dir, device="cpu")
+    model = cached_model(model_dir, device="cpu")  # the per-sample tasks here reuse it
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
     subspot = Path(model_dir) / SUBSPOT_DIR
     bin_um = SubspotModel.load(subspot).bin_um if subspot.is_dir() else None

@@ -15,6 +15,7 @@ Two layers (``properties.layer``):
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ from tmescope.jobs.export import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    from tmescope.jobs.cluster import SampleRunner
+    from tmescope.jobs.export_parts import ExportItem, ExportTask
     from tmescope.store import CohortStore
 
 # A lattice cell reaches this far from its spot (in spot pitches): past a hexagonal cell's
@@ -56,19 +60,25 @@ class Layer:
 
 
 def write_geojson(
-    store: CohortStore, samples: list[str], model: ExportModel | None, path: Path
+    store: CohortStore,
+    samples: list[str],
+    model: ExportModel | None,
+    path: Path,
+    *,
+    runner: SampleRunner | None = None,
+    on_done: Callable[[int, tuple[str, ...]], None] | None = None,
 ) -> tuple[str, ...]:
-    """Write the regions of ``samples`` under ``model``'s maps to ``path``; one line per layer."""
+    """Write the regions of ``samples`` under ``model``'s maps to ``path``; one line per layer.
+
+    Each sample's features are a part (a file of JSON features, one per line) written by one
+    task of ``runner`` (serial by default); the parts are then copied into ``path`` one after
+    another, so neither a task nor this process holds more than a sample's features.
+    """
+    from tmescope.jobs.cluster import SampleRunner
+    from tmescope.jobs.export_parts import PARTS, export_items, export_task
+
     if model is None:
         raise InvalidParameterError("a GeoJSON export needs --model MODEL_DIR")
-    features: list[dict[str, Any]] = []
-    lines = []
-    for sample_id in samples:
-        mpp = float(store.sample_record(sample_id).meta.mpp)
-        for layer in sample_layers(store, sample_id, model):
-            found = layer_features(layer, sample_id=sample_id, mpp=mpp)
-            features += found
-            lines.append(f"{sample_id}: {len(found)} {layer.name} regions ({layer.source})")
     if len(samples) > 1:
         warnings.warn(
             f"{len(samples)} samples share one GeoJSON, each in its own slide's pixels: QuPath "
@@ -76,9 +86,49 @@ def write_geojson(
             TmescopeWarning,
             stacklevel=3,
         )
-    collection = {"type": "FeatureCollection", "features": features}
-    path.write_text(json.dumps(collection, allow_nan=False), encoding="utf-8")
+    parts = path.with_name(f"{path.name}{PARTS}")  # beside the work file: swept with it
+    parts.mkdir()
+    try:
+        task = export_task(store, model, parts)
+        lines = (runner or SampleRunner()).map(
+            write_part, export_items(samples, model), task, name="export-geojson", on_done=on_done
+        )
+        join_parts(path, parts, samples)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return tuple(line for sample_lines in lines for line in sample_lines)
+
+
+def write_part(item: ExportItem, task: ExportTask) -> tuple[str, ...]:
+    """One sample's features, one JSON object per line, in ``task.parts`` (the unit of work);
+    one line of summary per layer."""
+    store = task.open_store()
+    model = task.model(item)
+    assert model is not None  # write_geojson refuses an export without a model
+    sample_id = item.sample_id
+    mpp = float(store.sample_record(sample_id).meta.mpp)
+    lines = []
+    with (task.parts / f"{sample_id}.jsonl").open("w", encoding="utf-8") as part:
+        for layer in sample_layers(store, sample_id, model):
+            found = layer_features(layer, sample_id=sample_id, mpp=mpp)
+            for feature in found:
+                part.write(json.dumps(feature, allow_nan=False) + "\n")
+            lines.append(f"{sample_id}: {len(found)} {layer.name} regions ({layer.source})")
     return tuple(lines)
+
+
+def join_parts(path: Path, parts: Path, samples: list[str]) -> None:
+    """One FeatureCollection of every sample's features, in the samples' order, a line at a
+    time (as ``json.dumps`` of the whole collection would write it)."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write('{"type": "FeatureCollection", "features": [')
+        first = True
+        for sample_id in samples:
+            with (parts / f"{sample_id}.jsonl").open(encoding="utf-8") as part:
+                for line in part:
+                    out.write(("" if first else ", ") + line.rstrip("\n"))
+                    first = False
+        out.write("]}")
 
 
 def sample_layers(store: CohortStore, sample_id: str, model: ExportModel) -> list[Layer]:

@@ -12,8 +12,10 @@ Per sample ``<s>`` (``docs/interop.md``)::
             <s>_populations   the sub-spot maps (as ``tmescope predict --resolution``)
             <s>_<encoder>_embeddings   sopa's layout: X, ``obsm["spatial"]``, ``uns["embedding_config"]``
 
-Samples are written one at a time (``write_element``), so memory holds one sample's tables and
-a few image chunks, never a cohort or a whole slide.
+Each sample is written by one task (``export_parts``) into a SpatialData of its own, one element
+at a time (``write_element``), so memory holds one sample's tables and a few image chunks, never
+a cohort or a whole slide; its elements are then moved into the export (each is a folder of its
+own, self-described), and the root's attributes and consolidated metadata written last.
 """
 
 from __future__ import annotations
@@ -44,37 +46,48 @@ from tmescope.jobs.export import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import anndata as ad
 
     from tmescope.io.slide import Slide
+    from tmescope.jobs.cluster import SampleRunner
+    from tmescope.jobs.export_parts import ExportItem, ExportTask
     from tmescope.store import CohortStore
 
 log = logging.getLogger(__name__)
 
+ELEMENT_KINDS = ("images", "labels", "points", "shapes", "tables")
 CHUNK_PX = 1024  # image chunks: what is read from the slide and held at once
 MIN_LEVEL_PX = 256  # the pyramid stops halving before the long side falls under this
 ATTRS_KEY = "tmescope_export"  # not "tmescope", which marks a cohort store's root
 
 
 def write_spatialdata(
-    store: CohortStore, samples: list[str], model: ExportModel | None, path: Path
+    store: CohortStore,
+    samples: list[str],
+    model: ExportModel | None,
+    path: Path,
+    *,
+    runner: SampleRunner | None = None,
+    on_done: Callable[[int, tuple[str, ...]], None] | None = None,
 ) -> tuple[str, ...]:
-    """Write one SpatialData holding ``samples`` to ``path`` (which must not exist)."""
+    """Write one SpatialData holding ``samples`` to ``path`` (which must not exist): each
+    sample's elements are a part written by one task of ``runner`` (serial by default), then
+    moved into place in the samples' order."""
     import spatialdata as sd
+
+    from tmescope.jobs.cluster import SampleRunner
+    from tmescope.jobs.export_parts import PARTS, export_items, export_task
 
     sdata = sd.SpatialData()
     sdata.write(path, consolidate_metadata=False)  # once at the end, not after each element
-    written: list[str] = []
-    for sample_id in samples:
-        with ExitStack() as slides:  # a slide stays open until its image is written
-            elements = sample_elements(store, sample_id, model, slides)
-            for name, element in elements.items():  # shapes before the tables naming them
-                sdata[name] = element
-                sdata.write_element(name)
-            for name in reversed(elements):  # on disk now: free the memory
-                del sdata[name]
-            written += list(elements)
-        log.info("exported %s: %s", sample_id, ", ".join(elements))
+    task = export_task(store, model, path / PARTS)
+    items = export_items(samples, model)
+    parts = (runner or SampleRunner()).map(
+        write_part, items, task, name="export-spatialdata", on_done=on_done
+    )
+    written = join_parts(path, task.parts, dict(zip(samples, parts, strict=True)))
     sdata.attrs[ATTRS_KEY] = {
         "tmescope": __version__,
         "store": str(store.path),
@@ -88,6 +101,49 @@ def write_spatialdata(
     sdata.write_attrs()
     sdata.write_consolidated_metadata()
     return tuple(written)
+
+
+def write_part(item: ExportItem, task: ExportTask) -> tuple[str, ...]:
+    """One sample's elements as a SpatialData of their own in ``task.parts`` (the unit of work);
+    the names of its elements, in writing order."""
+    import dask
+    import spatialdata as sd
+
+    store = task.open_store()
+    sample_id = item.sample_id
+    sdata = sd.SpatialData()
+    sdata.write(task.parts / f"{sample_id}.zarr", consolidate_metadata=False)
+    # The image pyramid is computed by dask's threads in this process: on a Dask worker, dask
+    # would hand it to the cluster, which cannot ship the open slide (its handle and lock).
+    with ExitStack() as slides, dask.config.set(scheduler="threads"):
+        elements = sample_elements(store, sample_id, task.model(item), slides)
+        for name, element in elements.items():  # shapes before the tables naming them
+            sdata[name] = element
+            sdata.write_element(name)
+        for name in reversed(elements):  # on disk now: free the memory
+            del sdata[name]
+    log.info("exported %s: %s", sample_id, ", ".join(elements))
+    return tuple(elements)
+
+
+def join_parts(path: Path, parts: Path, elements: dict[str, tuple[str, ...]]) -> list[str]:
+    """Move each sample's elements (sample → names, in writing order) from its part into the
+    SpatialData at ``path``, in the samples' order: each element is a folder of its own, so a
+    rename moves it whole. The names moved."""
+    import shutil
+
+    written = []
+    for sample_id, names in elements.items():
+        part = parts / f"{sample_id}.zarr"
+        for name in names:
+            kind = next(k for k in ELEMENT_KINDS if (part / k / name).is_dir())
+            (path / kind).mkdir(exist_ok=True)
+            if not (path / kind / "zarr.json").is_file():  # the element kind's plain group
+                shutil.copy2(part / kind / "zarr.json", path / kind / "zarr.json")
+            (part / kind / name).rename(path / kind / name)
+            written.append(name)
+    shutil.rmtree(parts)
+    return written
 
 
 def sample_elements(

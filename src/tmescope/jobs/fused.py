@@ -71,14 +71,16 @@ def write_fused(
     *,
     samples: Sequence[str] | None = None,
     device: str = "auto",
+    scheduler: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> FusedCohort:
     """Fused sets of ``model_dir``'s model for ``samples`` (default: every complete sample).
 
     Samples with a fresh set in the store are read back; the others are predicted (spots, and
-    grid tiles where the sample has them) and written. A store the user may not write is
-    used read-only: the sets are computed and returned but not kept (with a warning).
-    ``progress(sample_id, done, total)`` is called after each sample.
+    grid tiles where the sample has them) and written: with ``scheduler`` (``local:N`` or a Dask
+    scheduler's address), one Dask task per sample, each writing its own set. A store the user
+    may not write is used read-only: the sets are computed here and returned but not kept (with
+    a warning). ``progress(sample_id, done, total)`` is called after each sample computed.
     """
     from tmescope.fusion.cohort import check_samples
     from tmescope.fusion.model_dir import load_model
@@ -98,7 +100,57 @@ def write_fused(
     model = load_model(model_dir, device=device_name(device))
     check_model_fits_store(model, opened.fingerprint, where=str(opened.path))
     wanted = check_samples(opened, list(samples)) if samples else opened.sample_ids()
+    if scheduler is not None and opened.writable:
+        write_missing(opened, Path(model_dir), model.model_id, wanted, device=device,
+                      scheduler=scheduler, progress=progress)  # fmt: skip
+        progress = None  # every set is written: the rest is reading them back
     return fused_for(opened, model, wanted, progress=progress)
+
+
+def write_missing(
+    store: CohortStore,
+    model_dir: Path,
+    model_id: str,
+    sample_ids: Sequence[str],
+    *,
+    device: str,
+    scheduler: str | None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[str]:
+    """Write the fused sets the samples lack (missing or stale), one task per sample; which."""
+    from tmescope.jobs.cluster import sample_runner
+    from tmescope.store.fused import fresh_samples
+
+    fresh = fresh_samples(store, model_id)
+    missing = [s for s in sample_ids if s not in fresh]
+    task = FusedTask(store=store.path, model_dir=model_dir, device=device)
+
+    def done(i: int, _: str) -> None:
+        if progress is not None:
+            progress(missing[i], i + 1, len(missing))
+
+    with sample_runner(scheduler if missing else None) as runner:
+        runner.map(write_fused_sample_task, missing, task, name="fused", on_done=done)
+    return missing
+
+
+@dataclass(frozen=True)
+class FusedTask:
+    """What a worker needs to write any sample's fused set: picklable paths."""
+
+    store: Path
+    model_dir: Path
+    device: str
+
+
+def write_fused_sample_task(sample_id: str, task: FusedTask) -> str:
+    """Predict and write one sample's fused set (the unit of work of :func:`write_missing`)."""
+    from tmescope.jobs.predict import cached_model
+    from tmescope.store import CohortStore
+
+    store = CohortStore.open(task.store, mode="a")
+    _compute(store, cached_model(task.model_dir, device=task.device), sample_id, None)
+    return sample_id
 
 
 def fused_for(

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from tmescope.analysis.cooccurrence import CooccurrenceResult
     from tmescope.analysis.crosscorr import CrossCorrResult
     from tmescope.analysis.enrichment import CohortNhood, NhoodResult
+    from tmescope.jobs.cluster import SampleRunner
     from tmescope.jobs.fused import FusedCohort, FusedRows
+    from tmescope.jobs.interaction_sample import SampleSites
 
 log = logging.getLogger(__name__)
 
@@ -159,67 +161,64 @@ def run_interactions(
     settings: InteractionSettings | None = None,
     out: Path | str | None = None,
     device: str = "auto",
+    scheduler: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> InteractionReport:
     """Interaction statistics of ``samples`` (default: the whole cohort, pooled).
 
     Labels are fitted on every sample of the store, so a sample's labels do not depend on
-    which samples were asked for.
+    which samples were asked for. With ``scheduler`` (``local:N`` or a Dask scheduler's
+    address) the fused sets, each sample's statistics and its figures are one Dask task per
+    sample; labels and pooling stay here, in the samples' order, so the result is the same.
     """
+    from tmescope.jobs.cluster import check_scheduler, sample_runner
     from tmescope.jobs.fused import write_fused
     from tmescope.store import CohortStore
 
     settings = settings or InteractionSettings()
+    check_scheduler(scheduler)
     opened = CohortStore.open(store, mode="r")
     wanted = list(samples) if samples else opened.sample_ids()
     _check_samples(opened, wanted, grid=settings.grid)
-    cohort = write_fused(store, model_dir, device=device, progress=progress)
-    report = interactions_of(cohort, wanted, settings)
-    if out is not None:
-        report = _draw(opened, cohort, report, Path(out))
+    cohort = write_fused(store, model_dir, device=device, scheduler=scheduler, progress=progress)
+    finished = 0
+
+    def done(i: int, _: object) -> None:
+        nonlocal finished
+        finished += 1
+        if progress is not None:
+            progress(wanted[i], finished, len(wanted))
+
+    with sample_runner(scheduler) as runner:
+        report = interactions_of(cohort, wanted, settings, runner=runner, on_done=done)
+        if out is not None:
+            report = _draw(opened, cohort, report, Path(out), runner)
     return report
 
 
 def interactions_of(
-    cohort: FusedCohort, samples: Sequence[str], settings: InteractionSettings
+    cohort: FusedCohort,
+    samples: Sequence[str],
+    settings: InteractionSettings,
+    *,
+    runner: SampleRunner | None = None,
+    on_done: Callable[[int, SampleInteractions], None] | None = None,
 ) -> InteractionReport:
-    """:func:`run_interactions` on fused sets already read."""
-    from tmescope.analysis.cooccurrence import co_occurrence, pool_cooccurrence
-    from tmescope.analysis.enrichment import nhood_enrichment, pool_cohort
+    """:func:`run_interactions` on fused sets already read (each sample's statistics on
+    ``runner``'s cluster when given, else in turn here; ``on_done(i, result)`` as sample
+    ``samples[i]`` is done)."""
+    from tmescope.analysis.cooccurrence import pool_cooccurrence
+    from tmescope.analysis.enrichment import pool_cohort
+    from tmescope.jobs.cluster import SampleRunner
+    from tmescope.jobs.interaction_sample import StatisticsTask, sample_statistics
 
     labels = cohort_labels(cohort, settings)
     categories = _categories(labels, samples, settings)
-    results = []
-    for sample_id in samples:
-        rows = cohort.samples[sample_id]
-        keep = _rows(rows, settings.grid)
-        coords = rows.coords_um[keep]
-        lab = labels[sample_id][keep]
-        present = sorted(set(lab.tolist()))
-        if len(present) < 2:
-            raise TrainingDataError(
-                f"sample {sample_id!r} has only one population ({present[0]}) among its "
-                f"{'tiles' if settings.grid else 'spots'}: interactions need at least 2; "
-                "try --on niches, or leave the sample out"
-            )
-        radius = neighbour_radius(coords)
-        log.info("interactions of %s: %d rows, radius %.0f µm", sample_id, len(lab), radius)
-        enrichment = nhood_enrichment(
-            coords, lab, radius_um=radius, n_perms=settings.n_perms, seed=settings.seed,
-            categories=categories, sample_id=sample_id,
-        )  # fmt: skip
-        cooc = co_occurrence(coords, lab, categories=categories, sample_id=sample_id)
-        results.append(
-            SampleInteractions(
-                sample_id=sample_id,
-                n=len(lab),
-                counts={c: int((lab == c).sum()) for c in categories},
-                radius_um=radius,
-                enrichment=enrichment,
-                cooccurrence=cooc,
-                crosscorr=_crosscorr(rows, keep, coords, radius, cohort.info.state_names, settings),
-            )
-        )
+    task = StatisticsTask(settings, categories, tuple(cohort.info.state_names))
+    sites = [sites_of(cohort.samples[s], labels[s], settings) for s in samples]
+    results = (runner or SampleRunner()).map(
+        sample_statistics, sites, task, name="interactions", on_done=on_done
+    )
     pooled = len(results) > 1
     cooc_mean = cooc_std = cc_mean = cc_std = None
     if pooled:
@@ -240,6 +239,17 @@ def interactions_of(
         state_names=tuple(cohort.info.state_names),
         labels={s: labels[s] for s in samples},
     )
+
+
+def sites_of(rows: FusedRows, labels: np.ndarray, settings: InteractionSettings) -> SampleSites:
+    """The labelled rows of one sample (spots, or grid tiles with ``grid``)."""
+    from tmescope.jobs.interaction_sample import SampleSites
+
+    keep = _rows(rows, settings.grid)
+    return SampleSites(
+        sample_id=rows.sample_id, coords_um=rows.coords_um[keep], coords_px=rows.coords_px[keep],
+        labels=labels[keep], states=rows.data.states[keep],
+    )  # fmt: skip
 
 
 def cohort_labels(cohort: FusedCohort, settings: InteractionSettings) -> dict[str, np.ndarray]:
@@ -288,32 +298,6 @@ def neighbour_radius(coords_um: np.ndarray) -> float:
     return NEIGHBOUR_REACH * spacing
 
 
-def _crosscorr(
-    rows: FusedRows,
-    keep: np.ndarray,
-    coords: np.ndarray,
-    radius: float,
-    names: Sequence[str],
-    settings: InteractionSettings,
-) -> CrossCorrResult | None:
-    """Bivariate Moran's I of every pair of state scores over row-standardised neighbours."""
-    import scipy.sparse as sp
-    from scipy.spatial import cKDTree
-
-    from tmescope.analysis.crosscorr import cross_correlation, row_standardise
-
-    if len(names) < 2:
-        return None
-    pairs = cKDTree(coords).query_pairs(radius, output_type="ndarray")
-    source, target = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
-    n = len(coords)
-    weights = sp.csr_matrix((np.ones(source.size), (source, target)), shape=(n, n))
-    return cross_correlation(
-        rows.data.states[keep], names, row_standardise(weights),
-        n_perms=settings.crosscorr_perms, seed=settings.seed,
-    )  # fmt: skip
-
-
 def _rows(rows: FusedRows, grid: bool) -> np.ndarray:
     """The rows labelled: grid tiles with ``grid``, else the spots (an H&E-only slide's tiles,
     which stand where spots would)."""
@@ -351,18 +335,15 @@ def _check_samples(store: Any, samples: Sequence[str], *, grid: bool) -> None:
 
 
 def _draw(
-    store: Any, cohort: FusedCohort, report: InteractionReport, out: Path
+    store: Any, cohort: FusedCohort, report: InteractionReport, out: Path, runner: SampleRunner
 ) -> InteractionReport:
+    """The cohort's figures here, each sample's as a task of ``runner``."""
     from dataclasses import replace
 
+    from tmescope.jobs.interaction_sample import FiguresTask, draw_sample_figures
     from tmescope.viz.interaction_plots import plot_cooccurrence_curves, plot_enrichment_heatmap
-    from tmescope.viz.label_maps import plot_label_map
-    from tmescope.viz.thumbnails import sample_thumbnail
 
     cats = list(report.categories)
-    what = "niches" if report.settings.on == "niches" else "dominant TME state"
-    where = "grid tiles" if report.settings.grid else "spots"
-    labels = report.labels
     figures = []
     if report.cohort is not None:
         figures.append(
@@ -380,31 +361,16 @@ def _draw(
                 title=f"co-occurrence by distance, mean of {len(report.samples)} samples",
             )
         )  # fmt: skip
-    for result in report.samples:
-        sid = result.sample_id
-        figures.append(
-            plot_enrichment_heatmap(
-                result.enrichment.zscore, cats, out / f"enrichment_{sid}.png",
-                title=f"{sid}: neighbourhood enrichment (z), {what} of {where}",
-            )
-        )  # fmt: skip
-        figures.append(
-            plot_cooccurrence_curves(
-                result.cooccurrence.ratio, result.cooccurrence.distances_um, cats,
-                out / f"cooccurrence_{sid}.png", pairs=_top_pairs(report),
-                title=f"{sid}: co-occurrence by distance",
-            )
-        )  # fmt: skip
-        rows = cohort.samples[sid]
-        keep = _rows(rows, report.settings.grid)
-        thumb, scale = sample_thumbnail(store, sid)
-        figures.append(
-            plot_label_map(
-                thumb, rows.coords_px[keep] * scale, labels[sid][keep], cats,
-                out / f"labels_{sid}.png", title=f"{sid}: {what} of {where}",
-                marker_px=3.0 if report.settings.grid else 4.0,
-            )
-        )  # fmt: skip
+    task = FiguresTask(
+        store=store.path, settings=report.settings, categories=report.categories,
+        top_pairs=tuple(_top_pairs(report)), out=out,
+    )  # fmt: skip
+    items = [
+        (sites_of(cohort.samples[r.sample_id], report.labels[r.sample_id], report.settings), r)
+        for r in report.samples
+    ]
+    for drawn in runner.map(draw_sample_figures, items, task, name="interaction-figures"):
+        figures += drawn
     return replace(report, figures=tuple(figures))
 
 

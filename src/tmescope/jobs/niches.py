@@ -95,6 +95,7 @@ def find_niches(
     out: Path | str | None = None,
     compare_views: bool = False,
     device: str = "auto",
+    scheduler: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> NicheReport:
     """Niches of every sample of ``store`` in the fused space of ``model_dir``'s model.
@@ -106,13 +107,18 @@ def find_niches(
     With ``compare_views``, the spots are also clustered into as many niches from the image
     alone, the measured expression alone and both jointly (:mod:`tmescope.jobs.niche_views`),
     and each view's agreement with the annotations is reported beside the fused one's.
+    With ``scheduler`` (``local:N`` or a Dask scheduler's address), the missing fused sets and
+    the niche maps are one Dask task per sample; the clustering runs here, on the cohort's
+    fused embeddings.
     """
+    from tmescope.jobs.cluster import check_scheduler
     from tmescope.jobs.fused import write_fused
 
     if k is not None and resolution is not None:  # before any work: refused input costs nothing
         raise InvalidParameterError("give either --k or --leiden-resolution, not both")
+    check_scheduler(scheduler)
     truth = read_annotations(annotations, annotation_key) if annotations else None
-    cohort = write_fused(store, model_dir, device=device, progress=progress)
+    cohort = write_fused(store, model_dir, device=device, scheduler=scheduler, progress=progress)
     report = niches_of(cohort, k=k, resolution=resolution, seed=seed, truth=truth)
     if compare_views:
         from tmescope.store import CohortStore
@@ -120,7 +126,7 @@ def find_niches(
         opened = CohortStore.open(store, mode="r")
         report = replace(report, views=view_agreement(opened, cohort, report, truth, seed=seed))
     if out is not None:
-        figures = draw_niches(store, cohort, report, Path(out))
+        figures = draw_niches(store, cohort, report, Path(out), scheduler=scheduler)
         report = replace(report, figures=tuple(figures))
     return report
 
@@ -218,33 +224,66 @@ def read_annotations(path: Path | str, key: str) -> pd.DataFrame:
 
 
 def draw_niches(
-    store: Path | str, cohort: FusedCohort, report: NicheReport, out: Path
+    store: Path | str,
+    cohort: FusedCohort,
+    report: NicheReport,
+    out: Path,
+    *,
+    scheduler: str | None = None,
 ) -> list[Path]:
-    """Niche maps over each sample's H&E thumbnail, and the composition bars, as PNG."""
-    from tmescope.store import CohortStore
-    from tmescope.viz.label_maps import plot_composition, plot_label_map
-    from tmescope.viz.thumbnails import sample_thumbnail
+    """Niche maps over each sample's H&E thumbnail (one task per sample on ``scheduler``'s
+    cluster, else in turn), and the composition bars, as PNG."""
+    from tmescope.jobs.cluster import sample_runner
+    from tmescope.viz.label_maps import plot_composition
 
-    opened = CohortStore.open(store, mode="r")
-    names = list(report.names)
-    figures = []
+    names = np.asarray(report.names, dtype=object)
+    items = []
     for sample_id, rows in cohort.samples.items():
-        thumb, scale = sample_thumbnail(opened, sample_id)
         spots = sites(rows)  # the niches are the spots'; tiles would hide the H&E under them
-        labels = np.asarray(names, dtype=object)[report.labels[sample_id][spots]]
-        figures.append(
-            plot_label_map(
-                thumb, rows.coords_px[spots] * scale, labels, names,
-                out / f"niches_{sample_id}.png", title=f"{sample_id}: niches ({report.method})",
-            )
-        )  # fmt: skip
+        labels = names[report.labels[sample_id][spots]]
+        items.append(NicheMap(sample_id, rows.coords_px[spots], labels))
+    task = NicheMapTask(Path(store), tuple(report.names), report.method, out)
+    with sample_runner(scheduler) as runner:
+        figures = runner.map(draw_niche_map, items, task, name="niche-maps")
     figures.append(
         plot_composition(
-            report.composition.to_numpy(), list(map(str, report.composition.index)), names,
-            out / "niche_composition.png", title="niche composition per sample",
+            report.composition.to_numpy(), list(map(str, report.composition.index)),
+            list(report.names), out / "niche_composition.png",
+            title="niche composition per sample",
         )
     )  # fmt: skip
     return figures
+
+
+@dataclass(frozen=True, eq=False)
+class NicheMap:
+    """One sample's niche map to draw: its sites and their niche names."""
+
+    sample_id: str
+    coords_px: np.ndarray  # (n, 2) full-resolution px
+    labels: Any  # (n,) object ndarray of niche names
+
+
+@dataclass(frozen=True)
+class NicheMapTask:
+    store: Path
+    names: tuple[str, ...]
+    method: str
+    out: Path
+
+
+def draw_niche_map(item: NicheMap, task: NicheMapTask) -> Path:
+    """One sample's niche map over its H&E thumbnail (the unit of work of :func:`draw_niches`)."""
+    from tmescope.store import CohortStore
+    from tmescope.viz.label_maps import plot_label_map
+    from tmescope.viz.thumbnails import sample_thumbnail
+
+    sid = item.sample_id
+    thumb, scale = sample_thumbnail(CohortStore.open(task.store, mode="r"), sid)
+    return plot_label_map(
+        thumb, item.coords_px * scale, item.labels, list(task.names),
+        task.out / f"niches_{sid}.png", title=f"{sid}: niches ({task.method})",
+    )  # fmt: skip
 
 
 def sites(rows: Any) -> np.ndarray:

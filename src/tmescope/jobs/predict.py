@@ -12,6 +12,7 @@ neighbour it attends to, mean over heads) and ``obsp["attention_layer1"]`` the f
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -19,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tmescope.errors import ModelMismatchError, TmescopeError, TmescopeWarning
+from tmescope.errors import (
+    ModelMismatchError,
+    SampleNotFoundError,
+    TmescopeError,
+    TmescopeWarning,
+)
 from tmescope.fusion.prediction import SamplePrediction
 from tmescope.store.atomic import write_atomically
 
@@ -52,7 +58,10 @@ def predict_rows(
     from tmescope.jobs.train import sample_platform
 
     check_model_fits_store(model, store.fingerprint, where=str(store.path))
-    record = store.sample_record(sample) if sample in store.sample_ids() else None
+    try:  # one sample's attributes, not a listing of the cohort (this runs once per sample)
+        record = store.sample_record(sample)
+    except SampleNotFoundError:
+        record = None  # read_spot_table says which samples there are
     if record is not None and record.meta.extra.get("platform") == HE_ONLY:
         return _predict_slide_tiles(store, model, sample)
     spots = read_spot_table(store, sample, counts=bool(record and record.has_counts))
@@ -177,6 +186,25 @@ def predict_sample(
     adata = _as_anndata(model, prediction, grid=grid)
     adata.uns["spatial"] = _spatial_uns(opened, sample)
     return _write_h5ad(adata, Path(out))
+
+
+def cached_model(model_dir: Path | str, *, device: str = "auto") -> FusionModel:
+    """``model_dir``'s model, loaded once per process for every sample a loop or a Dask worker
+    is given (a model written again into the same folder is loaded again)."""
+    path = Path(model_dir)
+    try:
+        stamp = (path / "model.json").stat().st_mtime
+    except OSError:
+        stamp = 0.0  # load_model says what is missing
+    return _loaded(str(path), device, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(model_dir: str, device: str, stamp: float) -> FusionModel:
+    from tmescope.fusion.model_dir import load_model
+    from tmescope.jobs.train import device_name
+
+    return load_model(model_dir, device=device_name(device))
 
 
 def check_model_fits_store(model: FusionModel, fingerprint: Any, *, where: str) -> None:

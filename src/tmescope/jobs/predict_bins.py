@@ -9,6 +9,9 @@ with ``layers["uncertainty"]`` its standard deviation from the populations' spre
 says which spot's disc holds the bin (``spot``, empty between spots); ``uns["subspot"]`` the bin
 size, the model and what the maps assume. A model whose populations come from marker gene sets
 (trained without ``--reference``) gives shares of marker signal, and no genes in ``X``.
+
+A sample's maps are predicted once and kept in the store (``maps/<model_id>/<sample>/``); the
+AnnData is rebuilt from them each time (:mod:`tmescope.jobs.subspot_maps`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import numpy as np
 
 if TYPE_CHECKING:
     import anndata as ad
+
+    from tmescope.jobs.subspot_maps import SubspotPredictor
+    from tmescope.store import CohortStore
+    from tmescope.store.maps import SavedMaps
 
 
 def predict_subspot(
@@ -41,39 +48,65 @@ def subspot_anndata(
     expression: bool = True,
 ) -> ad.AnnData:
     """:func:`predict_subspot`'s AnnData, in memory; without ``expression``, no genes (``X`` and
-    the uncertainty layer are bins × 0): the populations alone, a fraction of the memory."""
+    the uncertainty layer are bins × 0): the populations alone, a fraction of the memory.
+
+    The maps are the sample's saved ones when fresh (``maps/`` of the store), else predicted
+    now and saved (:mod:`tmescope.jobs.subspot_maps`).
+    """
+    from tmescope.jobs.subspot_maps import load_predictor, open_for_saving
+
+    opened = open_for_saving(store)
+    return stored_subspot_anndata(
+        opened, load_predictor(model_dir), sample, resolution_um=resolution_um,
+        model_dir=model_dir, expression=expression,
+    )  # fmt: skip
+
+
+def stored_subspot_anndata(
+    store: CohortStore,
+    predictor: SubspotPredictor,
+    sample: str,
+    *,
+    resolution_um: float,
+    model_dir: Path | str,
+    expression: bool = True,
+) -> ad.AnnData:
+    """:func:`subspot_anndata` on an opened store (saving the maps when it is writable) and a
+    loaded model: what a per-sample task calls."""
+    from tmescope.fusion.cohort import check_samples
+    from tmescope.fusion.subspot_data import check_resolution
+    from tmescope.jobs.subspot_maps import check_predictor, sample_maps
+
+    check_samples(store, [sample])
+    check_resolution(store, sample, resolution_um)
+    check_predictor(store, predictor, resolution_um)
+    maps = sample_maps(store, predictor, sample)
+    return maps_anndata(store, predictor, sample, maps, model_dir=model_dir, expression=expression)
+
+
+def maps_anndata(
+    store: CohortStore,
+    predictor: SubspotPredictor,
+    sample: str,
+    maps: SavedMaps,
+    *,
+    model_dir: Path | str,
+    expression: bool = True,
+    image: bool = True,
+) -> ad.AnnData:
+    """The AnnData of a sample's maps (saved or just predicted): expression is recomputed as
+    the shares times the reference profiles; positions and spots are read from the store.
+    Without ``image``, ``uns["spatial"]`` (the Space Ranger images, read from its folder) is
+    left out: statistics on the maps do not look at it."""
     import anndata as ad
     import pandas as pd
 
-    from tmescope.errors import ModelMismatchError
-    from tmescope.fusion.cohort import check_samples
-    from tmescope.fusion.model_dir import load_model
-    from tmescope.fusion.subspot_data import check_resolution, read_bin_sample
-    from tmescope.fusion.subspot_model import SUBSPOT_DIR, SubspotModel, describe, predict_bins
-    from tmescope.jobs.predict import _spatial_uns, check_model_fits_store
-    from tmescope.store import CohortStore, RowKind
+    from tmescope.fusion.subspot_model import describe
+    from tmescope.jobs.predict import _spatial_uns
+    from tmescope.store import RowKind
 
-    opened = CohortStore.open(store, mode="r")
-    check_samples(opened, [sample])
-    check_resolution(opened, sample, resolution_um)
-    model = load_model(model_dir, device="cpu")
-    check_model_fits_store(model, opened.fingerprint, where=str(opened.path))
-    if not (Path(model_dir) / SUBSPOT_DIR).is_dir():
-        raise ModelMismatchError(
-            f"{model_dir} has no sub-spot model: train it with `tmescope train STORE --out "
-            f"{model_dir} --resolution {resolution_um:g}` (with --reference REF.h5ad for shares "
-            "of cells)"
-        )
-    subspot = SubspotModel.load(Path(model_dir) / SUBSPOT_DIR)
-    if abs(subspot.bin_um - resolution_um) > 1e-6:
-        raise ModelMismatchError(
-            f"the sub-spot model of {model_dir} was trained on {subspot.bin_um:g} µm bins, not "
-            f"{resolution_um:g} µm; predict with --resolution {subspot.bin_um:g}"
-        )
-    bins = read_bin_sample(opened, sample, reference=subspot.reference, bin_um=resolution_um)
-    prediction = predict_bins(subspot, bins)
-
-    genes = [g for g in model.spec.genes if g in subspot.reference.genes] or list(
+    subspot = predictor.subspot
+    genes = [g for g in predictor.genes if g in subspot.reference.genes] or list(
         subspot.reference.genes
     )
     # Marker profiles are flat over each set's markers: they predict no gene worth showing.
@@ -81,36 +114,39 @@ def subspot_anndata(
     columns = [subspot.reference.genes.index(g) for g in genes]
     profiles = subspot.reference.profiles[:, columns].astype(np.float64)  # (P, G) per 1e4
     names = list(subspot.populations)
-    index = pd.Index([f"{sample}_bin_{i}" for i in range(len(bins.xy))])
-    spots = opened.read_barcodes(sample)[opened.read_kind(sample) == RowKind.SPOT]
+    index = pd.Index([f"{sample}_bin_{i}" for i in range(maps.n_bins)])
+    spots = store.read_barcodes(sample)[store.read_kind(sample) == RowKind.SPOT]
     adata = ad.AnnData(
-        X=(prediction.reconciled @ profiles).astype(np.float32),
+        X=(maps.reconciled @ profiles).astype(np.float32),
         obs=pd.DataFrame(
-            {"spot": _disc_spots(spots, bins.disc),
+            {"spot": _disc_spots(spots, maps.disc),
              "sample_id": sample},
             index=index,
         ),
         var=pd.DataFrame(index=pd.Index(genes)),
     )  # fmt: skip
-    adata.obsm["spatial"] = bins.xy.astype(np.float64)
+    adata.obsm["spatial"] = np.asarray(store.read_bins(sample).coords, dtype=np.float64)
     for key, table in (
-        ("populations", prediction.reconciled),
-        ("populations_image", prediction.image),
-        ("populations_std", prediction.std),
+        ("populations", maps.reconciled),
+        ("populations_image", maps.image),
+        ("populations_std", maps.std),
     ):
         adata.obsm[key] = pd.DataFrame(table.astype(np.float32), index=index, columns=names)
-    adata.layers["uncertainty"] = np.sqrt(prediction.std**2 @ profiles**2).astype(np.float32)
+    adata.layers["uncertainty"] = np.sqrt(maps.std**2 @ profiles**2).astype(np.float32)
+    mpp = float(store.sample_record(sample).meta.mpp)
     adata.uns["subspot"] = {
-        **_uns(describe(subspot), model_dir, resolution_um, bins.mpp),
-        "temperature": prediction.temperature,
-        "measured_spots": len(bins.spot_xy),
+        **_uns(describe(subspot), model_dir, maps.bin_um, mpp),
+        "model_id": predictor.model_id,
+        "temperature": maps.temperature,
+        "measured_spots": maps.measured_spots,
     }
-    if not len(bins.spot_xy):
+    if not maps.measured_spots:
         adata.uns["subspot"]["reconciled"] = (
             "not reconciled: the sample has no measured spots (an H&E-only slide); the maps are "
             "the image's, at temperature 1 (uncalibrated)"
         )
-    adata.uns["spatial"] = _spatial_uns(opened, sample)
+    if image:
+        adata.uns["spatial"] = _spatial_uns(store, sample)
     return adata
 
 

@@ -307,12 +307,14 @@ class CohortStore:
         lock.acquire()
         try:
             sweep_folder(self._path / SAMPLES)  # removals that killed processes left unfinished
-            # A model's fused set of a removed sample would only mislead a later sample of the
-            # same id; it goes first, so that a kill in between leaves a sample without its
-            # fused sets (written again when needed), never sets without their sample.
+            # A model's fused set (or saved maps) of a removed sample would only mislead a later
+            # sample of the same id; they go first, so that a kill in between leaves a sample
+            # without its sets (written again when needed), never sets without their sample.
             from tmescope.store.fused import remove_fused_sets
+            from tmescope.store.maps import remove_maps
 
             remove_fused_sets(self, sample_id)
+            remove_maps(self, sample_id)
             self._discard(sample_id)
         finally:
             lock.release()

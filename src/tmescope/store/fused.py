@@ -24,9 +24,6 @@ the ones recorded: re-embedding a sample makes its fused set stale.
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +34,19 @@ import zarr
 from zarr.storage import LocalStore
 
 from tmescope.errors import InvalidParameterError, StoreError
-from tmescope.store.atomic import remove_atomically, write_atomically
-from tmescope.store.durable import fsync, fsync_file, fsync_tree
+from tmescope.store.atomic import write_atomically
+from tmescope.store.durable import fsync_tree
+from tmescope.store.model_sets import (
+    check_writable,
+    ensure_group,
+    fresh_sets,
+    model_folder,
+    read_description,
+    remove_sample_sets,
+    sample_stamp,
+    visible,
+    write_group,
+)
 from tmescope.store.schema import now
 
 if TYPE_CHECKING:
@@ -101,29 +109,21 @@ class FusedSample:
         return int(self.rows.size)
 
 
+__all__ = ["sample_stamp"]  # re-exported: where fused sets' freshness was first defined
+
+
 def model_directory(store: CohortStore, model_id: str) -> Path:
     """``fused/<model_id>`` of ``store`` (which may not exist yet)."""
-    if not model_id or not all(c.isalnum() or c in "-_" for c in model_id):
-        raise InvalidParameterError(f"model id {model_id!r} is not a plain name")
-    return store.path / FUSED / model_id
-
-
-def sample_stamp(store: CohortStore, sample_id: str) -> dict[str, Any]:
-    """What must still hold for a fused set of ``sample_id`` to be fresh."""
-    record = store.sample_record(sample_id)
-    return {"sample_hash": record.meta.source_hash, "sample_completed": record.completed}
+    return model_folder(store, FUSED, model_id)
 
 
 def read_model_info(store: CohortStore, model_id: str) -> FusedModelInfo | None:
     """The description of ``model_id``'s fused sets, or ``None`` when there are none."""
     path = model_directory(store, model_id) / "zarr.json"
+    attrs = read_description(path, FUSED_ATTR)
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-        attrs = metadata["attributes"][FUSED_ATTR]
-        return FusedModelInfo.from_attrs(attrs)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        return None if attrs is None else FusedModelInfo.from_attrs(attrs)
+    except (KeyError, ValueError, TypeError) as error:
         raise StoreError(
             f"{path} is unreadable ({error!r}); remove {path.parent} and run the command again"
         ) from error
@@ -134,49 +134,32 @@ def fused_models(store: CohortStore) -> list[FusedModelInfo]:
     root = store.path / FUSED
     if not root.is_dir():
         return []
-    infos = [read_model_info(store, p.name) for p in sorted(root.iterdir()) if _visible(p)]
+    infos = [read_model_info(store, p.name) for p in sorted(root.iterdir()) if visible(p)]
     return [info for info in infos if info is not None]
 
 
 def fresh_samples(store: CohortStore, model_id: str) -> dict[str, dict[str, Any]]:
     """The samples whose fused set of ``model_id`` is whole and fresh → their attributes."""
-    directory = model_directory(store, model_id)
-    if not directory.is_dir():
-        return {}
-    complete = set(store.sample_ids())
-    fresh = {}
-    for path in sorted(directory.iterdir()):
-        if not _visible(path) or path.name not in complete:
-            continue
-        attrs = _group_attrs(path)
-        if attrs is not None and all(
-            attrs.get(k) == v for k, v in sample_stamp(store, path.name).items()
-        ):
-            fresh[path.name] = attrs
-    return fresh
+    return fresh_sets(store, model_directory(store, model_id))
 
 
 def write_model_info(store: CohortStore, info: FusedModelInfo) -> None:
     """Write (or rewrite) ``fused/<model_id>/zarr.json``, atomically."""
-    _check_writable(store)
-    directory = model_directory(store, info.model_id)
-    directory.mkdir(parents=True, exist_ok=True)
-    root_meta = store.path / FUSED / "zarr.json"
-    if not root_meta.exists():
-        _write_json(root_meta, {"zarr_format": 3, "node_type": "group", "attributes": {}})
-    metadata = {"zarr_format": 3, "node_type": "group", "attributes": {FUSED_ATTR: info.to_attrs()}}
-    _write_json(directory / "zarr.json", metadata)
+    check_writable(store)
+    ensure_group(store.path / FUSED)
+    write_group(model_directory(store, info.model_id), {FUSED_ATTR: info.to_attrs()})
 
 
 def write_fused_sample(
     store: CohortStore, model_id: str, sample_id: str, data: FusedSample, *, grid: bool
 ) -> None:
     """Write one sample's fused set; a whole set replaces the old one in one rename."""
-    _check_writable(store)
+    check_writable(store)
     _check_shapes(data)
     directory = model_directory(store, model_id)
     if read_model_info(store, model_id) is None:
         raise StoreError(f"write the model's description (write_model_info) before {sample_id!r}")
+
     def write(partial: Path) -> None:
         group = zarr.open_group(LocalStore(partial), mode="w", zarr_format=3)
         for name in ARRAYS:
@@ -222,14 +205,7 @@ def read_fused_sample(store: CohortStore, model_id: str, sample_id: str) -> Fuse
 
 def remove_fused_sets(store: CohortStore, sample_id: str) -> int:
     """Delete every model's fused set of ``sample_id`` (renamed away first); how many."""
-    root = store.path / FUSED
-    removed = 0
-    for model in sorted(root.iterdir()) if root.is_dir() else []:
-        target = model / sample_id
-        if _visible(model) and target.is_dir():
-            remove_atomically(target)
-            removed += 1
-    return removed
+    return remove_sample_sets(store, FUSED, sample_id)
 
 
 def verify_fused(store: CohortStore) -> list[str]:
@@ -293,32 +269,3 @@ def _check_shapes(data: FusedSample) -> None:
             raise InvalidParameterError(
                 f"fused {name} must be a finite ({n}, k) array, got shape {value.shape}"
             )
-
-
-def _group_attrs(path: Path) -> dict[str, Any] | None:
-    try:
-        metadata = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    attrs = metadata.get("attributes")
-    return dict(attrs) if isinstance(attrs, dict) else None
-
-
-def _visible(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith(".")
-
-
-def _check_writable(store: CohortStore) -> None:
-    if not store.writable:
-        raise StoreError(f"{store.path} was opened read-only; open it with mode='a' to write")
-
-
-def _write_json(target: Path, payload: Mapping[str, Any]) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        fsync(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_file(target)

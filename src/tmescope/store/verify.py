@@ -54,8 +54,9 @@ def verify_store(store: CohortStore) -> list[str]:
     for sample_id in store.sample_ids(include_incomplete=True):
         problems.extend(f"sample {sample_id!r}: {p}" for p in _verify_sample(store, sample_id))
     from tmescope.store.fused import verify_fused
+    from tmescope.store.maps import verify_maps
 
-    return problems + verify_fused(store)
+    return problems + verify_fused(store) + verify_maps(store)
 
 
 def _verify_sample(store: CohortStore, sample_id: str) -> list[str]:
