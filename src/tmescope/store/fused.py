@@ -44,6 +44,7 @@ from tmescope.store.model_sets import (
     read_description,
     remove_sample_sets,
     sample_stamp,
+    verify_model_sets,
     visible,
     write_group,
 )
@@ -209,37 +210,12 @@ def remove_fused_sets(store: CohortStore, sample_id: str) -> int:
 
 
 def verify_fused(store: CohortStore) -> list[str]:
-    """Problems of the fused sets, one line each: unreadable descriptions, damaged sets, sets of
-    samples the store no longer holds. Hidden work paths are no problem: in progress, or left
-    by a killed writer and removed by the next one (``atomic.sweep_leftovers``). A stale set (its sample embedded again) is no problem:
-    the next command that needs it writes it again."""
-    root = store.path / FUSED
-    if not root.is_dir():
-        return []
-    problems = []
-    complete = set(store.sample_ids(include_incomplete=True))
-    for model in sorted(p for p in root.iterdir() if p.is_dir()):
-        where = f"{FUSED}/{model.name}"
-        try:
-            info = read_model_info(store, model.name)
-        except (StoreError, InvalidParameterError) as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if info is None:
-            problems.append(f"{where}: no description (zarr.json); remove the folder")
-            continue
-        for entry in sorted(model.iterdir()):
-            if not entry.is_dir() or entry.name == FUSED_INDEX:
-                continue
-            if entry.name.startswith("."):
-                continue  # work in progress, or left by a killed writer: the next one sweeps it
-            if entry.name not in complete:
-                problems.append(
-                    f"{where}/{entry.name}: a set of a sample the store no longer holds; delete it"
-                )
-            else:
-                problems.extend(_verify_set(store, info, entry.name, f"{where}/{entry.name}"))
-    return problems
+    """Problems of the fused sets, one line each (the fused space's index aside), found as
+    :func:`tmescope.store.model_sets.verify_model_sets` says."""
+    return verify_model_sets(
+        store, FUSED, read_info=read_model_info, verify_set=_verify_set,
+        skip=frozenset({FUSED_INDEX}),
+    )  # fmt: skip
 
 
 def _verify_set(store: CohortStore, info: FusedModelInfo, sample_id: str, where: str) -> list[str]:

@@ -46,7 +46,7 @@ from tmescope.store.model_sets import (
     read_description,
     remove_sample_sets,
     sample_stamp,
-    visible,
+    verify_model_sets,
     write_group,
 )
 from tmescope.store.schema import now
@@ -205,33 +205,9 @@ def remove_maps(store: CohortStore, sample_id: str) -> int:
 
 
 def verify_maps(store: CohortStore) -> list[str]:
-    """Problems of the saved maps, one line each, as :func:`tmescope.store.fused.verify_fused`
-    finds them for fused sets (a stale set, or a killed writer's hidden folder, is none)."""
-    root = store.path / MAPS
-    if not root.is_dir():
-        return []
-    problems = []
-    samples = set(store.sample_ids(include_incomplete=True))
-    for model in sorted(p for p in root.iterdir() if p.is_dir()):
-        where = f"{MAPS}/{model.name}"
-        try:
-            info = read_maps_info(store, model.name)
-        except (StoreError, InvalidParameterError) as error:
-            problems.append(f"{where}: {error}")
-            continue
-        if info is None:
-            problems.append(f"{where}: no description (zarr.json); remove the folder")
-            continue
-        for entry in sorted(model.iterdir()):
-            if not visible(entry):
-                continue  # work in progress, or left by a killed writer: the next one sweeps it
-            if entry.name not in samples:
-                problems.append(
-                    f"{where}/{entry.name}: maps of a sample the store no longer holds; delete it"
-                )
-            else:
-                problems.extend(_verify_set(store, info, entry.name, f"{where}/{entry.name}"))
-    return problems
+    """Problems of the saved maps, one line each, found as
+    :func:`tmescope.store.model_sets.verify_model_sets` says."""
+    return verify_model_sets(store, MAPS, read_info=read_maps_info, verify_set=_verify_set)
 
 
 def _verify_set(store: CohortStore, info: MapsModelInfo, sample_id: str, where: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,46 @@ def group_attrs(path: Path) -> dict[str, Any] | None:
         return None
     attrs = metadata.get("attributes")
     return dict(attrs) if isinstance(attrs, dict) else None
+
+
+def verify_model_sets(
+    store: CohortStore,
+    root: str,
+    *,
+    read_info: Callable[[CohortStore, str], Any | None],
+    verify_set: Callable[[CohortStore, Any, str, str], list[str]],
+    skip: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Problems of every model's sets under ``root``, one line each: an unreadable or missing
+    description, a set of a sample the store no longer holds, and what ``verify_set(store, info,
+    sample_id, where)`` finds in a set. Hidden work (in progress, or left by a killed writer: the
+    next writer sweeps it) and the entries named in ``skip`` are no problem; neither is a stale
+    set (its sample embedded again): the next command that needs it writes it again."""
+    folder = store.path / root
+    if not folder.is_dir():
+        return []
+    problems: list[str] = []
+    samples = set(store.sample_ids(include_incomplete=True))
+    for model in sorted(p for p in folder.iterdir() if p.is_dir()):
+        where = f"{root}/{model.name}"
+        try:
+            info = read_info(store, model.name)
+        except (StoreError, InvalidParameterError) as error:
+            problems.append(f"{where}: {error}")
+            continue
+        if info is None:
+            problems.append(f"{where}: no description (zarr.json); remove the folder")
+            continue
+        for entry in sorted(model.iterdir()):
+            if not visible(entry) or entry.name in skip:
+                continue
+            if entry.name not in samples:
+                problems.append(
+                    f"{where}/{entry.name}: a set of a sample the store no longer holds; delete it"
+                )
+            else:
+                problems.extend(verify_set(store, info, entry.name, f"{where}/{entry.name}"))
+    return problems
 
 
 def visible(path: Path) -> bool:
