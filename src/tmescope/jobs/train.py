@@ -261,7 +261,7 @@ def fold_samples(
     targets: dict[str, Any] = {}
     for i, sample_id in enumerate((*train, *test), start=1):
         targets[sample_id] = spec.compute(cache.counts_table(sample_id))
-        if eta.worth_saying(i, lines=4):
+        if eta.worth_saying(i, lines=2):
             say(eta.status(f"{name}: targets of {sample_id}", i))
     return (
         spec,
