@@ -47,6 +47,7 @@ def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_pat
         (["--label-key", "cell_type"], "give --reference"),
         (["--resolution", "-16"], "--resolution must be a bin size"),
         (["--folds", "nofile.csv"], "nofile.csv"),
+        (["--genes", "100000", "--model", "ridge"], "variable genes"),  # refused mid-training
     ],
 )
 def test_bad_training_requests_are_one_line_exit_2(
@@ -57,6 +58,7 @@ def test_bad_training_requests_are_one_line_exit_2(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
     assert not (tmp_path / "m").exists()
+    assert not (tmp_path / ".m.train-work").exists()  # nothing kept of a refused training
 
 
 def test_predict_without_a_model_says_how_to_train_one(two_samples: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tmescope._version import __version__
+from tmescope.errors import TmescopeError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,9 @@ class TrainWork:
 @contextmanager
 def open_work(out: Path, key: Mapping[str, Any]) -> Iterator[TrainWork]:
     """The work folder of the model folder ``out`` for ``key``, locked while in use; removed
-    when the block ends without an error (the model is then written), kept when it fails."""
+    when the block ends without an error (the model is then written) and when it is refused
+    for its inputs (a :class:`~tmescope.errors.TmescopeError`: the same inputs would be
+    refused again), kept when it is interrupted or crashes, for the next run to resume."""
     from tmescope.store.locking import NameLock
 
     out = Path(out)
@@ -120,7 +123,11 @@ def open_work(out: Path, key: Mapping[str, Any]) -> Iterator[TrainWork]:
     lock.acquire()
     try:
         _prepare(folder, key)
-        yield TrainWork(folder)
+        try:
+            yield TrainWork(folder)
+        except TmescopeError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         shutil.rmtree(folder, ignore_errors=True)
     finally:
         lock.release()
