@@ -15,11 +15,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tmescope"
 ROOMS = ("io", "datasets", "embed", "store", "fusion", "analysis", "viz")
-# What everyone may import: the errors, the version, and the thread budget (every layer sizes
-# its thread pools from the cores the process may use: the CLI, the jobs, embedding's readers).
-SHARED = {"tmescope.errors", "tmescope._version", "tmescope.cpus"}
+# What everyone may import: the errors, the version, the thread budget (every layer sizes
+# its thread pools from the cores the process may use: the CLI, the jobs, embedding's readers)
+# and the time left of a long loop (jobs word their progress with it, the CLI prints it).
+SHARED = {"tmescope.errors", "tmescope._version", "tmescope.cpus", "tmescope.progress"}
 # The modules of the package's top level, besides the rooms.
-TOP = {"__init__.py", "__main__.py", "errors.py", "_version.py", "cpus.py", "workflows.py"}
+TOP = {"__init__.py", "__main__.py", "errors.py", "_version.py", "cpus.py", "progress.py",
+       "workflows.py"}  # fmt: skip
 
 
 def _imports(path: Path, *, typing_too: bool = False) -> list[str]:

@@ -73,7 +73,7 @@ def test_same_seed_writes_the_same_bytes_serially_or_in_parallel(tmp_path: Path)
     assert [name for name in a if a[name] != b[name]] == []
     # The pool reports each sample as it is done (in any order), with the time left.
     assert sorted(m.split(":")[0] for m in messages) == ["synth_00", "synth_01", "synth_02"]
-    assert sum("left)" in m for m in messages) == 2
+    assert sum(m.endswith(" left") for m in messages) == 2
 
 
 def test_seeds_and_samples_differ_and_a_sample_ignores_cohort_size(tmp_path: Path) -> None:
@@ -346,7 +346,7 @@ def test_progress_and_logging(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.INFO, logger="tmescope.datasets"):
         write_synthetic_cohort(tmp_path, n_samples=2, n_spots=20, seed=0, progress=messages.append)
     assert [m.split(":")[0] for m in messages] == ["synth_00", "synth_01"]  # in turn: in order
-    assert "(1/2, about" in messages[0] and "left)" not in messages[1]
+    assert "(1 of 2), about" in messages[0] and "left" not in messages[1]
     assert sum("synth_01" in r.getMessage() for r in caplog.records) == 1
 
 

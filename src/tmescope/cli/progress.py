@@ -11,26 +11,21 @@ from collections.abc import Callable
 
 from rich.console import Console
 
+from tmescope.progress import Eta
+
 
 def sample_progress(what: str, console: Console | None = None) -> Callable[[str, int, int], None]:
     """A ``progress(sample_id, done, total)`` callback for the Python twins that prints one line
-    per finished sample: ``what: S3 done (3/40), about 0:12:30 left``."""
+    per finished sample: ``what: S3 done (3 of 40), about 12 min 30 s left``."""
     console = console or Console(stderr=True, highlight=False)
-    clock = {"start": time.monotonic(), "last": time.monotonic(), "done": 0}
+    eta = Eta(0)
+    clock = {"last": time.monotonic(), "done": 0}
 
     def report(sample_id: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done <= clock["done"]:  # a new stage: it began when the last one ended
-            clock["start"] = clock["last"]
-        clock["last"], clock["done"] = now, done
-        left = total - done
-        mean = (now - clock["start"]) / max(done, 1)
-        eta = f", about {_clock(mean * left)} left" if left else ""
-        console.print(f"[dim]{what}: {sample_id} done ({done}/{total}){eta}[/dim]")
+        if done <= clock["done"] or total != eta.total:  # a new stage: it began as the last ended
+            eta.total = total
+            eta.start = clock["last"]
+        clock["last"], clock["done"] = time.monotonic(), done
+        console.print(f"[dim]{what}: {eta.status(f'{sample_id} done', done)}[/dim]")
 
     return report
-
-
-def _clock(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

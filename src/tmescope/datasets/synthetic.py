@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from tmescope.errors import InvalidParameterError, WorkerLostError
 from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
 from tmescope.io._keys import ScalefactorKeys as K
 from tmescope.io._keys import VisiumFiles as F
+from tmescope.progress import Eta
 
 log = logging.getLogger(__name__)
 
@@ -232,30 +232,16 @@ class _Reporter:
 
     def __init__(self, recipe: _Recipe, *, n_samples: int, progress: Progress | None) -> None:
         self._n_spots = recipe.n_spots
-        self._total = n_samples
         self._progress = progress
         self._done = 0
-        self._start = time.perf_counter()
+        self._eta = Eta(n_samples)
 
     def done(self, sample_id: str, size: tuple[int, int]) -> None:
         self._done += 1
         message = f"{sample_id}: {self._n_spots} spots, {size[0]}×{size[1]} px slide"
         log.info("wrote %s", message)
-        if self._progress is None:
-            return
-        left = self._total - self._done
-        if left:
-            seconds = (time.perf_counter() - self._start) / self._done * left
-            message += f" ({self._done}/{self._total}, about {_duration(seconds)} left)"
-        self._progress(message)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 90 * 60:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
+        if self._progress is not None:
+            self._progress(self._eta.status(message, self._done))
 
 
 def _validate(*, n_samples: int, n_spots: int, seed: int, n_genes: int, mpp: float) -> None:

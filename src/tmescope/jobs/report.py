@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,6 +24,7 @@ from tmescope._version import __version__
 from tmescope.errors import InvalidParameterError
 from tmescope.jobs.report_files import check_pages_folder, write_report_files
 from tmescope.jobs.report_samples import HEAD, SampleDrawer
+from tmescope.progress import Eta, duration
 from tmescope.viz.report.folder import ReportLayout, pages_folder
 from tmescope.viz.report.gallery import GalleryQuery, similar_regions
 from tmescope.viz.report.genes import measured_genes, measured_panel, predicted_genes
@@ -122,9 +122,11 @@ def _write_pages(
     where each TME state peaks highest so far (a few numbers), nothing else."""
     rows: list[OverviewRow] = []
     peaks: dict[str, GalleryQuery] = {}
-    n, start = len(layout.order), time.monotonic()
+    n, eta = len(layout.order), Eta(len(layout.order))
     for i, sample_id in enumerate(layout.order):
-        _say(progress, f"report: drawing sample {sample_id} ({i + 1} of {n}){_eta(start, i, n)}")
+        left = eta.left(i)
+        tail = f"; about {duration(left)} left" if left is not None else ""
+        _say(progress, f"report: drawing sample {sample_id} ({i + 1} of {n}){tail}")
         drawn = drawer.draw(sample_id)
         sources.release(sample_id)  # its counts and slide: opened again only for a gallery
         page = render_page(
@@ -140,15 +142,6 @@ def _write_pages(
             if peak.label not in peaks or peak.value > peaks[peak.label].value:
                 peaks[peak.label] = peak
     return rows, peaks
-
-
-def _eta(start: float, done: int, total: int) -> str:
-    """``"; about 1 min 20 s left"`` from the pace so far (nothing before the first is done)."""
-    if not done:
-        return ""
-    left = (time.monotonic() - start) / done * (total - done)
-    minutes, seconds = divmod(round(left), 60)
-    return f"; about {f'{minutes} min ' if minutes else ''}{seconds} s left"
 
 
 def _say(progress: Progress | None, message: str) -> None:

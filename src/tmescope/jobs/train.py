@@ -17,7 +17,7 @@ from typing import Any
 
 from tmescope.cpus import ensure_threads
 from tmescope.errors import InvalidParameterError, TmescopeWarning, TrainingDataError
-from tmescope.jobs.progress import Eta
+from tmescope.progress import Eta
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
-"""How long the rest of a long loop will take: one ETA for every per-sample stage.
+"""How long the rest of a long loop will take: one wording of the time left for every stage.
 
-Jobs report progress as short messages through a callback (the CLI prints them on stderr; the
-library never prints). :class:`Eta` turns "i of n done" into "sample X (i of n), 3 min 10 s
-left", from the mean time per item so far.
+Jobs report progress through callbacks (the CLI prints on stderr; the library never prints).
+:class:`Eta` turns "i of n done" into "sample X (i of n), about 3 min 10 s left", from the mean
+time per item so far; jobs word their messages with it and the CLI its per-sample lines.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ class Eta:
 
     def __init__(self, total: int) -> None:
         self.total = max(int(total), 0)
+        self.start = time.monotonic()
+
+    def restart(self) -> None:
+        """Start the clock again (a new stage of as many items)."""
         self.start = time.monotonic()
 
     def left(self, done: int) -> float | None:
@@ -31,7 +35,7 @@ class Eta:
     def status(self, what: str, done: int) -> str:
         """``"<what> (done of total), <time> left"``; the time once one item is done."""
         left = self.left(done)
-        tail = "" if left is None or done >= self.total else f", {duration(left)} left"
+        tail = "" if left is None or done >= self.total else f", about {duration(left)} left"
         return f"{what} ({done} of {self.total}){tail}"
 
 
