@@ -92,7 +92,7 @@ BAD_SHEETS = [
     ("sample,path\nA,nowhere\n", ["row 2", "column 'path'", "does not exist",
                                   "relative paths start at the sheet's folder"]),
     ("sample,path\nA,plain\n", ["row 2", "column 'path'", "no spatial/ folder"]),
-    ("sample,path\nA,sheet.csv\n", ["row 2", "column 'path'", "is a file"]),
+    ("sample,path\nA,slides/s1.tif\n", ["row 2", "column 'path'", "is a file"]),
     ("name,folder\nA,runs/A\n", ["row 1 (the header)", "column 'sample'", "found 'name', "
                                  "'folder'", "Rename the columns"]),
     ("sample,image,patient\nA,x.tif,P1\n", ["row 1", "column 'path'", "no such column"]),
