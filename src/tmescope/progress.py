@@ -17,10 +17,6 @@ class Eta:
         self.total = max(int(total), 0)
         self.start = time.monotonic()
 
-    def restart(self) -> None:
-        """Start the clock again (a new stage of as many items)."""
-        self.start = time.monotonic()
-
     def left(self, done: int) -> float | None:
         """Seconds left after ``done`` items (``None`` before the first)."""
         if done <= 0 or self.total <= 0:
