@@ -15,6 +15,11 @@ _LAZY = {
     "describe_encoders": "tmescope.embed.registry",
     "DemoResult": "tmescope.jobs.demo",
     "run_demo": "tmescope.jobs.demo",
+    "CompareReport": "tmescope.jobs.compare",
+    "CompareSettings": "tmescope.jobs.compare",
+    "compare_adatas": "tmescope.jobs.compare",
+    "one_hot_types": "tmescope.jobs.compare",
+    "run_compare": "tmescope.jobs.compare",
     "EmbedSettings": "tmescope.jobs.embed",
     "EmbedSummary": "tmescope.jobs.embed",
     "ProgressReporter": "tmescope.jobs.embed",
@@ -68,6 +73,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "CompareReport",
+    "CompareSettings",
     "DemoResult",
     "EmbedSettings",
     "EmbedSummary",
@@ -88,6 +95,7 @@ __all__ = [
     "analysis_sections",
     "build_cohort_index",
     "cohort_samplesheet",
+    "compare_adatas",
     "describe_encoders",
     "describe_sample",
     "embed_query_image",
@@ -99,6 +107,7 @@ __all__ = [
     "interaction_section",
     "make_app",
     "niche_section",
+    "one_hot_types",
     "parse_models",
     "predict_sample",
     "predict_samples",
@@ -106,6 +115,7 @@ __all__ = [
     "query_store",
     "read_samplesheet",
     "remove_samples",
+    "run_compare",
     "run_demo",
     "run_interactions",
     "run_interfaces",
@@ -125,6 +135,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from tmescope.embed.registry import describe_encoders
+    from tmescope.jobs.compare import (
+        CompareReport,
+        CompareSettings,
+        compare_adatas,
+        one_hot_types,
+        run_compare,
+    )
     from tmescope.jobs.demo import DemoResult, run_demo
     from tmescope.jobs.embed import (
         EmbedSettings,

@@ -79,7 +79,7 @@ def adata_pair_statistics(
     table = abundance_table(adata, key)
     scale = um_per_px_of(adata, um_per_px)
     return pair_statistics(
-        _positions(adata), table.to_numpy(float), [str(c) for c in table.columns],
+        positions_of(adata), table.to_numpy(float), [str(c) for c in table.columns],
         radius=radius_um / scale, n_shifts=n_shifts, seed=seed,
     )  # fmt: skip
 
@@ -97,14 +97,14 @@ def adata_interface_maps(
     names = [str(c) for c in table.columns]
     radius = radius_um / um_per_px_of(adata, um_per_px)
     values = table.to_numpy(float)
-    xy = _positions(adata)
+    xy = positions_of(adata)
     return {
         f"{names[a]}|{names[b]}": interface_map(xy, values, (a, b), radius)
         for a, b in pairs_of(names, pairs)
     }
 
 
-def _positions(adata: Any) -> np.ndarray:
+def positions_of(adata: Any) -> np.ndarray:
     if "spatial" not in adata.obsm:
         raise InvalidParameterError(
             "no obsm['spatial'] in the AnnData: interface statistics need each observation's "

@@ -131,6 +131,26 @@ def pair_statistics(
     return PairStatistics(label, observed, mean, std, z, p, n_shifts, float(radius), len(xy))
 
 
+def colocation_ratios(
+    coords: np.ndarray, abundances: np.ndarray, *, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The observed co-location ratio of every pair, without a null: (ratios (p, p), NaN for a
+    population rarer than :data:`MIN_MEAN`; the neighbour means (n, p); which locations have a
+    neighbour (n,)). What a comparison between samples needs of each."""
+    xy = np.asarray(coords, dtype=np.float64)
+    values = _abundances(abundances, len(xy))
+    if radius <= 0:
+        raise InvalidParameterError(f"radius must be > 0; found {radius}")
+    weights = neighbour_weights(xy, radius)
+    lag = weights @ values
+    has = np.diff(weights.indptr) > 0
+    ratio = _ratios(values, lag, has)
+    rare = values[has].mean(axis=0) < MIN_MEAN if has.any() else np.ones(values.shape[1], bool)
+    ratio[rare, :] = np.nan
+    ratio[:, rare] = np.nan
+    return ratio, lag, has
+
+
 @dataclass(frozen=True)
 class CohortPairs:
     """Pair statistics pooled over samples: mean and spread of log ratios, Stouffer z."""

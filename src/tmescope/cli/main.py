@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from tmescope._version import __version__
 from tmescope.cli import (
     analysis,
+    compare,
     demo,
     embed,
     encoders,
@@ -57,6 +58,7 @@ app.command("report")(report.report)
 app.command("niches")(analysis.niches)
 app.command("serve")(serve.serve)
 app.command("interactions")(analysis.interactions)
+app.command("compare")(compare.compare)
 app.command("export")(export.export)
 app.add_typer(store.app, name="store")
 app.command("demo")(demo.demo)

@@ -21,6 +21,15 @@ def synth(
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed: the same seed writes the same bytes.")
     ] = 0,
+    phenotypes: Annotated[
+        str,
+        typer.Option(
+            "--phenotypes",
+            help="Immune phenotypes to plant, given to the patients in turn (both sections of a "
+            "patient share one), e.g. inflamed,excluded or inflamed,excluded,desert; the sheet "
+            "gains phenotype and group columns.",
+        ),
+    ] = "",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the sample folders as JSON.")
     ] = False,
@@ -39,7 +48,10 @@ def synth(
             console.print(message, highlight=False)  # a line per sample, kept above the spinner
             status.update(f"writing {samples} synthetic sample(s) to {out}: {message}")
 
-        paths = synthesize_cohort(out, n_samples=samples, n_spots=spots, seed=seed, progress=show)
+        paths = synthesize_cohort(
+            out, n_samples=samples, n_spots=spots, seed=seed, progress=show,
+            phenotypes=[n.strip() for n in phenotypes.split(",") if n.strip()],
+        )  # fmt: skip
     console.print(f"sample sheet: {cohort_samplesheet(out)}", highlight=False)
     if as_json:
         typer.echo(json.dumps([str(p) for p in paths], indent=2))

@@ -69,6 +69,42 @@ REGION_COMPOSITION: Final[dict[str, dict[str, float]]] = {
 BORDER_INFILTRATE: Final = {"t_cell": 0.22, "macrophage": 0.08}
 BORDER_INFILTRATE_UM: Final = 60.0
 
+
+@dataclass(frozen=True)
+class ImmunePhenotype:
+    """Where a tumour's T cells sit (Chen & Mellman 2017), as changes to the draw of T cells.
+
+    ``nest_t_cell`` replaces the T-cell probability inside tumour nests, border infiltrate
+    included; ``margin_t_cell`` adds T cells in the open tissue outside the nests, decaying
+    over ``margin_um`` and none past twice that; ``t_cell_scale`` multiplies T cells everywhere
+    after that (a desert's few).
+    """
+
+    name: str
+    nest_t_cell: float
+    margin_t_cell: float
+    margin_um: float
+    t_cell_scale: float
+    description: str
+
+
+IMMUNE_PHENOTYPES: Final = {
+    p.name: p
+    for p in (
+        ImmunePhenotype(
+            "inflamed", 0.16, 0.0, 50.0, 1.0,
+            "T cells infiltrate the tumour nests, in contact with tumour cells",
+        ),
+        ImmunePhenotype(
+            "excluded", 0.0, 0.30, 50.0, 1.0,
+            "T cells gather in the stroma within ~50 µm of the nests but do not enter them",
+        ),
+        ImmunePhenotype(
+            "desert", 0.0, 0.0, 50.0, 0.12, "few T cells anywhere, in nests or stroma"
+        ),
+    )
+}  # fmt: skip
+
 HOUSEKEEPING: Final = (
     "ACTB",
     "GAPDH",

@@ -22,6 +22,7 @@ from tmescope.datasets.catalogue import (
     REGIONS,
     TYPE_INDEX,
     TYPE_NAMES,
+    ImmunePhenotype,
 )
 from tmescope.datasets.sprites import N_ORIENTATIONS, N_SHAPES, SpriteAtlas
 from tmescope.datasets.tissue import TissueLayout, smooth_noise
@@ -57,9 +58,11 @@ def populate_cells(
     atlas: SpriteAtlas,
     fibre_angles: tuple[float, float],
     rng: np.random.Generator,
+    phenotype: ImmunePhenotype | None = None,
 ) -> CellMap:
-    """Draw every cell of the section and the stains between them."""
-    cell_type = _draw_types(layout, rng)
+    """Draw every cell of the section and the stains between them; ``phenotype`` places the
+    T cells as that immune phenotype does (None: as every region's composition has them)."""
+    cell_type = _draw_types(layout, rng, phenotype)
     shape = cell_type.shape
     orientation = rng.uniform(0, math.pi, shape)
     # Fibroblasts lie along the collagen around them; endothelium along its vessel wall.
@@ -78,7 +81,9 @@ def populate_cells(
     )
 
 
-def _draw_types(layout: TissueLayout, rng: np.random.Generator) -> np.ndarray:
+def _draw_types(
+    layout: TissueLayout, rng: np.random.Generator, phenotype: ImmunePhenotype | None
+) -> np.ndarray:
     shape, region = layout.region.shape, layout.region
     prob = np.zeros((len(TYPE_NAMES), *shape), np.float32)
     for r, name in enumerate(REGIONS):
@@ -90,6 +95,8 @@ def _draw_types(layout: TissueLayout, rng: np.random.Generator) -> np.ndarray:
     near_border = np.exp(-layout.border_um / BORDER_INFILTRATE_UM) * open_tissue
     for type_name, p in BORDER_INFILTRATE.items():
         prob[TYPE_INDEX[type_name]] += p * near_border
+    if phenotype is not None:
+        _place_t_cells(prob[TYPE_INDEX["t_cell"]], layout, open_tissue, phenotype)
     # Structures override the random draw (None: acellular).
     structures: list[tuple[np.ndarray, str | None, float]] = [
         (layout.lumen, "erythrocyte", 0.8),
@@ -109,6 +116,21 @@ def _draw_types(layout: TissueLayout, rng: np.random.Generator) -> np.ndarray:
     for cumulative in prob:
         drawn += u >= cumulative
     return np.where(drawn < len(TYPE_NAMES), drawn, -1).astype(np.int8)
+
+
+def _place_t_cells(
+    t_cell: np.ndarray, layout: TissueLayout, open_tissue: np.ndarray, phenotype: ImmunePhenotype
+) -> None:
+    """Set the T-cell probabilities (in place) as ``phenotype`` places them: inside the nests,
+    at their margin in the stroma, everywhere scaled. Draws nothing, so a cohort without
+    phenotypes keeps its bytes."""
+    nest = layout.region == REGION_INDEX["tumour"]
+    t_cell[nest] = phenotype.nest_t_cell
+    outside = open_tissue & ~nest
+    d = layout.border_um
+    margin = np.exp(-d / phenotype.margin_um) * (d <= 2 * phenotype.margin_um) * outside
+    t_cell += phenotype.margin_t_cell * margin
+    t_cell *= phenotype.t_cell_scale
 
 
 def _stains(layout: TissueLayout, rng: np.random.Generator) -> np.ndarray:

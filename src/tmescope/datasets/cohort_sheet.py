@@ -13,7 +13,9 @@ samples are two sections of one patient (an odd last sample is a patient of its 
 the cohort has the shape of a real one for grouped cross-validation and patient-level
 comparisons. The grouping is a label only: every section is drawn from its own seed, with no
 patient effect in the synthetic biology, so two sections of one patient are no more alike than
-any two sections.
+any two sections. A cohort written with immune phenotypes is the exception: a patient's
+phenotype (where its T cells sit) is drawn into both of its sections, and the sheet says which
+(``phenotype``, and ``group`` as the default grouping of ``tmescope compare``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tmescope.io._keys import SampleSheetColumns as C
 
 SAMPLESHEET = "samplesheet.csv"
 PATIENT, SECTION = "patient", "section"
+PHENOTYPE, GROUP = "phenotype", "group"  # with planted immune phenotypes
 SECTIONS_PER_PATIENT = 2
 COLUMNS = (C.SAMPLE, C.PATH, C.IMAGE, PATIENT, SECTION)
 
@@ -41,23 +44,32 @@ def patient_of(index: int, *, n_samples: int) -> tuple[str, int]:
     return f"patient_{patient:0{digits}d}", section + 1
 
 
-def write_cohort_sheet(out: Path, folders: Sequence[Path], images: Sequence[Path]) -> Path:
+def write_cohort_sheet(
+    out: Path,
+    folders: Sequence[Path],
+    images: Sequence[Path],
+    *,
+    phenotypes: Sequence[str | None] | None = None,
+) -> Path:
     """Write ``out/samplesheet.csv`` for the sample ``folders`` (each under ``out``) and their
-    full-resolution ``images``, whole: a reader never sees half a sheet."""
+    full-resolution ``images``, whole: a reader never sees half a sheet. With ``phenotypes``
+    (one per sample: its planted immune phenotype), the sheet gains ``phenotype`` (the truth)
+    and ``group`` (the same, the column a comparison groups by unless told otherwise)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS + ((PHENOTYPE, GROUP) if phenotypes is not None else ()))
     for index, (folder, image) in enumerate(zip(folders, images, strict=True)):
         patient, section = patient_of(index, n_samples=len(folders))
-        writer.writerow(
-            [
-                folder.name,
-                folder.relative_to(out).as_posix(),
-                image.relative_to(out).as_posix(),
-                patient,
-                section,
-            ]
-        )
+        row = [
+            folder.name,
+            folder.relative_to(out).as_posix(),
+            image.relative_to(out).as_posix(),
+            patient,
+            section,
+        ]
+        if phenotypes is not None:
+            row += [phenotypes[index] or "", phenotypes[index] or ""]
+        writer.writerow(row)
     target = out / SAMPLESHEET
     partial = out / f".{SAMPLESHEET}.{uuid.uuid4().hex[:8]}.partial"
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import numpy as np
 
 from tmescope.datasets import catalogue
 from tmescope.datasets.cells import populate_cells
-from tmescope.datasets.cohort_sheet import write_cohort_sheet
+from tmescope.datasets.cohort_sheet import SECTIONS_PER_PATIENT, write_cohort_sheet
 from tmescope.datasets.expression import GenePanel, build_gene_panel, draw_counts
 from tmescope.datasets.geometry import cell_px_for, lay_out_slide
 from tmescope.datasets.reference import REFERENCE_H5AD, simulate_reference
@@ -82,6 +82,7 @@ def write_synthetic_cohort(
     mpp: float = DEFAULT_MPP,
     workers: int | None = None,
     progress: Progress | None = None,
+    phenotypes: Sequence[str] = (),
 ) -> list[Path]:
     """Write ``n_samples`` synthetic sections of ``n_spots`` in-tissue spots under ``out``.
 
@@ -91,6 +92,11 @@ def write_synthetic_cohort(
     :mod:`~tmescope.datasets.cohort_sheet`). ``progress`` is called with a short message as each
     sample is done (with the time left).
 
+    ``phenotypes`` (names of :data:`~tmescope.datasets.catalogue.IMMUNE_PHENOTYPES`) are given to
+    the patients in turn, both sections of a patient sharing theirs, and rendered: they place
+    the T cells. The sheet then has ``phenotype`` (the truth) and ``group`` (the same) columns,
+    and ``ground_truth.json`` says it. Without them, the cohort is as it always was.
+
     Samples are written by ``workers`` processes at once (default: as many as the thread budget
     of :mod:`tmescope.cpus` allows, and none for a cohort too small to repay starting them); one
     worker writes them in turn, here. The bytes are the same either way. The pool starts its
@@ -98,12 +104,15 @@ def write_synthetic_cohort(
     ``if __name__ == "__main__":``, as for any process pool (a notebook needs nothing).
     """
     _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
+    chosen = _phenotypes(phenotypes)
     n_workers = _workers(workers, n_samples=n_samples, n_spots=n_spots)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"output {out} is a file; expected a folder (new or existing)")
     out.mkdir(parents=True, exist_ok=True)
-    recipe = _Recipe(out=out, seed=seed, n_genes=n_genes, mpp=float(mpp), n_spots=n_spots)
+    recipe = _Recipe(
+        out=out, seed=seed, n_genes=n_genes, mpp=float(mpp), n_spots=n_spots, phenotypes=chosen
+    )
     digits = max(2, len(str(n_samples - 1)))
     sample_ids = [f"{SAMPLE_PREFIX}{index:0{digits}d}" for index in range(n_samples)]
     report = _Reporter(recipe, n_samples=n_samples, progress=progress)
@@ -115,7 +124,10 @@ def write_synthetic_cohort(
     else:
         _write_in_parallel(recipe, sample_ids, workers=n_workers, report=report)
     folders = [out / sample_id for sample_id in sample_ids]
-    write_cohort_sheet(out, folders, [f / f"{f.name}{IMAGE_SUFFIX}" for f in folders])
+    write_cohort_sheet(
+        out, folders, [f / f"{f.name}{IMAGE_SUFFIX}" for f in folders],
+        phenotypes=[recipe.phenotype_of(i) for i in range(n_samples)] if chosen else None,
+    )  # fmt: skip
     return folders
 
 
@@ -128,6 +140,7 @@ class _Recipe:
     n_genes: int
     mpp: float
     n_spots: int
+    phenotypes: tuple[str, ...] = ()
 
     def cohort(self) -> _Cohort:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_COHORT_KEY,))
@@ -139,8 +152,14 @@ class _Recipe:
         seq = np.random.SeedSequence(self.seed, spawn_key=(index,))
         return _write_sample(
             self.out / sample_id, sample_id, seq=seq, cohort=cohort, n_spots=self.n_spots,
-            seed=self.seed,
+            seed=self.seed, phenotype=self.phenotype_of(index),
         )  # fmt: skip
+
+    def phenotype_of(self, index: int) -> str | None:
+        """The immune phenotype of sample ``index``: its patient's, the patients in turn."""
+        if not self.phenotypes:
+            return None
+        return self.phenotypes[(index // SECTIONS_PER_PATIENT) % len(self.phenotypes)]
 
     def write_reference(self, cohort: _Cohort) -> None:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_REFERENCE_KEY,))
@@ -244,6 +263,24 @@ class _Reporter:
             self._progress(self._eta.status(message, self._done))
 
 
+def _phenotypes(names: Sequence[str] | str) -> tuple[str, ...]:
+    """The phenotype names, checked (a comma-separated string is split)."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n.strip()]
+    chosen = tuple(str(n).strip() for n in names)
+    unknown = [n for n in chosen if n not in catalogue.IMMUNE_PHENOTYPES]
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown immune phenotype(s) {', '.join(map(repr, unknown))}; expected names from "
+            f"{', '.join(catalogue.IMMUNE_PHENOTYPES)}, e.g. --phenotypes inflamed,excluded"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise InvalidParameterError(
+            f"--phenotypes names one phenotype twice ({','.join(chosen)}); name each once"
+        )
+    return chosen
+
+
 def _validate(*, n_samples: int, n_spots: int, seed: int, n_genes: int, mpp: float) -> None:
     def whole(name: str, value: object, low: int, high: int, what: str) -> None:
         if (
@@ -296,13 +333,15 @@ def _write_sample(
     cohort: _Cohort,
     n_spots: int,
     seed: int,
+    phenotype: str | None,
 ) -> tuple[int, int]:
     layout_rng, cell_rng, stain_rng, count_rng = (np.random.default_rng(s) for s in seq.spawn(4))
     geometry = lay_out_slide(n_spots, mpp=cohort.mpp)
     layout, in_tissue = lay_out_tissue(geometry, n_spots=n_spots, rng=layout_rng)
     cells = populate_cells(
-        layout, atlas=cohort.atlas, fibre_angles=cohort.textures.angles, rng=cell_rng
-    )
+        layout, atlas=cohort.atlas, fibre_angles=cohort.textures.angles, rng=cell_rng,
+        phenotype=catalogue.IMMUNE_PHENOTYPES[phenotype] if phenotype else None,
+    )  # fmt: skip
     truth, cell_counts = spot_truth(geometry, layout, cells, in_tissue=in_tissue)
     counts = draw_counts(
         cell_counts,
@@ -364,6 +403,13 @@ def _write_sample(
         folder / CELLS_CSV, index=False, float_format="%.6g", lineterminator="\n"
     )
     description = _describe(sample_id, seed=seed, cohort=cohort, truth=truth, image=image)
+    if phenotype:
+        planted = catalogue.IMMUNE_PHENOTYPES[phenotype]
+        description["immune_phenotype"] = {
+            "name": planted.name, "description": planted.description,
+            "nest_t_cell": planted.nest_t_cell, "margin_t_cell": planted.margin_t_cell,
+            "margin_um": planted.margin_um, "t_cell_scale": planted.t_cell_scale,
+        }  # fmt: skip
     description["image"].update(
         width=geometry.width, height=geometry.height, levels=geometry.n_levels
     )

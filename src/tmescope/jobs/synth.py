@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -14,15 +14,17 @@ def synthesize_cohort(
     seed: int,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    phenotypes: Sequence[str] = (),
 ) -> list[Path]:
     """Write a synthetic cohort in Space Ranger layout, with its sample sheet
     (:func:`cohort_samplesheet`), ``workers`` samples at a time (default: as the thread budget
-    allows); twin of ``tmescope synth``."""
+    allows); ``phenotypes`` plants immune phenotypes, one per patient in turn; twin of
+    ``tmescope synth``."""
     from tmescope.datasets import write_synthetic_cohort
 
     return write_synthetic_cohort(
         Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed, workers=workers,
-        progress=progress,
+        progress=progress, phenotypes=phenotypes,
     )  # fmt: skip
 
 
