@@ -26,8 +26,8 @@ def synth(
         typer.Option(
             "--phenotypes",
             help="Immune phenotypes to plant, given to the patients in turn (both sections of a "
-            "patient share one), e.g. inflamed,excluded or inflamed,excluded,desert; the sheet "
-            "gains phenotype and group columns.",
+            "patient share one), e.g. inflamed,excluded or inflamed,excluded,desert (a name may "
+            "repeat, as a weight); the sheet gains phenotype and group columns.",
         ),
     ] = "",
     as_json: Annotated[

@@ -94,8 +94,10 @@ def write_synthetic_cohort(
 
     ``phenotypes`` (names of :data:`~tmescope.datasets.catalogue.IMMUNE_PHENOTYPES`) are given to
     the patients in turn, both sections of a patient sharing theirs, and rendered: they place
-    the T cells. The sheet then has ``phenotype`` (the truth) and ``group`` (the same) columns,
-    and ``ground_truth.json`` says it. Without them, the cohort is as it always was.
+    the T cells. A name may repeat, as a weight: ``inflamed,inflamed,excluded`` makes two
+    inflamed patients for each excluded one. The sheet then has ``phenotype`` (the truth) and
+    ``group`` (the same) columns, and ``ground_truth.json`` says it. Without them, the cohort is
+    as it always was.
 
     Samples are written by ``workers`` processes at once (default: as many as the thread budget
     of :mod:`tmescope.cpus` allows, and none for a cohort too small to repay starting them); one
@@ -273,10 +275,6 @@ def _phenotypes(names: Sequence[str] | str) -> tuple[str, ...]:
         raise InvalidParameterError(
             f"unknown immune phenotype(s) {', '.join(map(repr, unknown))}; expected names from "
             f"{', '.join(catalogue.IMMUNE_PHENOTYPES)}, e.g. --phenotypes inflamed,excluded"
-        )
-    if len(set(chosen)) != len(chosen):
-        raise InvalidParameterError(
-            f"--phenotypes names one phenotype twice ({','.join(chosen)}); name each once"
         )
     return chosen
 

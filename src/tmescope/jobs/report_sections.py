@@ -244,7 +244,8 @@ def analysis_sections(
     progress: Callable[[str], None] | None = None,
 ) -> list[ReportPart]:
     """Niches and cohort interactions (and, for a model trained with ``--resolution``, the
-    sub-spot maps) computed now, their figures drawn into a temporary folder that lives as long
+    sub-spot maps and, when the samples carry a ``group`` column, what differs between the
+    groups: :mod:`tmescope.jobs.report_compare`) computed now, their figures drawn into a temporary folder that lives as long
     as the parts do (the samples' pages read their figures from it when they are written)."""
     from tmescope.jobs.interactions import run_interactions
     from tmescope.jobs.niches import find_niches
@@ -272,6 +273,12 @@ def analysis_sections(
     parts = [niche_section(niches), interaction_section(meetings)]
     if (Path(model_dir) / "subspot").is_dir():  # trained with --resolution (SUBSPOT_DIR)
         parts.append(_subspot_now(store, model_dir, out / "subspot", told("sub-spot maps")))
+        from tmescope.jobs.report_compare import comparison_now
+
+        compared = comparison_now(store, model_dir, out / "compare", told("groups compared"))
+        if compared is not None:
+            say("what differs between groups")
+            parts.append(compared)
     return [_keeping(part, folder) for part in parts]
 
 
