@@ -33,7 +33,11 @@ def test_demo_writes_a_cohort_reads_it_back_and_draws_it(tmp_path: Path) -> None
     assert not store.sample_record("archive_01").has_counts
     # Embedded through one sample sheet: synth's rows and the slide's, metadata kept.
     assert result.samplesheet == result.out_dir / "samplesheet.csv"
-    assert store.sample_record("synth_01").metadata == {"patient": "patient_00", "section": "2"}
+    # One section per patient, planted inflamed and excluded in turn (the report compares them
+    # once there are two patients in each group: 4 samples, `make demo`'s default).
+    assert store.sample_record("synth_01").metadata == {
+        "patient": "patient_01", "section": "1", "phenotype": "excluded", "group": "excluded"}
+    assert result.comparison is None  # one patient per group: nothing to compare
     assert store.sample_record("archive_01").metadata["patient"] == "patient_archive_01"
     assert store.read_embeddings("synth_00")[:40].shape == (40, store.fingerprint["embed_dim"])
     assert store.sample_record("synth_00").n_spots == 40 and store.sample_record("synth_00").n_tiles

@@ -411,3 +411,39 @@ def test_public_name_is_lazy() -> None:
     assert "write_synthetic_cohort" in tmescope.datasets.__all__
     with pytest.raises(AttributeError):
         _ = tmescope.datasets.nope  # type: ignore[attr-defined]
+
+
+def test_planted_immune_phenotypes_place_the_t_cells(tmp_path: Path) -> None:
+    import json
+
+    from tmescope.analysis.immune_phenotype import call_immune_phenotype
+
+    plain = write_synthetic_cohort(tmp_path / "plain", n_samples=3, n_spots=150, seed=3)
+    planted = write_synthetic_cohort(
+        tmp_path / "planted", n_samples=3, n_spots=150, seed=3,
+        phenotypes=["inflamed", "excluded", "desert"], sections_per_patient=1,
+    )  # fmt: skip
+    rows = read_samplesheet(tmp_path / "planted" / "samplesheet.csv").metadata()
+    assert [rows[f"synth_0{i}"]["phenotype"] for i in range(3)] == ["inflamed", "excluded", "desert"]
+    assert [rows[f"synth_0{i}"]["patient"] for i in range(3)] == [f"patient_0{i}" for i in range(3)]
+    assert rows["synth_01"]["group"] == "excluded"
+    assert "phenotype" not in read_samplesheet(tmp_path / "plain" / "samplesheet.csv").metadata_columns
+    for kind, before, after in zip(("inflamed", "excluded", "desert"), plain, planted, strict=True):
+        positions = "outs/spatial/tissue_positions.csv"
+        assert (before / positions).read_bytes() == (after / positions).read_bytes()  # same tissue
+        assert (before / "cells.csv").read_bytes() != (after / "cells.csv").read_bytes()
+        cells = pd.read_csv(after / "cells.csv")
+        call = call_immune_phenotype(
+            cells[["x", "y"]].to_numpy(float) * 0.5,
+            (cells["cell_type"] == "t_cell").to_numpy(float),
+            (cells["cell_type"] == "tumour").to_numpy(float),
+        )
+        assert call.phenotype == kind, call
+        truth = json.loads((after / "ground_truth.json").read_text())
+        assert truth["immune_phenotype"]["name"] == kind
+
+
+def test_unknown_phenotypes_are_refused() -> None:
+    with pytest.raises(InvalidParameterError, match="unknown immune phenotype.*'hot'"):
+        write_synthetic_cohort(Path("never"), n_samples=1, n_spots=20, seed=0, phenotypes=["hot"])
+    assert not Path("never").exists()

@@ -128,3 +128,30 @@ def test_bad_inputs_get_one_line_and_write_nothing(cohort: dict[str, Path], tmp_
     assert done.returncode == 0, done.stderr
     assert {s["sample"] for s in json.loads(done.stdout)["samples"]} == {
         "synth_00", "synth_01", "synth_02", "synth_03"}  # fmt: skip
+
+
+def test_the_report_says_what_differs_between_groups(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from tmescope.jobs.report import write_report
+    from tmescope.jobs.report_compare import comparison_now
+    from tmescope.store import CohortStore
+
+    # One patient per group in the stored sheet: nothing the report could compare.
+    assert comparison_now(cohort["store"], cohort["model"], tmp_path / "none", None) is None
+    store = tmp_path / "c.zarr"
+    shutil.copytree(cohort["store"], store)
+    opened = CohortStore.open(store, mode="a")
+    for sample in opened.sample_ids():  # each section its own patient: 2 vs 2
+        meta = dict(opened.sample_record(sample).metadata)
+        opened.update_sample_metadata(sample, {**meta, "patient": sample})
+    part = comparison_now(store, cohort["model"], tmp_path / "cmp", None)
+    assert part is not None
+    index = write_report(store, tmp_path / "report.html", model_dir=cohort["model"],
+                         samples=["synth_00"], sections=[part])  # fmt: skip
+    html = index.read_text()
+    assert "What differs between groups" in html and "naive p (not used)" in html
+    page = (tmp_path / "report_files" / "synth_00.html").read_text()
+    assert "Immune phenotype" in page and "immune phenotype called from the maps" in page

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tmescope.analysis.patient_tests import (
+    BinMoments,
     GroupTest,
     bh_qvalues,
     check_groups,
@@ -109,14 +110,7 @@ def compare_groups(
     abundances = _abundance_rows(
         used, contrasts, group_of, patient_of, patient_group, seed
     )
-    samples = [
-        {"sample": s.sample_id, subject if subject != "sample" else "patient": patient_of[s.sample_id],
-         "group": group_of[s.sample_id], "n": s.n,
-         **({"phenotype": s.phenotype.phenotype, **{f"phenotype_{k}": v for k, v in
-             s.phenotype.to_json().items() if k != "phenotype"}} if s.phenotype else
-            {"phenotype": None})}
-        for s in used
-    ]  # fmt: skip
+    samples = [_sample_row(s, patient_of[s.sample_id], group_of[s.sample_id]) for s in used]
     return GroupComparison(
         by=by, subject=subject, groups=tuple(groups), populations=populations, pairs=pairs,
         untested=untested, abundances=abundances, samples=samples, patient_values=per_patient,
@@ -156,6 +150,17 @@ def check_design(
             )
     groups = check_groups(patient_group, by=by, subject=subject)
     return Design(group_of, patient_of, patient_group, groups)
+
+
+def _sample_row(summary: SampleSummary, patient: str, group: str) -> dict[str, Any]:
+    """A section's row: its unit (``patient``, whatever the subject column is called), group,
+    size, and its immune phenotype with the scores that decided it (``phenotype_*``)."""
+    row: dict[str, Any] = {"sample": summary.sample_id, "patient": patient, "group": group,
+                           "n": summary.n, "phenotype": None}  # fmt: skip
+    if summary.phenotype is not None:
+        for key, value in summary.phenotype.to_json().items():
+            row["phenotype" if key == "phenotype" else f"phenotype_{key}"] = value
+    return row
 
 
 def _labels(
@@ -216,14 +221,24 @@ def _pair_rows(
                 continue  # fmt: skip
             test = compare_two_groups(a, b, seed=seed)
             naive_effect, naive_p = naive_bin_test(
-                [s.moments[(i, j)] for s in summaries if (i, j) in s.moments and group_of[s.sample_id] == g1],
-                [s.moments[(i, j)] for s in summaries if (i, j) in s.moments and group_of[s.sample_id] == g2],
-            )  # fmt: skip
+                _moments(summaries, (i, j), group_of, g1), _moments(summaries, (i, j), group_of, g2)
+            )
             rows.append({**base, **_test_fields(test, g1, g2),
                          "mean_log_ratio": {g1: _num(test.mean_a), g2: _num(test.mean_b)},
                          "naive_effect": _num(naive_effect), "naive_p": _num(naive_p)})  # fmt: skip
     _add_q(rows)
     return sorted(rows, key=lambda r: (r["q"], r["p"])), untested, per_patient
+
+
+def _moments(
+    summaries: Sequence[SampleSummary],
+    pair: tuple[int, int],
+    group_of: Mapping[str, str],
+    group: str,
+) -> list[BinMoments]:
+    """The per-bin moments of ``pair`` in every section of ``group`` (the naive test's bins)."""
+    return [s.moments[pair] for s in summaries
+            if pair in s.moments and group_of[s.sample_id] == group]  # fmt: skip
 
 
 def _abundance_rows(

@@ -82,6 +82,13 @@ def demo(
             f"[bold]sub-spot[/bold]  {result.subspot_predictions} (16 µm bins{held}); maps and "
             f"interfaces of every sample in {result.out_dir / 'subspot'}"
         )
+    if result.comparison is not None:
+        c = result.comparison.comparison
+        calls = ", ".join(f"{s['sample']} {s['phenotype']}" for s in c.samples)
+        lines.append(
+            f"[bold]compare[/bold]   {result.comparison.out} ({' vs '.join(c.groups)}, patients "
+            f"as units: {len(c.significant())} pair(s) at q < 0.05; immune phenotypes: {calls})"
+        )
     if result.slide_predictions is not None:
         lines.append(
             f"[bold]H&E only[/bold]  {result.slide_predictions} ({', '.join(result.slides)}: an "

@@ -30,13 +30,17 @@ def synth(
             "repeat, as a weight); the sheet gains phenotype and group columns.",
         ),
     ] = "",
+    sections: Annotated[
+        int,
+        typer.Option("--sections", min=1, help="Sections per patient (consecutive samples)."),
+    ] = 2,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the sample folders as JSON.")
     ] = False,
 ) -> None:
     """Synthesise tumour sections (pyramidal H&E TIFF at 0.5 µm/px, counts, ground truth) and
-    their sample sheet (OUT/samplesheet.csv, two sections per patient), several samples at once
-    as the thread budget allows (--threads 1: one at a time)."""
+    their sample sheet (OUT/samplesheet.csv, two sections per patient unless --sections),
+    several samples at once as the thread budget allows (--threads 1: one at a time)."""
     from tmescope.workflows import cohort_samplesheet, synthesize_cohort
 
     console = Console(stderr=True)
@@ -51,6 +55,7 @@ def synth(
         paths = synthesize_cohort(
             out, n_samples=samples, n_spots=spots, seed=seed, progress=show,
             phenotypes=[n.strip() for n in phenotypes.split(",") if n.strip()],
+            sections_per_patient=sections,
         )  # fmt: skip
     console.print(f"sample sheet: {cohort_samplesheet(out)}", highlight=False)
     if as_json:

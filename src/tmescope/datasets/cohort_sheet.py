@@ -36,11 +36,14 @@ SECTIONS_PER_PATIENT = 2
 COLUMNS = (C.SAMPLE, C.PATH, C.IMAGE, PATIENT, SECTION)
 
 
-def patient_of(index: int, *, n_samples: int) -> tuple[str, int]:
-    """The patient of sample ``index`` of ``n_samples`` and its section number (from 1)."""
-    n_patients = -(-n_samples // SECTIONS_PER_PATIENT)
+def patient_of(
+    index: int, *, n_samples: int, sections: int = SECTIONS_PER_PATIENT
+) -> tuple[str, int]:
+    """The patient of sample ``index`` of ``n_samples`` and its section number (from 1), with
+    ``sections`` consecutive samples per patient."""
+    n_patients = -(-n_samples // sections)
     digits = max(2, len(str(n_patients - 1)))
-    patient, section = divmod(index, SECTIONS_PER_PATIENT)
+    patient, section = divmod(index, sections)
     return f"patient_{patient:0{digits}d}", section + 1
 
 
@@ -50,16 +53,18 @@ def write_cohort_sheet(
     images: Sequence[Path],
     *,
     phenotypes: Sequence[str | None] | None = None,
+    sections: int = SECTIONS_PER_PATIENT,
 ) -> Path:
     """Write ``out/samplesheet.csv`` for the sample ``folders`` (each under ``out``) and their
     full-resolution ``images``, whole: a reader never sees half a sheet. With ``phenotypes``
     (one per sample: its planted immune phenotype), the sheet gains ``phenotype`` (the truth)
-    and ``group`` (the same, the column a comparison groups by unless told otherwise)."""
+    and ``group`` (the same, the column a comparison groups by unless told otherwise).
+    ``sections`` consecutive samples are one patient's."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS + ((PHENOTYPE, GROUP) if phenotypes is not None else ()))
     for index, (folder, image) in enumerate(zip(folders, images, strict=True)):
-        patient, section = patient_of(index, n_samples=len(folders))
+        patient, section = patient_of(index, n_samples=len(folders), sections=sections)
         row = [
             folder.name,
             folder.relative_to(out).as_posix(),

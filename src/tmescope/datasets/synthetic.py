@@ -83,6 +83,7 @@ def write_synthetic_cohort(
     workers: int | None = None,
     progress: Progress | None = None,
     phenotypes: Sequence[str] = (),
+    sections_per_patient: int = SECTIONS_PER_PATIENT,
 ) -> list[Path]:
     """Write ``n_samples`` synthetic sections of ``n_spots`` in-tissue spots under ``out``.
 
@@ -97,7 +98,8 @@ def write_synthetic_cohort(
     the T cells. A name may repeat, as a weight: ``inflamed,inflamed,excluded`` makes two
     inflamed patients for each excluded one. The sheet then has ``phenotype`` (the truth) and
     ``group`` (the same) columns, and ``ground_truth.json`` says it. Without them, the cohort is
-    as it always was.
+    as it always was. ``sections_per_patient`` consecutive samples are one patient's (two by
+    default): a label in the sheet, and the unit that shares a phenotype.
 
     Samples are written by ``workers`` processes at once (default: as many as the thread budget
     of :mod:`tmescope.cpus` allows, and none for a cohort too small to repay starting them); one
@@ -107,13 +109,22 @@ def write_synthetic_cohort(
     """
     _validate(n_samples=n_samples, n_spots=n_spots, seed=seed, n_genes=n_genes, mpp=mpp)
     chosen = _phenotypes(phenotypes)
+    if (
+        isinstance(sections_per_patient, bool)
+        or not isinstance(sections_per_patient, numbers.Integral)
+        or sections_per_patient < 1
+    ):
+        raise InvalidParameterError(
+            f"sections per patient must be a whole number, at least 1; got {sections_per_patient!r}"
+        )
     n_workers = _workers(workers, n_samples=n_samples, n_spots=n_spots)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"output {out} is a file; expected a folder (new or existing)")
     out.mkdir(parents=True, exist_ok=True)
     recipe = _Recipe(
-        out=out, seed=seed, n_genes=n_genes, mpp=float(mpp), n_spots=n_spots, phenotypes=chosen
+        out=out, seed=seed, n_genes=n_genes, mpp=float(mpp), n_spots=n_spots, phenotypes=chosen,
+        sections=int(sections_per_patient),
     )
     digits = max(2, len(str(n_samples - 1)))
     sample_ids = [f"{SAMPLE_PREFIX}{index:0{digits}d}" for index in range(n_samples)]
@@ -129,6 +140,7 @@ def write_synthetic_cohort(
     write_cohort_sheet(
         out, folders, [f / f"{f.name}{IMAGE_SUFFIX}" for f in folders],
         phenotypes=[recipe.phenotype_of(i) for i in range(n_samples)] if chosen else None,
+        sections=recipe.sections,
     )  # fmt: skip
     return folders
 
@@ -143,6 +155,7 @@ class _Recipe:
     mpp: float
     n_spots: int
     phenotypes: tuple[str, ...] = ()
+    sections: int = SECTIONS_PER_PATIENT
 
     def cohort(self) -> _Cohort:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_COHORT_KEY,))
@@ -161,7 +174,7 @@ class _Recipe:
         """The immune phenotype of sample ``index``: its patient's, the patients in turn."""
         if not self.phenotypes:
             return None
-        return self.phenotypes[(index // SECTIONS_PER_PATIENT) % len(self.phenotypes)]
+        return self.phenotypes[(index // self.sections) % len(self.phenotypes)]
 
     def write_reference(self, cohort: _Cohort) -> None:
         seq = np.random.SeedSequence(self.seed, spawn_key=(_REFERENCE_KEY,))

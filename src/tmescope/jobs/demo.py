@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tmescope.io import read_visium
+from tmescope.jobs.compare import CompareReport, CompareSettings, run_compare
 from tmescope.jobs.embed import EmbedSettings, EmbedSummary, ProgressReporter, embed_samples
 from tmescope.jobs.embed_sheet import samplesheet_inputs
 from tmescope.jobs.index import build_cohort_index
@@ -20,6 +21,7 @@ from tmescope.jobs.predict import predict_sample
 from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.query import query_store, write_query_gallery
 from tmescope.jobs.report import write_report
+from tmescope.jobs.report_compare import comparison_section
 from tmescope.jobs.report_sections import interaction_section, niche_section, subspot_section
 from tmescope.jobs.synth import cohort_samplesheet, fullres_image_of, synthesize_cohort
 from tmescope.jobs.train import TrainSettings, train_model
@@ -29,6 +31,9 @@ DEMO_ENCODER = "test-vit-tiny"  # random weights, no download: shows the machine
 DEMO_GRID_UM = 80.0  # tiles between the 100 µm spots, for predictions at sub-spot resolution
 DEMO_BIN_UM = 16.0  # sub-spot bins: the store's default, the test encoder's token size
 DEMO_SLIDE = "archive_01"  # the H&E-only slide added to the cohort (its file name)
+# Planted in turn, one section per patient, so that 4 samples make 2 inflamed and 2 excluded
+# patients: the smallest cohort whose groups can be compared with patients as the units.
+DEMO_PHENOTYPES = ("inflamed", "excluded")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class DemoResult:
     slide_predictions: Path | None = None  # the first one's sub-spot maps
     exports: tuple[Path, ...] = ()  # SpatialData of the cohort, QuPath GeoJSON of the slide
     samplesheet: Path | None = None  # the cohort as embedded: the synthetic sheet + the slide
+    comparison: CompareReport | None = None  # inflamed vs excluded (4 samples or more)
 
 
 def run_demo(
@@ -81,15 +87,18 @@ def run_demo(
     three samples or more, the last is held out of training altogether, so that its maps are
     honest predictions. One more section, whose expression is thrown away, joins the cohort as
     an H&E-only slide (an archived block): it is embedded with ``embed --slide``, never trained
-    on, and mapped from its image alone.
+    on, and mapped from its image alone. The patients (one section each) are planted inflamed and
+    excluded in turn; with four samples or more, the report says what differs between the two
+    groups (``tmescope compare --by group``).
     """
     from tmescope.viz.overview import plot_cohort_overview
 
     out_dir = Path(out_dir)
     cohort_dir = out_dir / "cohort"
     sample_dirs = synthesize_cohort(
-        cohort_dir, n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress
-    )
+        cohort_dir, n_samples=n_samples, n_spots=n_spots, seed=seed, progress=progress,
+        phenotypes=DEMO_PHENOTYPES, sections_per_patient=1,
+    )  # fmt: skip
     with ExitStack() as stack:
         samples = [
             stack.enter_context(read_visium(d, image=fullres_image_of(d))) for d in sample_dirs
@@ -129,6 +138,7 @@ def run_demo(
     held_out: tuple[str, ...] = ()
     subspot_predictions: Path | None = None
     slide_predictions: Path | None = None
+    comparison: CompareReport | None = None
     if len(sample_dirs) > 1:  # cross-validation needs two samples
         if progress is not None:
             progress("training the graph-attention head against its baselines (cross-validated)")
@@ -159,6 +169,7 @@ def run_demo(
             store, model_dir, settings=InterfaceSettings(resolution_um=DEMO_BIN_UM),
             out=out_dir / "subspot",
         )  # fmt: skip
+        comparison = _demo_comparison(store, model_dir, out_dir, progress)
     if progress is not None:
         progress("writing the report")
     sections = []
@@ -166,6 +177,8 @@ def run_demo(
         sections = [niche_section(niches), interaction_section(interactions)]
     if interfaces is not None:
         sections.append(subspot_section(interfaces, held_out=held_out, he_only=(DEMO_SLIDE,)))
+    if comparison is not None:
+        sections.append(comparison_section(comparison))
     report = write_report(
         store, out_dir / "report.html", model_dir=model_dir, sections=sections, progress=progress
     )
@@ -179,8 +192,30 @@ def run_demo(
         niches=niches, interactions=interactions, held_out=held_out,
         subspot_predictions=subspot_predictions, interfaces=interfaces, report=report,
         slides=(DEMO_SLIDE,), slide_predictions=slide_predictions, exports=exports,
-        samplesheet=sheet,
+        samplesheet=sheet, comparison=comparison,
     )  # fmt: skip
+
+
+def _demo_comparison(
+    store: Path, model_dir: Path, out_dir: Path, progress: Callable[[str], None] | None
+) -> CompareReport | None:
+    """Inflamed against excluded tumours, patients as the units (None with fewer than two
+    patients in a group: a smaller demo has nothing to compare)."""
+    from tmescope.analysis.group_compare import check_design
+    from tmescope.errors import InvalidParameterError
+    from tmescope.store import CohortStore
+
+    opened = CohortStore.open(store, mode="r")
+    samples = opened.sample_ids()
+    metadata = {s: dict(opened.sample_record(s).metadata) for s in samples}
+    try:
+        check_design(samples, metadata, by="group")
+    except InvalidParameterError:
+        return None
+    if progress is not None:
+        progress("comparing inflamed with excluded tumours (patients as the units)")
+    settings = CompareSettings(by="group", resolution_um=DEMO_BIN_UM)
+    return run_compare(store, model_dir, settings=settings, out=out_dir / "compare")
 
 
 def _demo_exports(

@@ -15,16 +15,17 @@ def synthesize_cohort(
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
     phenotypes: Sequence[str] = (),
+    sections_per_patient: int = 2,
 ) -> list[Path]:
     """Write a synthetic cohort in Space Ranger layout, with its sample sheet
     (:func:`cohort_samplesheet`), ``workers`` samples at a time (default: as the thread budget
-    allows); ``phenotypes`` plants immune phenotypes, one per patient in turn; twin of
-    ``tmescope synth``."""
+    allows); ``phenotypes`` plants immune phenotypes, one per patient in turn, each patient
+    ``sections_per_patient`` consecutive samples; twin of ``tmescope synth``."""
     from tmescope.datasets import write_synthetic_cohort
 
     return write_synthetic_cohort(
         Path(out), n_samples=n_samples, n_spots=n_spots, seed=seed, workers=workers,
-        progress=progress, phenotypes=phenotypes,
+        progress=progress, phenotypes=phenotypes, sections_per_patient=sections_per_patient,
     )  # fmt: skip
 
 
