@@ -121,8 +121,9 @@ def run_compare(
     check_scheduler(scheduler)
     out_dir = _check_out(out)
     opened = open_for_saving(store)
-    samples, metadata, source = _metadata(opened, samplesheet)
-    check_design(samples, metadata, by=settings.by, subject=settings.subject)
+    listed, metadata, source = _metadata(opened, samplesheet)
+    design = check_design(listed, metadata, by=settings.by, subject=settings.subject)
+    samples = [s for s in listed if s in design.group_of]  # an empty group: left out
     predictor = load_predictor(model_dir)
     populations = tuple(predictor.subspot.populations)
     pairs_of(populations, settings.pairs or None)  # an unknown name fails before any work
