@@ -16,6 +16,7 @@ import numpy as np
 from tmescope.analysis.interfaces import (
     DEFAULT_RADIUS_UM,
     PairStatistics,
+    ShiftNull,
     interface_map,
     pair_statistics,
     pairs_of,
@@ -74,13 +75,18 @@ def adata_pair_statistics(
     um_per_px: float | None = None,
     n_shifts: int = 199,
     seed: int = 0,
+    null: ShiftNull | None = None,
 ) -> PairStatistics:
-    """Co-location ratio, toroidal-shift z and p of every pair of populations in ``adata``."""
+    """Co-location ratio, toroidal-shift z and p of every pair of populations in ``adata``.
+
+    ``null`` defaults to the closed shift when the abundances are shares (each observation's
+    sum to one) and the plain shift otherwise (counts, abundances); see
+    :mod:`tmescope.analysis.interfaces`."""
     table = abundance_table(adata, key)
     scale = um_per_px_of(adata, um_per_px)
     return pair_statistics(
         positions_of(adata), table.to_numpy(float), [str(c) for c in table.columns],
-        radius=radius_um / scale, n_shifts=n_shifts, seed=seed,
+        radius=radius_um / scale, n_shifts=n_shifts, seed=seed, null=null,
     )  # fmt: skip
 
 

@@ -17,14 +17,26 @@ Silverman 1982): the second field is moved as a whole by a random vector, wrappi
 sample's bounding box, and the ratio recomputed where the moved field lands on tissue. Each field
 keeps its own spatial structure; only their alignment is random. Shifts shorter than
 ``min_shift`` are skipped: they would keep most of a true contact and only cost power.
+
+Shares are closed: they sum to one at every location, so where one population is abundant the
+others are not, and two dominant populations "avoid" each other even when their cells are
+placed independently. Moving B's shares alone breaks that constraint and the null forgets it:
+on independent fields made into shares of three populations nearly every pair comes out
+significant. On shares the null is therefore :class:`ClosedShift`: B's share is moved as before,
+the other populations at each location fill what it leaves in their own proportions, so that
+the composition sums to one again, and the ratio is recomputed (neighbour means included) on
+these shares. Counts and other abundances
+that are not shares keep the plain shift, :class:`PlainShift`; :func:`null_for` picks one.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +46,7 @@ from tmescope.errors import InvalidParameterError
 
 DEFAULT_RADIUS_UM = 30.0  # a few cell diameters: contact, not co-residence in a region
 MIN_MEAN = 0.01  # populations rarer than this on average are left out of pair statistics
+SHARE_TOLERANCE = 1e-3  # rows summing to 1 within this are shares (rows of zeros allowed)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,8 @@ class PairStatistics:
 
     Matrices are (p, p) and symmetric; entries of a population too rare (mean < 1 %) are NaN.
     ``pvalue`` is two-sided: (1 + #{|null − mean| ≥ |ratio − mean|}) / (n_shifts + 1).
+    ``null`` names the null drawn: ``"toroidal"`` (:class:`PlainShift`) or
+    ``"toroidal-closed"`` (:class:`ClosedShift`, on shares).
     """
 
     names: tuple[str, ...]
@@ -53,6 +68,7 @@ class PairStatistics:
     n_shifts: int
     radius: float  # in the coordinates' units
     n: int
+    null: str = "toroidal"
 
     def pair(self, a: str, b: str) -> dict[str, float]:
         """One pair's figures by population name."""
@@ -97,9 +113,11 @@ def pair_statistics(
     n_shifts: int = 199,
     min_shift: float | None = None,
     seed: int = 0,
+    null: ShiftNull | None = None,
 ) -> PairStatistics:
     """Co-location ratios of all pairs and their toroidal-shift null (``min_shift`` defaults to
-    twice ``radius``)."""
+    twice ``radius``; ``null`` to :func:`null_for` the abundances: closed on shares, plain
+    otherwise)."""
     xy = np.asarray(coords, dtype=np.float64)
     values = _abundances(abundances, len(xy))
     label = tuple(str(n) for n in names)
@@ -116,19 +134,167 @@ def pair_statistics(
     lag = weights @ values
     has = np.diff(weights.indptr) > 0  # locations with a neighbour
     observed = _ratios(values, lag, has)
-    null = np.stack(list(_shifted_ratios(xy, values, lag, has, radius, n_shifts, min_shift, seed)))
+    strategy = null_for(values) if null is None else null
+    fields = ShiftFields(values, weights, lag, has)
+    shifts = _shifts(xy, has, radius, n_shifts, min_shift, seed)
+    drawn = np.stack([strategy.shifted(fields, found, index) for found, index in shifts])
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a rare population's column is all NaN
-        mean = np.nanmean(null, axis=0)
-        std = np.nanstd(null, axis=0)
+        mean = np.nanmean(drawn, axis=0)
+        std = np.nanstd(drawn, axis=0)
         z = np.where(std > 0, (observed - mean) / std, np.nan)
-        extreme = np.abs(null - mean) >= np.abs(observed - mean)[None] - 1e-12
+        extreme = np.abs(drawn - mean) >= np.abs(observed - mean)[None] - 1e-12
     p = (1.0 + extreme.sum(axis=0)) / (n_shifts + 1.0)
     rare = values[has].mean(axis=0) < MIN_MEAN
     for matrix in (observed, mean, std, z, p):
         matrix[rare, :] = np.nan
         matrix[:, rare] = np.nan
-    return PairStatistics(label, observed, mean, std, z, p, n_shifts, float(radius), len(xy))
+    return PairStatistics(
+        label, observed, mean, std, z, p, n_shifts, float(radius), len(xy), null=strategy.name
+    )
+
+
+def are_shares(abundances: np.ndarray, tolerance: float = SHARE_TOLERANCE) -> bool:
+    """Whether every location's abundances with a positive total sum to 1 (within
+    ``tolerance``): shares of cells, closed. Locations of all zeros are allowed."""
+    totals = np.asarray(abundances, dtype=np.float64).sum(axis=1)
+    occupied = totals > 0
+    return bool(occupied.any() and np.all(np.abs(totals[occupied] - 1.0) <= tolerance))
+
+
+def null_for(abundances: np.ndarray) -> ShiftNull:
+    """The null that suits these abundances: :class:`ClosedShift` on shares, else
+    :class:`PlainShift`."""
+    return ClosedShift() if are_shares(abundances) else PlainShift()
+
+
+@dataclass(frozen=True)
+class ShiftFields:
+    """What every shifted ratio needs of a sample: abundances (n, p), the neighbour weights,
+    neighbour means (n, p) and which locations have a neighbour."""
+
+    values: np.ndarray
+    weights: sp.csr_matrix
+    lag: np.ndarray
+    has: np.ndarray
+
+    @cached_property
+    def weights_t(self) -> sp.csr_matrix:
+        """The transposed weights, row-compressed (each location's share in its neighbours'
+        means)."""
+        return self.weights.T.tocsr()
+
+    @cached_property
+    def total(self) -> np.ndarray:
+        return self.values.sum(axis=1)
+
+    @cached_property
+    def rest(self) -> np.ndarray:
+        """(n, p): column b is what the populations other than b hold at each location."""
+        return self.total[:, None] - self.values
+
+
+class ShiftNull(Protocol):
+    """How one toroidal shift turns into (p, p) null ratios: entry [a, b] (a ≤ b) has b moved.
+    ``found`` marks the locations whose source (where the moved field comes from) lies on
+    tissue, ``index`` is that source (meaningless elsewhere)."""
+
+    @property
+    def name(self) -> str:
+        """What :class:`PairStatistics` records of the null."""
+        ...
+
+    def shifted(self, fields: ShiftFields, found: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The (p, p) ratios of one shift, symmetric."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlainShift:
+    """B's abundances and neighbour means move as a whole; A's stay. For counts or any
+    abundances that are not closed."""
+
+    name: str = "toroidal"
+
+    def shifted(self, fields: ShiftFields, found: np.ndarray, index: np.ndarray) -> np.ndarray:
+        landed, v, g, moved, moved_lag = _moved_whole(fields, found, index)
+        # The second population moves as a whole, its neighbour means with it: entry [a, b]
+        # is the symmetrised ratio with b moved (both of its terms at the same shift, as in
+        # the observed ratio; averaging [a, b] and [b, a] would mix two shifts and halve the
+        # null's variance).
+        cross = (v.T @ moved_lag + g.T @ moved) / 2.0 / landed.sum()
+        # Both factors' means over the same landed locations: the ratio compares like with like.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = cross / np.outer(v.mean(axis=0), moved.mean(axis=0))
+        return np.triu(ratio) + np.triu(ratio, 1).T
+
+    def diagonal(self, fields: ShiftFields, found: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Only the diagonal of :meth:`shifted`, each population against its moved self (with
+        masks rather than gathers of the landed rows: cheaper when that is all one needs)."""
+        has = fields.has
+        landed = (found & has & has[index]).astype(np.float64)
+        moved, moved_lag = fields.values[index], fields.lag[index]
+        count = landed.sum()
+        cross = landed @ (fields.values * moved_lag + fields.lag * moved) / 2.0 / count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cross / ((landed @ fields.values) * (landed @ moved) / count**2)
+
+
+def _moved_whole(
+    fields: ShiftFields, found: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The plain shift's landed locations (on tissue, with neighbours there and at the source),
+    the abundances and neighbour means there, and those moved from the sources."""
+    has = fields.has
+    landed = found & has
+    landed[landed] &= has[index[landed]]
+    values, lag, source = fields.values, fields.lag, index[landed]
+    return landed, values[landed], lag[landed], values[source], lag[source]
+
+
+@dataclass(frozen=True)
+class ClosedShift:
+    """B's share moves; at every location the other populations keep their proportions among
+    themselves and fill what B leaves (each multiplied by ``(1 − b_moved_i) / (1 − b_i)``), so
+    the composition still sums to one; the ratio of A and B, neighbour means over the landed
+    neighbours included, is recomputed on these shares. The closure's own avoidance between
+    abundant populations is thereby in the null too.
+
+    A composition splits into B's share and the rest's composition among themselves, and for
+    independent populations the two are (nearly) independent of each other, so moving B's
+    share and keeping the rest's composition is the shift of one field, on shares. Locations of
+    all zeros stay empty; where B held everything, the rest is given to no one. The diagonal (a
+    population against a moved copy of itself, which one composition cannot hold) is the plain
+    shift's."""
+
+    name: str = "toroidal-closed"
+
+    def shifted(self, fields: ShiftFields, found: np.ndarray, index: np.ndarray) -> np.ndarray:
+        values, weights = fields.values, fields.weights
+        reach = weights @ found.astype(np.float64)  # the weight of landed neighbours
+        rows = found & (reach > 0)
+        n = max(int(rows.sum()), 1)
+        # Zero off the rows: a landed location without landed neighbours is nobody's neighbour.
+        keep = rows & (fields.total > 0)
+        moved = values[index] * keep[:, None]  # column b: b's moved share
+        scale = np.divide(  # column b: what the other shares are multiplied by
+            fields.total[:, None] - moved, fields.rest, out=np.zeros_like(values),
+            where=keep[:, None] & (fields.rest > 1e-9),
+        )  # fmt: skip
+        per_row = np.divide(1.0, reach, out=np.zeros_like(reach), where=rows)
+        # [a, b]: the mean over rows of a'_i · b̄'_i + b'_i · ā'_i, neighbour means over landed
+        # neighbours; the second term folded onto the neighbours by the transposed weights, so
+        # that every a comes out of one product, with the mean of a' beside it.
+        lagged = per_row[:, None] * (weights @ moved)
+        folded = fields.weights_t @ (per_row[:, None] * moved)
+        sums = values.T @ np.hstack([scale * (lagged + folded), scale]) / n
+        p = values.shape[1]
+        cross, mean_a = sums[:, :p] / 2.0, sums[:, p:]  # mean_a[a, b]: mean of a' with b moved
+        mean_b = moved.sum(axis=0) / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = cross / (mean_a * mean_b[None, :])
+        np.fill_diagonal(ratio, PlainShift().diagonal(fields, found, index))
+        return np.triu(ratio) + np.triu(ratio, 1).T
 
 
 def colocation_ratios(
@@ -212,17 +378,16 @@ def _ratios(values: np.ndarray, lag: np.ndarray, rows: np.ndarray) -> np.ndarray
         return (cross + cross.T) / 2.0 / np.outer(mean, mean)
 
 
-def _shifted_ratios(
+def _shifts(
     xy: np.ndarray,
-    values: np.ndarray,
-    lag: np.ndarray,
     has: np.ndarray,
     radius: float,
     n_shifts: int,
     min_shift: float | None,
     seed: int,
-):
-    """Ratios with the second factor's fields moved by random toroidal shifts."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Random toroidal shifts of the second factor: for each, which locations' sources lie on
+    tissue and where (the nearest location within 0.75 spacings of the source)."""
     rng = np.random.default_rng(seed)
     low = xy.min(axis=0)
     span = np.maximum(xy.max(axis=0) - low, 1e-9)
@@ -240,22 +405,14 @@ def _shifted_ratios(
             continue
         source = (xy - low - shift) % span + low  # where the moved field comes from
         distance, index = tree.query(source, distance_upper_bound=tolerance)
-        landed = np.isfinite(distance) & has
+        found = np.isfinite(distance)
+        index = np.where(found, index, 0)
+        landed = found & has
         landed[landed] &= has[index[landed]]
         if landed.sum() < 10:
             continue
-        v, g = values[landed], lag[landed]
-        moved, moved_lag = values[index[landed]], lag[index[landed]]
-        # The second population moves as a whole, its neighbour means with it: entry [a, b]
-        # is the symmetrised ratio with b moved (both of its terms at the same shift, as in
-        # the observed ratio; averaging [a, b] and [b, a] would mix two shifts and halve the
-        # null's variance).
-        cross = (v.T @ moved_lag + g.T @ moved) / 2.0 / landed.sum()
-        # Both factors' means over the same landed locations: the ratio compares like with like.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = cross / np.outer(v.mean(axis=0), moved.mean(axis=0))
         made += 1
-        yield np.triu(ratio) + np.triu(ratio, 1).T
+        yield found, index
 
 
 def _abundances(abundances: np.ndarray, n: int) -> np.ndarray:

@@ -235,7 +235,7 @@ def interface_table(report: Any, *, limit: int | None = None) -> Table:
         title_justify="left",
         caption="ratio: contact between A and B over what evenly mixed populations would give "
         f"(1 = chance); z against {s.n_shifts} toroidal shifts of B's map, which keep each "
-        "population's own patches"
+        "population's own patches and the closure of shares"
         + ("; pooled: geometric mean ×/÷ its geometric sd over samples, Stouffer z"
            if pooled else ""),
     )  # fmt: skip

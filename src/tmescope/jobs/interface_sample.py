@@ -46,9 +46,11 @@ class SampleOutcome:
 
 
 def stats_params(settings: InterfaceSettings) -> dict[str, Any]:
-    """Everything besides the maps that changes a sample's pair statistics."""
+    """Everything besides the maps that changes a sample's pair statistics. The maps are shares
+    of cells, so the null is the closed shift (statistics kept under the plain shift, keyed
+    ``"toroidal"``, are not taken up: they are computed again)."""
     return {"radius_um": float(settings.radius_um), "n_shifts": int(settings.n_shifts),
-            "seed": int(settings.seed), "null": "toroidal", "min_shift": "2 radius"}  # fmt: skip
+            "seed": int(settings.seed), "null": "toroidal-closed", "min_shift": "2 radius"}  # fmt: skip
 
 
 def sample_interfaces(sample_id: str, task: InterfaceTask) -> SampleOutcome:
@@ -78,6 +80,7 @@ def _compute(
     kept: SampleInterfaces | None,
 ) -> SampleOutcome:
     from tmescope.analysis.adata_pairs import adata_pair_statistics
+    from tmescope.analysis.interfaces import ClosedShift
     from tmescope.jobs.interface_figures import draw_sample, record_figures
     from tmescope.jobs.predict_bins import maps_anndata
     from tmescope.jobs.subspot_maps import sample_maps
@@ -92,8 +95,10 @@ def _compute(
     result = kept
     if result is None:
         log.info("pair statistics of %s: %d bins, %d shifts", sample_id, adata.n_obs, s.n_shifts)
+        # The maps are shares (compositions of each bin, to within the reconciliation's
+        # convergence): the closed null, named rather than guessed from the sums.
         stats = adata_pair_statistics(
-            adata, radius_um=s.radius_um, n_shifts=s.n_shifts, seed=s.seed
+            adata, radius_um=s.radius_um, n_shifts=s.n_shifts, seed=s.seed, null=ClosedShift()
         )
         result = SampleInterfaces(sample_id, adata.n_obs, stats)
         computed.append("statistics")
@@ -130,6 +135,7 @@ def _kept_stats(
         names=tuple(attrs["names"]), ratio=matrices["ratio"], null_mean=matrices["null_mean"],
         null_std=matrices["null_std"], zscore=matrices["zscore"], pvalue=matrices["pvalue"],
         n_shifts=int(attrs["n_shifts"]), radius=float(attrs["radius"]), n=int(attrs["n"]),
+        null=str(attrs.get("null", "toroidal")),
     )  # fmt: skip
     return SampleInterfaces(sample_id, int(attrs["n_bins"]), stats)
 
@@ -152,7 +158,8 @@ def _keep_stats(
             matrices={"ratio": stats.ratio, "null_mean": stats.null_mean,
                       "null_std": stats.null_std, "zscore": stats.zscore, "pvalue": stats.pvalue},
             attrs={"names": list(stats.names), "n_shifts": stats.n_shifts,
-                   "radius": stats.radius, "n": stats.n, "n_bins": result.n_bins},
+                   "radius": stats.radius, "n": stats.n, "n_bins": result.n_bins,
+                   "null": stats.null},
         )  # fmt: skip
     except OSError as error:  # the maps were replaced meanwhile: they are recomputed next time
         log.warning("pair statistics of %s not kept (%s)", sample_id, error)

@@ -114,7 +114,8 @@ class InterfaceReport:
             "radius_um": s.radius_um,
             "n_shifts": s.n_shifts,
             "seed": s.seed,
-            "null": "toroidal shifts of the second population's map",
+            "null": "toroidal shifts of the second population's map, the other shares of each "
+            "bin renormalised with it (closed: the closure of shares is in the null)",
             "populations": list(self.populations),
             "pairs": self.pairs(),
             "samples": {r.sample_id: {"n_bins": r.n_bins} for r in self.samples},

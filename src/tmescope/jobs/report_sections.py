@@ -210,7 +210,9 @@ def subspot_section(
         "interface score maps it (1 = as much contact as evenly mixed populations, 0 none); the "
         "co-location ratio is its mean over the sample. Its z compares it with "
         f"{s.n_shifts} toroidal shifts of one population's map, which keep each population's "
-        "own patches (shuffling bins would call any two smooth fields interacting). Each "
+        "own patches (shuffling bins would call any two smooth fields interacting), the other "
+        "shares of each bin renormalised with it, so that the closure of shares (abundant "
+        "populations crowd each other out) is not read as avoidance. Each "
         "sample's maps are on its page. Pairs with the strongest evidence of contact (z > 0) or "
         "avoidance (z < 0):"
     )
