@@ -52,7 +52,7 @@ def _figures(report: CompareReport, work: Path) -> list[Path]:
     from tmescope.viz.compare_plots import plot_differences, plot_pair_by_patient, plot_phenotypes
 
     c = report.comparison
-    title = f"What differs between groups of {c.by}"
+    title = f"What differs between the groups of {c.by!r} ({', '.join(c.groups)})"
     figures = [plot_differences(c.pairs, work / "differences.png", title=title)]
     for a, b in pairs_to_plot(report):
         key = f"{a}|{b}" if f"{a}|{b}" in c.patient_values else f"{b}|{a}"

@@ -29,7 +29,7 @@ def plot_differences(pairs: Sequence[Mapping[str, Any]], out: Path, *, title: st
     """Effects (difference of mean log co-location ratios, first group − second) with their
     intervals for up to :data:`MAX_ROWS` pairs, smallest q first."""
     rows = list(pairs)[:MAX_ROWS]
-    fig, ax = _figure(6.5, max(2.5, 0.32 * len(rows) + 1.4))
+    fig, ax = _figure(8.0, max(2.8, 0.32 * len(rows) + 1.8))
     if not rows:
         ax.text(0.5, 0.5, "no pair could be tested", ha="center", va="center")
         ax.set_axis_off()
@@ -48,7 +48,8 @@ def plot_differences(pairs: Sequence[Mapping[str, Any]], out: Path, *, title: st
     ax.set_yticks(y, labels, fontsize=8)
     ax.axvline(0, color="black", lw=0.8)
     g1, g2 = rows[0]["groups"]
-    ax.set_xlabel(f"difference of mean log co-location ratio ({g1} − {g2}), 95 % bootstrap")
+    ax.set_xlabel(f"effect: mean log co-location ratio, {g1} − {g2}\n"
+                  "(patients' means; bars: 95 % bootstrap interval over patients)")  # fmt: skip
     n_sig = sum(r["q"] < 0.05 for r in pairs)
     ax.set_title(f"{title}\n{n_sig} pair(s) at q < 0.05 (red); patients are the units", fontsize=9)
     return _save(fig, out)
@@ -62,7 +63,7 @@ def plot_pair_by_patient(
     patients: Mapping[str, Mapping[str, Any]] = values.get("patients", {})
     sections: Mapping[str, Mapping[str, Any]] = values.get("sections", {})
     groups = sorted({v["group"] for v in patients.values()})
-    fig, ax = _figure(1.6 * max(len(groups), 2) + 1.5, 4.0)
+    fig, ax = _figure(max(1.6 * len(groups) + 1.5, 5.5), 4.4)
     rng = np.random.default_rng(0)  # jitter only
     for x, group in enumerate(groups):
         pv = [v["value"] for v in patients.values() if v["group"] == group]
@@ -78,9 +79,9 @@ def plot_pair_by_patient(
     ax.set_ylabel(f"log co-location ratio, {pair[0]} · {pair[1]}")
     caption = f"{pair[0]} · {pair[1]}"
     if row is not None:
-        caption += (f"\neffect {row['effect']:+.2f} [{_fmt(row.get('low'))}, "
-                    f"{_fmt(row.get('high'))}], Welch p={row['p']:.2g}, q={row['q']:.2g}, "
-                    f"exact permutation p={_fmt(row.get('p_perm'))}")  # fmt: skip
+        caption += (f"\neffect ({' − '.join(row['groups'])}) {row['effect']:+.2f} "
+                    f"[{_fmt(row.get('low'))}, {_fmt(row.get('high'))}]\nWelch p={row['p']:.2g},"
+                    f" q={row['q']:.2g}; exact permutation p={_fmt(row.get('p_perm'))}")  # fmt: skip
     ax.set_title(caption, fontsize=8)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, out)
