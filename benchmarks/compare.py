@@ -19,6 +19,17 @@ patient and both deserts are held out of training altogether. Then:
 - **oracle**: the same comparison on the true cells (positions and one-hot types, what spicyR
   would see) with the planted grouping; every pair's effect from the maps beside the cells'.
 
+With ``--scale DIR`` (``benchmarks/cohort_scale.py``'s results: a store of N samples with saved
+16 µm maps and a model), it also measures on that cohort, whose patients carry no planted
+difference:
+
+- **cost**: ``compare`` of its N samples (maps already saved by ``interactions``), wall time
+  and peak memory in a child process;
+- **calibration over every relabelling**: the samples' summaries computed once, then every
+  split of the patients into two equal groups compared (126 splits for 10 patients): the share
+  of splits with any q < 0.05 and of pairs with p < 0.05, Welch's, the permutation's and the
+  naive test's.
+
 Everything a seed computes is kept under ``--work`` (default benchmarks/results/compare): a
 killed run resumes at the first seed without a ``result.json``.
 """
@@ -230,13 +241,72 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def scale_figures(scale: Path, n: int) -> dict[str, Any]:
+    """Cost and exhaustive-relabelling calibration on the scale benchmark's ``n``-sample cohort."""
+    import itertools
+    import subprocess
+    import sys
+
+    from tmescope.analysis.group_compare import compare_groups
+    from tmescope.jobs.compare import CompareSettings, CompareTask, summarise_stored_sample
+
+    store, model = scale / f"store_{n}.zarr", scale / f"n{n}" / "model"
+    source = scale / "cohort_40x4000" / "samplesheet.csv"
+    rows = list(csv.DictReader(source.open()))[:n]
+    sheet = source.with_name(f"samplesheet_{n}_groups.csv")
+    with sheet.open("w", newline="") as handle:  # a grouping for the cost run: patients' parity
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], "group"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(dict(r, group="AB"[_patient_index(r) % 2]) for r in rows)
+    out = scale / f"compare_{n}"
+    command = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "tmescope", "compare",
+               str(store), str(model), "--by", "group", "--samplesheet", str(sheet),
+               "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    wall, rss_kb = done.stderr.strip().splitlines()[-1].split()
+    task = CompareTask(store=store, model_dir=model, settings=CompareSettings(by="group"),
+                       keep=False)  # fmt: skip
+    summaries = [summarise_stored_sample(r["sample"], task) for r in rows]
+    patients = sorted({r["patient"] for r in rows})
+    half = len(patients) // 2
+    any_q, p05, perm05, naive05, tests = 0, 0, 0, 0, 0
+    splits = [c for c in itertools.combinations(patients, half) if patients[0] in c]
+    for chosen in splits:
+        meta = {r["sample"]: {"patient": r["patient"],
+                              "group": "A" if r["patient"] in chosen else "B"} for r in rows}
+        pairs = compare_groups(summaries, meta, by="group").pairs
+        any_q += any(p["q"] < 0.05 for p in pairs)
+        p05 += sum(p["p"] < 0.05 for p in pairs)
+        perm05 += sum(p["p_perm"] < 0.05 for p in pairs)
+        naive05 += sum(p["naive_p"] is not None and p["naive_p"] < 0.05 for p in pairs)
+        tests += len(pairs)
+    return {
+        "scale_samples": n,
+        "scale_compare_s": float(wall),
+        "scale_compare_peak_rss_mb": round(int(rss_kb) / 1024),
+        "scale_splits": len(splits),
+        "scale_splits_with_q05": round(any_q / len(splits), 4),
+        "scale_p05": round(p05 / tests, 4),
+        "scale_p_perm05": round(perm05 / tests, 4),
+        "scale_naive_p05": round(naive05 / tests, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--spots", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/compare"))
+    parser.add_argument("--scale", type=Path, default=None,
+                        help="benchmarks/cohort_scale.py's results folder (store_N.zarr, nN/model)")
+    parser.add_argument("--scale-samples", type=int, default=20)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.scale is not None:
+        figures = scale_figures(args.scale, args.scale_samples)
+        print(json.dumps(figures, indent=1), flush=True)
+        (args.work / f"scale_{args.scale_samples}.json").parent.mkdir(parents=True, exist_ok=True)
+        (args.work / f"scale_{args.scale_samples}.json").write_text(json.dumps(figures, indent=1))
     results = []
     for k in range(args.seeds):
         work = args.work / f"seed_{k:02d}"
@@ -245,6 +315,8 @@ def main() -> None:
         results.append(run_seed(BASE_SEED + k, spots=args.spots, work=work))
         print(f"seed {k}: planted q {results[-1]['planted']['q']}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    if not results:
+        return
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),

@@ -85,9 +85,19 @@ def demo(
     if result.comparison is not None:
         c = result.comparison.comparison
         calls = ", ".join(f"{s['sample']} {s['phenotype']}" for s in c.samples)
+        lead = c.pairs[0] if c.pairs else None
+        leading = ""
+        if lead is not None:
+            few = min(lead["n_patients"].values())
+            leading = (
+                f"; leading pair {lead['a']} · {lead['b']}, higher in {lead['higher_in']}, "
+                f"p {lead['p']:.2g}, q {lead['q']:.2g}"
+                + (f" ({few} patients per group: too few for q < 0.05)" if few < 4 else "")
+            )
         lines.append(
             f"[bold]compare[/bold]   {result.comparison.out} ({' vs '.join(c.groups)}, patients "
-            f"as units: {len(c.significant())} pair(s) at q < 0.05; immune phenotypes: {calls})"
+            f"as units: {len(c.significant())} pair(s) at q < 0.05{leading}; immune phenotypes: "
+            f"{calls})"
         )
     if result.slide_predictions is not None:
         lines.append(
