@@ -287,9 +287,9 @@ def _add_q(rows: list[dict[str, Any]]) -> None:
         if row["p"] is None:
             row["p"] = 1.0
     for row, q in zip(rows, bh_qvalues([r["p"] for r in rows]), strict=True):
-        row["q"] = float(round(q, 8))
+        row["q"] = float(f"{q:.6g}")
 
 
 def _num(value: Any) -> float | None:
     value = float(value)
-    return round(value, 8) if math.isfinite(value) else None
+    return float(f"{value:.6g}") if math.isfinite(value) else None  # small p-values kept
