@@ -260,10 +260,13 @@ def test_the_page_and_openapi_are_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and '<section id="interactions" hidden>' in page.text
     assert '<section id="subspot" hidden>' in page.text
+    assert '<section id="compare" hidden>' in page.text
     assert client.get("/static/viewer.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/compare.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/samples", "/api/query", "/api/samples/{sample_id}/dzi"} <= set(paths)
     assert {"/api/samples/{sample_id}/bins", "/api/samples/{sample_id}/bins/values"} <= set(paths)
+    assert {"/api/compare", "/api/compare/figure.png"} <= set(paths)
 
 
 def test_a_missing_store_or_a_foreign_model_is_refused(

@@ -37,13 +37,18 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def trained_store(viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
-    """The shared viewer store, once the browser and the page's libraries are known present."""
+def browser_ready() -> None:
+    """Skips, saying why, unless the browser and the page's libraries are present."""
     if openseadragon_dir() is None:
         pytest.skip("the viewer's npm libraries are absent: run `make viewer-assets`")
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (the test extra) is absent")
+
+
+@pytest.fixture(scope="module")
+def trained_store(browser_ready: None, viewer_store: tuple[Path, Path]) -> tuple[Path, Path]:
+    """The shared viewer store, once the browser and the page's libraries are known present."""
     return viewer_store
 
 
@@ -269,6 +274,86 @@ def test_the_first_view_opens_a_sample_with_spots_and_every_list_filled(
             assert page.locator("#status.error").count() == 0
             assert page.locator("#layer option[value='measured']").is_disabled()
             assert page.evaluate("window.tmescopeViewer.state.overlay.drawn") > 0  # its tiles
+            assert errors == []
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def compare_server(
+    browser_ready: None, compare_store: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The viewer of a copy of the comparison's store whose inflamed group is named in HTML,
+    which the page must show as text."""
+    from tmescope.store import CohortStore
+
+    store, model = compare_store
+    copy = tmp_path_factory.mktemp("compare-page") / "cohort.zarr"
+    shutil.copytree(store, copy)
+    opened = CohortStore.open(copy, mode="a")
+    for sample_id in opened.sample_ids():
+        metadata = dict(opened.sample_record(sample_id).metadata)
+        if metadata["group"] == "inflamed":
+            opened.update_sample_metadata(sample_id, {**metadata, "group": HOSTILE_GROUP})
+    with _serving(copy, model) as url:
+        yield url
+
+
+HOSTILE_GROUP = "<b>inflamed</b><img src=x onerror=alert(1)>"
+
+
+def test_the_comparison_panel_shows_the_groups_pairs_and_phenotypes(compare_server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("dialog", lambda dialog: errors.append(f"dialog {dialog.message}"))
+            page.goto(compare_server)
+            page.wait_for_selector("body[data-slide='loaded'][data-coloured-by]", timeout=20_000)
+            assert page.locator("#compare").is_visible()
+            assert page.locator("#compare-design").inner_text() == (
+                f"Sections grouped by group: {HOSTILE_GROUP} (2 patients), excluded (2 patients)."
+            )
+            page.locator("#compare-load").click()
+            page.wait_for_selector("body[data-compare]", timeout=90_000)
+            status = page.locator("#compare-status").inner_text()
+            assert status.endswith(f"µm sub-spot maps; effect: {HOSTILE_GROUP} − excluded.")
+            head = page.locator("#compare-pairs tr").first.inner_text()
+            assert "higher in" in head and "exact" in head and "naive p" in head
+            assert page.locator("#compare-pairs tr").count() >= 3
+            contact = page.locator("#compare-pairs tr", has_text="t_cell · tumour").inner_text()
+            assert HOSTILE_GROUP in contact  # higher in the inflamed group, named as text
+            # synth_00 is open: its group (as text) and its immune phenotype (ours in bold).
+            line = page.locator("#compare-phenotype")
+            assert line.inner_text().startswith(f"synth_00 (group {HOSTILE_GROUP}), immune phen")
+            assert line.locator("b").count() == 1
+            assert page.locator("#compare-counts tr").count() == 3  # the header and two groups
+            assert page.locator("#compare img[src='x']").count() == 0  # nothing injected
+            page.wait_for_function(
+                "document.getElementById('compare-differences').complete && "
+                "document.getElementById('compare-differences').naturalWidth > 0",
+                timeout=30_000,
+            )
+            page.locator("#compare-pairs tr", has_text="t_cell · tumour").click()
+            page.wait_for_function(
+                "document.getElementById('compare-pair').complete && "
+                "document.getElementById('compare-pair').naturalWidth > 0",
+                timeout=30_000,
+            )
+            page.locator("#compare").scroll_into_view_if_needed()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "viewer-compare.png"))
+
+            page.select_option("#sample", "synth_02")  # the line follows the open sample
+            page.wait_for_function(
+                "document.getElementById('compare-phenotype').textContent"
+                ".startsWith('synth_02 (group excluded)')",
+                timeout=20_000,
+            )
             assert errors == []
         finally:
             browser.close()

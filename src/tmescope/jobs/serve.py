@@ -55,20 +55,24 @@ def make_app(
         return measured_expression(opened, sample_id)
 
     if model_dir is None:
-        data, analysis, subspot = CohortData(opened, measured=measured), None, None
+        data, analysis, subspot, compare = CohortData(opened, measured=measured), None, None, None
     else:
         from tmescope.fusion.model_dir import load_model
         from tmescope.jobs.predict import check_model_fits_store
-        from tmescope.jobs.serve_analysis import ViewerAnalysis, ViewerSubspot
+        from tmescope.jobs.serve_analysis import ViewerAnalysis, ViewerComparison, ViewerSubspot
 
         model = load_model(model_dir, device=device)
         check_model_fits_store(model, opened.fingerprint, where=f"the store {opened.path}")
         data = CohortData(opened, measured=measured, model=ModelPredictions(opened, model))
         analysis, subspot = ViewerAnalysis(opened, model), ViewerSubspot(opened, model)
+        compare = ViewerComparison(opened, model)
     assets = openseadragon_dir()
     if assets is None:
         warnings.warn(MISSING_MESSAGE, TmescopeWarning, stacklevel=2)
-    return create_app(data, SlideTiles(opened), assets=assets, analysis=analysis, subspot=subspot)
+    return create_app(
+        data, SlideTiles(opened), assets=assets, analysis=analysis, subspot=subspot,
+        compare=compare,
+    )  # fmt: skip
 
 
 class ModelPredictions:

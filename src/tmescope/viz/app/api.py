@@ -27,7 +27,14 @@ from tmescope.errors import (
     TmescopeError,
 )
 from tmescope.io.slide_sample import HE_ONLY
-from tmescope.viz.app.analysis import FIGURE_KINDS, CohortAnalysis
+from tmescope.viz.app.analysis import (
+    COMPARE_FIGURE_KINDS,
+    FIGURE_KINDS,
+    GROUP_COLUMN,
+    CohortAnalysis,
+    GroupComparisons,
+    NoComparisonError,
+)
 from tmescope.viz.app.assets import MISSING_MESSAGE, static_dir
 from tmescope.viz.app.sample_data import (
     LAYERS,
@@ -39,6 +46,8 @@ from tmescope.viz.app.schemas import (
     Attention,
     AttentionEdge,
     BinTable,
+    Comparison,
+    ComparisonDesign,
     DeepZoomInfo,
     FeatureAt,
     Interactions,
@@ -70,6 +79,8 @@ BinLayer = Annotated[str, Query(description=f"one of {', '.join(SUBSPOT_LAYERS)}
 Population = Annotated[
     str, Query(description="a population, or A|B for an interface", max_length=256)
 ]
+Column = Annotated[str, Query(description="a metadata column of the samples", max_length=64)]
+COMPARE_PAIR_SEP = ","  # a pair of populations in /api/compare/figure.png: pair=A,B
 
 
 def create_app(
@@ -79,10 +90,11 @@ def create_app(
     assets: Path | None,
     analysis: CohortAnalysis | None = None,
     subspot: SubspotMaps | None = None,
+    compare: GroupComparisons | None = None,
 ) -> FastAPI:
     """The app over ``data``; ``assets`` is the OpenSeadragon folder (``None``: missing);
-    ``analysis`` gives niches and interactions, ``subspot`` the sub-spot maps (each ``None``:
-    started without a model)."""
+    ``analysis`` gives niches and interactions, ``subspot`` the sub-spot maps, ``compare`` the
+    comparison between groups of samples (each ``None``: started without a model)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -105,6 +117,15 @@ def create_app(
                 "REF.h5ad --resolution 16"
             )
         return subspot
+
+    def compared() -> GroupComparisons:
+        if compare is None:
+            raise PredictionsUnavailableError(
+                "no comparison between groups: the viewer was started without a model; start it "
+                "with `tmescope serve STORE --model MODEL_DIR`, a model trained with --reference "
+                "REF.h5ad --resolution 16"
+            )
+        return compare
 
     app = FastAPI(
         lifespan=lifespan,
@@ -137,6 +158,7 @@ def create_app(
             assets_missing=None if assets is not None else MISSING_MESSAGE,
             has_subspot=has_subspot,
             populations=list(subspot.populations) if subspot is not None and has_subspot else [],
+            comparison=_design(compare),
         )  # fmt: skip
 
     @app.get("/api/samples", response_model=list[SampleSummary])
@@ -324,7 +346,67 @@ def create_app(
         png = analysed().figure(scope, kind)  # kind is one of FIGURE_KINDS: checked above
         return Response(png, media_type="image/png", headers=_TILE_HEADERS)
 
+    @app.get("/api/compare", response_model=Comparison)
+    def comparison(by: Column = GROUP_COLUMN) -> Comparison:
+        """What differs between the groups of a metadata column (``group`` by default), with
+        patients as the units, and each section's immune phenotype: ``tmescope compare``'s
+        JSON (the first request reads or predicts every section's sub-spot maps)."""
+        column = _check_column(by)
+        body = compared().comparison(column)
+        query = {} if column == GROUP_COLUMN else {"by": column}
+        figures = {
+            kind: f"/api/compare/figure.png?{urlencode({**query, 'kind': kind})}"
+            for kind in ("differences", "phenotypes")
+        }
+        return Comparison(**body, figures=figures)
+
+    @app.get("/api/compare/figure.png", response_class=Response)
+    def comparison_figure(
+        kind: Annotated[str, Query(description="differences, phenotypes or pair", max_length=16)],
+        by: Column = GROUP_COLUMN,
+        pair: Annotated[
+            str | None, Query(description="with kind=pair: two populations, A,B", max_length=513)
+        ] = None,
+    ) -> Response:
+        """The pairs' differences with their intervals, each section's immune phenotype by
+        group, or one pair patient by patient (``kind=pair&pair=A,B``), as PNG."""
+        if kind not in COMPARE_FIGURE_KINDS:
+            raise InvalidParameterError(
+                f"kind must be one of {', '.join(COMPARE_FIGURE_KINDS)}, got {kind!r}"
+            )
+        if (kind == "pair") != (pair is not None):
+            raise InvalidParameterError("pair=A,B goes with kind=pair, and kind=pair needs it")
+        names = None
+        if pair is not None:
+            parts = pair.split(COMPARE_PAIR_SEP)
+            if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+                raise InvalidParameterError(
+                    f"pair must be two different populations, as A,B; got {pair!r}"
+                )
+            names = (parts[0], parts[1])
+        column = _check_column(by)
+        png = compared().figure(column, kind, names)  # kind is one of COMPARE_FIGURE_KINDS
+        return Response(png, media_type="image/png", headers=_TILE_HEADERS)
+
     return app
+
+
+def _check_column(by: str) -> str:
+    column = by.strip()
+    if not column:
+        raise InvalidParameterError("by must name a metadata column of the samples, e.g. group")
+    return column
+
+
+def _design(compare: GroupComparisons | None) -> ComparisonDesign | None:
+    """Whether the samples' ``group`` column can be compared (cheap: their metadata only); null
+    without a model with a sub-spot model."""
+    if compare is None or not compare.available:
+        return None
+    try:
+        return ComparisonDesign(ready=True, **compare.design(GROUP_COLUMN))
+    except TmescopeError as why:
+        return ComparisonDesign(by=GROUP_COLUMN, ready=False, why=" ".join(str(why).split()))
 
 
 def _summary(data: CohortData, sample_id: str) -> SampleSummary:
@@ -396,6 +478,7 @@ def _json_floats(values: np.ndarray) -> list[float | None]:
 # Which status each kind of error gets; the first matching class wins.
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (PredictionsUnavailableError, 409),
+    (NoComparisonError, 409),
     (IndexMissingError, 409),
     (LookupError, 404),
     (InvalidParameterError, 422),

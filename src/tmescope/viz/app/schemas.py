@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -29,6 +31,23 @@ class SampleInfo(SampleSummary):
     states: list[str] = Field(description="the model's TME states (none without a model)")
 
 
+class ComparisonDesign(BaseModel):
+    """Whether the groups of a metadata column can be compared, read from the samples' metadata
+    alone (nothing is predicted): who would be compared, or why not."""
+
+    by: str = Field(description="the metadata column (group unless asked otherwise)")
+    ready: bool = Field(description="a comparison can be made: GET /api/compare")
+    why: str | None = Field(default=None, description="why not, when it cannot")
+    subject: str | None = Field(default=None, description="the units: patient, else sample")
+    groups: dict[str, int] = Field(
+        default_factory=dict, description="each group's number of units (patients)"
+    )
+    n_samples: int = 0
+    left_out: list[str] = Field(
+        default_factory=list, description="samples without the column, or with it empty"
+    )
+
+
 class ViewerInfo(BaseModel):
     """The store being viewed, the model (if any), where the page starts and whether the page's
     libraries are here."""
@@ -45,6 +64,11 @@ class ViewerInfo(BaseModel):
     assets_missing: str | None = Field(description="why the page cannot draw, when it cannot")
     has_subspot: bool = Field(description="the model has a sub-spot model: /bins layers")
     populations: list[str] = Field(description="the sub-spot model's populations (or none)")
+    comparison: ComparisonDesign | None = Field(
+        default=None,
+        description="whether the samples' groups (their `group` column) can be compared; null "
+        "without a model with a sub-spot model",
+    )
 
 
 class SpotTable(BaseModel):
@@ -175,3 +199,35 @@ class Interactions(BaseModel):
     figures: dict[str, str]
     n_samples: int | None = None
     counts: dict[str, int] | None = None
+
+
+class Comparison(BaseModel):
+    """What differs between the groups of a metadata column, with patients as the units (the
+    JSON of ``tmescope compare``, its paths left out).
+
+    ``pairs``: one row per pair of populations (and contrast of two groups), smallest q first:
+    ``a``, ``b``, ``groups``, ``effect`` (first group minus second, log co-location ratio) with
+    its bootstrap interval ``low``/``high``, ``p`` (Welch), ``p_perm`` (exact permutation of the
+    patients' labels), ``q`` (Benjamini-Hochberg), ``higher_in``, ``n_patients``,
+    ``mean_log_ratio`` and ``naive_p`` (every bin as independent: not used). ``samples``: each
+    section's group, patient and immune phenotype call with its scores.
+    """
+
+    by: str
+    subject: str
+    groups: list[str]
+    populations: list[str]
+    radius_um: float | None
+    resolution_um: float
+    test: str
+    naive_test: str
+    pairs: list[dict[str, Any]]
+    untested: list[dict[str, Any]]
+    abundances: list[dict[str, Any]]
+    samples: list[dict[str, Any]]
+    n_significant: int = Field(description="pairs at q < 0.05")
+    phenotype_counts: dict[str, dict[str, int]] = Field(
+        description="per group, how many sections were called each immune phenotype"
+    )
+    left_out: list[str] = Field(description="samples without the column, or with it empty")
+    figures: dict[str, str] = Field(description="URLs of the PNGs: differences, phenotypes")

@@ -26,4 +26,5 @@ export const api = {
   binValues: (sample, layer, feature) =>
     getJSON(`/api/samples/${encodeURIComponent(sample)}/bins/values`, { layer, feature }),
   interactions: (sample) => getJSON("/api/interactions", sample ? { sample } : {}),
+  compare: (by) => getJSON("/api/compare", by ? { by } : {}),
 };

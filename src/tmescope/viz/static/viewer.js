@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { drawCategoryLegend, drawLegend, rangeOf } from "./colours.js";
+import { initCompare, showSamplePhenotype } from "./compare.js";
 import { SpotOverlay } from "./overlay.js";
 import { showAttention, showSimilar, showSpot } from "./panel.js";
 
@@ -66,6 +67,7 @@ async function main() {
     recolour().catch(fail);
   });
   for (const id of ["subspot-a", "subspot-b"]) $(id).addEventListener("change", () => recolour().catch(fail));
+  initCompare(state.info.comparison); // the groups' comparison, when the metadata allow one
   $("interactions-scope").addEventListener("change", () => showInteractions().catch(fail));
   $("interactions-load").addEventListener("click", () => {
     state.interactionsWanted = true;
@@ -150,6 +152,7 @@ async function openSample(sampleId, focus = null) {
     clearPanel();
   }
   setStatus(`${sampleId}: ${sample.n_spots} spots, ${sample.n_tiles} tiles`);
+  showSamplePhenotype(sampleId);
   // Who meets whom is computed for the whole cohort: minutes of work for dozens of samples,
   // so only once asked for (its button, or the niches layer, which computes it too).
   showInteractions().catch(fail);
