@@ -443,7 +443,8 @@ def test_planted_immune_phenotypes_place_the_t_cells(tmp_path: Path) -> None:
         assert truth["immune_phenotype"]["name"] == kind
 
 
-def test_unknown_phenotypes_are_refused() -> None:
-    with pytest.raises(InvalidParameterError, match="unknown immune phenotype.*'hot'"):
-        write_synthetic_cohort(Path("never"), n_samples=1, n_spots=20, seed=0, phenotypes=["hot"])
-    assert not Path("never").exists()
+def test_unknown_phenotypes_are_refused(tmp_path: Path) -> None:
+    never = tmp_path / "never"
+    with pytest.raises(InvalidParameterError, match=r"unknown immune phenotype.*'hot'"):
+        write_synthetic_cohort(never, n_samples=1, n_spots=20, seed=0, phenotypes=["hot"])
+    assert not never.exists()
