@@ -206,17 +206,30 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
     by_truth = {t: accuracy([c for c in calls if c["truth"] == t])
                 for t in ("inflamed", "excluded", "desert")}  # fmt: skip
-    maps_e, oracle_e, agree = [], [], []
+    maps_e, oracle_e, agree, agree_sig = [], [], [], []
     for r in results:
         for key, (effect, _) in r["pairs_maps"].items():
             if key in r["pairs_oracle"] and effect is not None:
-                o = r["pairs_oracle"][key][0]
+                o, oracle_q = r["pairs_oracle"][key]
                 maps_e.append(effect)
                 oracle_e.append(o)
                 agree.append(np.sign(effect) == np.sign(o))
+                if oracle_q is not None and oracle_q < 0.05:
+                    agree_sig.append(np.sign(effect) == np.sign(o))
     oracle_sig = [(r["pairs_maps"].get(k, [None, None])[1], v[1]) for r in results
                   for k, v in r["pairs_oracle"].items()]  # fmt: skip
     found = [m is not None and m < 0.05 for m, o in oracle_sig if o is not None and o < 0.05]
+    keys = sorted({k for r in results for k in r["pairs_oracle"]})
+    side_by_side = {}
+    for key in keys:
+        m = [r["pairs_maps"][key] for r in results if r["pairs_maps"].get(key, [None])[0] is not None]
+        o = [r["pairs_oracle"][key] for r in results if key in r["pairs_oracle"]]
+        side_by_side[key] = {
+            "maps_effect": round(float(np.mean([e for e, _ in m])), 3) if m else None,
+            "oracle_effect": round(float(np.mean([e for e, _ in o])), 3) if o else None,
+            "maps_q05_seeds": sum(q is not None and q < 0.05 for _, q in m),
+            "oracle_q05_seeds": sum(q is not None and q < 0.05 for _, q in o),
+        }
     return {
         "seeds": n,
         "power": round(float(np.mean(power)), 3),
@@ -235,14 +248,21 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "oracle_effect_pearson": round(float(np.corrcoef(maps_e, oracle_e)[0, 1]), 3)
         if len(maps_e) > 2 else None,
         "oracle_sign_agreement": round(float(np.mean(agree)), 3) if agree else None,
+        "oracle_sign_agreement_where_cells_differ": round(float(np.mean(agree_sig)), 3)
+        if agree_sig else None,
         "oracle_significant_found_by_maps": round(float(np.mean(found)), 3) if found else None,
         "oracle_significant_pairs": len(found),
         "compare_s_median": float(np.median([r["compare_s"] for r in results])),
+        "pairs_side_by_side": side_by_side,
     }
 
 
-def scale_figures(scale: Path, n: int) -> dict[str, Any]:
-    """Cost and exhaustive-relabelling calibration on the scale benchmark's ``n``-sample cohort."""
+MAX_SPLITS = 500  # past this many splits of the patients, a seeded sample of them
+
+
+def scale_figures(scale: Path, n: int, model: Path | None = None) -> dict[str, Any]:
+    """Cost and relabelling calibration on the scale benchmark's ``n``-sample cohort (every
+    split of its patients in two, or :data:`MAX_SPLITS` of them drawn at random)."""
     import itertools
     import subprocess
     import sys
@@ -250,7 +270,8 @@ def scale_figures(scale: Path, n: int) -> dict[str, Any]:
     from tmescope.analysis.group_compare import compare_groups
     from tmescope.jobs.compare import CompareSettings, CompareTask, summarise_stored_sample
 
-    store, model = scale / f"store_{n}.zarr", scale / f"n{n}" / "model"
+    store = scale / f"store_{n}.zarr"
+    model = model or scale / f"n{n}" / "model"
     source = scale / "cohort_40x4000" / "samplesheet.csv"
     rows = list(csv.DictReader(source.open()))[:n]
     sheet = source.with_name(f"samplesheet_{n}_groups.csv")
@@ -271,6 +292,9 @@ def scale_figures(scale: Path, n: int) -> dict[str, Any]:
     half = len(patients) // 2
     any_q, p05, perm05, naive05, tests = 0, 0, 0, 0, 0
     splits = [c for c in itertools.combinations(patients, half) if patients[0] in c]
+    if len(splits) > MAX_SPLITS:
+        picked = np.random.default_rng(0).choice(len(splits), MAX_SPLITS, replace=False)
+        splits = [splits[i] for i in sorted(picked)]
     for chosen in splits:
         meta = {r["sample"]: {"patient": r["patient"],
                               "group": "A" if r["patient"] in chosen else "B"} for r in rows}
@@ -282,6 +306,7 @@ def scale_figures(scale: Path, n: int) -> dict[str, Any]:
         tests += len(pairs)
     return {
         "scale_samples": n,
+        "scale_model": str(model),
         "scale_compare_s": float(wall),
         "scale_compare_peak_rss_mb": round(int(rss_kb) / 1024),
         "scale_splits": len(splits),
@@ -300,10 +325,12 @@ def main() -> None:
     parser.add_argument("--scale", type=Path, default=None,
                         help="benchmarks/cohort_scale.py's results folder (store_N.zarr, nN/model)")
     parser.add_argument("--scale-samples", type=int, default=20)
+    parser.add_argument("--scale-model", type=Path, default=None,
+                        help="the model (default: the scale benchmark's nN/model)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.scale is not None:
-        figures = scale_figures(args.scale, args.scale_samples)
+        figures = scale_figures(args.scale, args.scale_samples, args.scale_model)
         print(json.dumps(figures, indent=1), flush=True)
         (args.work / f"scale_{args.scale_samples}.json").parent.mkdir(parents=True, exist_ok=True)
         (args.work / f"scale_{args.scale_samples}.json").write_text(json.dumps(figures, indent=1))
