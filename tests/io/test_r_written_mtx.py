@@ -115,3 +115,30 @@ def test_heart_folder_with_only_the_r_written_matrix(heart_dir: Path, tmp_path: 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["n_spots"], summary["n_genes"]) == (100, 100)
+
+
+def test_an_r_written_all_zero_matrix_reads_as_no_counts(tmp_path: Path) -> None:
+    """R's writeMM writes an all-zero matrix as 'coordinate pattern symmetric' with no entries
+    (as in a real R-written Visium HD subset): a valid, empty count matrix, read as zeros with a
+    warning; a pattern matrix that has entries is still refused (it holds no counts)."""
+    from tmescope.errors import CountsFormatError, TmescopeWarning
+
+    folder = write_r_mtx(
+        tmp_path / "zero", sp.csr_matrix((3, 2)), barcodes=["A-1", "B-1", "C-1"],
+        gene_ids=["G1", "G2"], gene_names=["g1", "g2"],
+    )  # fmt: skip
+    (folder / "matrix.mtx.gz").write_text("%%MatrixMarket matrix coordinate pattern symmetric\n2 3 0\n")
+    with pytest.warns(TmescopeWarning, match="no entries"):
+        adata = read_10x_mtx(folder)
+    assert adata.shape == (3, 2) and adata.X.nnz == 0 and adata.X.dtype == np.float32
+    assert adata.obs_names.tolist() == ["A-1", "B-1", "C-1"]
+    (folder / "matrix.mtx.gz").write_text(
+        "%%MatrixMarket matrix coordinate pattern general\n2 3 1\n1 2\n"
+    )
+    with pytest.raises(CountsFormatError, match="pattern general' matrix with 1 entries"):
+        read_10x_mtx(folder)
+    (folder / "matrix.mtx.gz").write_text(
+        "%%MatrixMarket matrix coordinate integer general\n2 3 0\n1 2 4\n"
+    )
+    with pytest.raises(CountsFormatError, match="declares 0 counts but holds entries"):
+        read_10x_mtx(folder)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import gzip
 import io
+import warnings
 import zlib
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import scipy.io
 import scipy.sparse as sp
 
-from tmescope.errors import CountsFormatError
+from tmescope.errors import CountsFormatError, TmescopeWarning
 from tmescope.io._keys import MtxFiles
 from tmescope.io._messages import first_line
 from tmescope.io.count_table import build_counts
@@ -107,10 +109,13 @@ def _parse_matrix(data: bytes, *, path: Path, n_features: int, n_barcodes: int) 
             f"{path} is not a Matrix Market file (first line {_short(banner)}); expected "
             "'%%MatrixMarket matrix coordinate integer general' as Space Ranger writes it"
         )
-    if banner[2] != "coordinate" or banner[3] not in _FIELDS or banner[4] != "general":
+    kind = " ".join(banner[2:])
+    if banner[2] != "coordinate" or banner[3] not in (*_FIELDS, "pattern") or banner[4] not in (
+        "general", "symmetric"
+    ):
         raise CountsFormatError(
-            f"{path} holds a '{' '.join(banner[2:])}' matrix; expected 'coordinate integer "
-            "general' (or real) counts as Space Ranger writes them"
+            f"{path} holds a '{kind}' matrix; expected 'coordinate integer general' (or real) "
+            "counts as Space Ranger writes them"
         )
     size, body_start = _size_line(data, banner_end + 1, path=path)
     n_rows, n_cols, n_entries = size
@@ -118,6 +123,27 @@ def _parse_matrix(data: bytes, *, path: Path, n_features: int, n_barcodes: int) 
         raise CountsFormatError(
             f"{path.parent}: matrix is {n_rows}×{n_cols} (features × barcodes) but there are "
             f"{n_features} features and {n_barcodes} barcodes; the files do not belong together"
+        )
+    if n_entries == 0 and _has_entries(data, body_start):
+        raise CountsFormatError(
+            f"{path} declares 0 counts but holds entries after its size line: its header is "
+            "damaged; copy it again"
+        )
+    if n_entries == 0:
+        # R's writeMM writes an all-zero matrix as 'coordinate pattern symmetric' with no
+        # entries: a valid, empty count matrix (scipy reads it as zeros too).
+        warnings.warn(
+            f"{path}: the count matrix has no entries ('{kind}', 0 of {n_rows}×{n_cols}); the "
+            "sample is read with no counts (all zeros)",
+            TmescopeWarning,
+            stacklevel=4,
+        )
+        return sp.csr_matrix((n_barcodes, n_features), dtype=np.float64)
+    if banner[3] not in _FIELDS or banner[4] != "general":
+        raise CountsFormatError(
+            f"{path} holds a '{kind}' matrix with {n_entries:,} entries; expected 'coordinate "
+            "integer general' (or real) counts as Space Ranger writes them (a pattern matrix "
+            "has no counts, a symmetric one is not features × barcodes)"
         )
     if n_entries > (len(data) - body_start) // _MIN_ENTRY_BYTES + 1:
         raise CountsFormatError(
@@ -135,6 +161,13 @@ def _parse_matrix(data: bytes, *, path: Path, n_features: int, n_barcodes: int) 
             "copy it again from the Space Ranger outs/ folder"
         ) from exc
     return sp.csr_matrix(coo.T)  # duplicate entries add up, as Matrix Market readers agree
+
+
+def _has_entries(data: bytes, start: int) -> bool:
+    """Whether any line from ``start`` on is neither blank nor a comment."""
+    return any(
+        line.strip() and not line.lstrip().startswith(b"%") for line in data[start:].splitlines()
+    )
 
 
 def _size_line(data: bytes, start: int, *, path: Path) -> tuple[tuple[int, int, int], int]:
