@@ -230,6 +230,28 @@ def test_a_lattice_without_array_indices_still_gives_the_pitch(many: Path) -> No
         assert sample.counts.X.max() == counts.max()
 
 
+def test_a_tmescope_export_gives_its_measured_table_id_and_resolution(tmp_path: Path) -> None:
+    """``tmescope export``'s layout: ``<s>_measured`` beside other tables, µm/px in the root's
+    ``tmescope_export`` attributes (off the lattice's 100 µm pitch here, to tell them apart)."""
+    import spatialdata as sd
+
+    spots = hex_lattice(n_rows=5, n_per_row=5, mpp=MPP)
+    pixels = render_tissue(spots, mpp=MPP, size=lattice_extent(spots, mpp=MPP))
+    xy = spots[["x", "y"]].to_numpy(float)
+    sdata = sd.SpatialData(
+        images={"s1_he": _image(pixels, "s1"), "s1_thumb": _image(pixels[::4, ::4], "s1")},
+        shapes={"s1_spots": _circles(xy, 30.0, "s1")},
+        tables={"s1_measured": _table(spots, "s1_spots"), "s1_maps": _table(spots, "s1_spots")},
+    )
+    sdata.attrs["tmescope_export"] = {"samples": ["s1"], "um_per_px": {"s1": 0.9}}
+    sdata.write(tmp_path / "export.zarr")
+    with read_spatialdata(tmp_path / "export.zarr") as sample:
+        assert sample.sample_id == "s1" and sample.slide.path.name == "s1_he"
+        assert sample.mpp == 0.9 and sample.mpp_source == "tmescope export: um_per_px of s1"
+        assert sample.spot_diameter_um == pytest.approx(2 * 30.0 * 0.9)
+        assert sample.counts.n_obs == len(spots)
+
+
 def test_visium_hd_bins_take_their_size_from_the_name(tmp_path: Path) -> None:
     import geopandas as gpd
     import shapely

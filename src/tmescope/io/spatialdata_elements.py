@@ -64,9 +64,11 @@ def root_attrs(path: Path) -> dict[str, Any]:
         ) from exc
 
 
-def pick_table(path: Path, table: str | None) -> str:
-    """The table to read: ``table``, else the only one."""
+def pick_table(path: Path, table: str | None, *, measured: tuple[str, ...] = ()) -> str:
+    """The table to read: ``table``, else the only one, else the only one of ``measured`` (a
+    tmescope export's ``<s>_measured`` beside its embeddings and maps)."""
     tables = element_names(path, "tables")
+    counted = [t for t in tables if t in measured]
     if table is not None and table not in tables:
         raise InvalidParameterError(
             f"{path.name} has no table {table!r}; its tables: {', '.join(tables) or 'none'} "
@@ -79,6 +81,8 @@ def pick_table(path: Path, table: str | None) -> str:
             f"{path.name} holds no table; expected a table of counts (units × genes) annotating "
             "its shapes, as spatialdata-io's readers and tmescope export write"
         )
+    if len(tables) > 1 and len(counted) == 1:
+        return counted[0]
     if len(tables) > 1:
         raise InvalidParameterError(
             f"{path.name} holds {len(tables)} tables ({', '.join(tables)}); pick the one of "

@@ -2,14 +2,15 @@
 annotates, and the H&E image beside them.
 
 Read as spatialdata-io writes Visium, Visium HD, Xenium, CosMx and MERSCOPE, and as ``tmescope
-export --to spatialdata`` writes a store (docs/interop.md). The table is the only one, else
-``table``; it annotates one element through ``uns["spatialdata_attrs"]`` (region, instance
-key). The image is the finest RGB image sharing a coordinate system with that element (``image``
-names another). Positions: each unit's centre (a circle's, a polygon's centroid) carried into
-the image's level-0 pixels through that coordinate system. µm/px, first found: the export's
-``um_per_px``; a Visium HD bin size (``square_008um``) over the bin pitch or side; the 100 µm
-Visium pitch (array indices, else nearest neighbours); spatialdata-io's µm coordinate system
-(Xenium, MERSCOPE). Only the table and its element are read whole; the image a chunk at a time.
+export --to spatialdata`` writes a store (docs/interop.md). The table is ``table``, else the
+only one (in a tmescope export, the only ``<s>_measured``); it annotates one element through
+``uns["spatialdata_attrs"]`` (region, instance key). The image is the finest RGB image sharing
+a coordinate system with that element (``image`` names another). Positions: each unit's centre
+(a circle's, a polygon's centroid) carried into the image's level-0 pixels through that
+coordinate system. µm/px, first found: the export's ``um_per_px``; a Visium HD bin size
+(``square_008um``) over the bin pitch or side; the 100 µm Visium pitch (array indices, else
+nearest neighbours); spatialdata-io's µm coordinate system (Xenium, MERSCOPE). Only the table
+and its element are read whole; the image a chunk at a time.
 """
 
 from __future__ import annotations
@@ -94,12 +95,13 @@ def read_spatialdata(
             f"reading {path.name} needs spatialdata; install it with pip install spatialdata"
         ) from exc
     attrs = root_attrs(path)
-    table_name = pick_table(path, table)
+    export = attrs.get(EXPORT_ATTRS) or {}
+    measured = tuple(f"{s}_measured" for s in export.get("samples") or ())
+    table_name = pick_table(path, table, measured=measured)
     what = f"{path.name}: table {table_name!r}"
     counts = read_table(path, table_name)
     units = annotated_units(path, table_name, counts)
     images = sd.read_zarr(path, selection=("images",)).images
-    export = attrs.get(EXPORT_ATTRS) or {}
     prefix = _export_prefix(export, table_name)
     image_name, system = pick_image(path, images, units, image=image, prefix=prefix)
     to_image, image_px = image_to_system(images[image_name], units, system)
@@ -107,10 +109,10 @@ def read_spatialdata(
     unit_px = units.sizes * float(np.sqrt(abs(np.linalg.det(to_image[:2, :2]))))  # (n,)
     slide = ZarrSlide(images[image_name], path=path / "images" / image_name)
     try:
-        um_per_unit = _export_mpp(export, prefix) or _table_mpp(counts)
         reader = str(attrs.get("spatialdata_io_reader") or "")
+        um_per_unit = _export_mpp(export, prefix) or _table_mpp(counts)
         if um_per_unit is None and _UM_SYSTEMS.get(reader) == system:
-            um_per_unit = 1.0
+            um_per_unit = (1.0, f"spatialdata-io {reader}: {system} in µm")
         resolution = resolve_resolution(
             counts.obs, xy, unit_px, kind=units.kind, names=f"{table_name} {units.region}",
             um_per_unit=um_per_unit, image_px=image_px, what=what,
@@ -145,20 +147,20 @@ def resolve_resolution(
     *,
     kind: str,
     names: str,
-    um_per_unit: float | None,
+    um_per_unit: tuple[float, str] | None,
     image_px: float,
     what: str,
 ) -> Resolution:
     """µm per image pixel for units at ``xy`` (``(n, 2)`` image px) of sizes ``unit_px`` (a
     circle's diameter, a polygon's √area, in image px): see the module docstring's order.
-    ``um_per_unit``: µm per unit of the shared coordinate system, when the file says it;
+    ``um_per_unit``: µm per unit of the shared coordinate system and where that was read,
+    when the file says it;
     ``image_px``: one image pixel in those units; ``names``: the table's and element's."""
     size = float(np.nanmedian(unit_px)) if np.isfinite(unit_px).any() else None
     has_grid = {"array_row", "array_col"} <= set(obs.columns)
     hd = _HD_BIN.search(names)
     if um_per_unit is not None:
-        mpp = um_per_unit * image_px
-        source = "SpatialData coordinate system (µm)"
+        mpp, source = um_per_unit[0] * image_px, um_per_unit[1]
         if kind == "polygon" and size is not None:  # tmescope's Visium HD bins are squares
             side = round(size * mpp, 3)
             return Resolution(mpp, source, "visium_hd", bin_um=side, diameter_um=side)
@@ -231,16 +233,20 @@ def _export_prefix(export: dict[str, Any], table_name: str) -> str | None:
     return max(matching, key=len) if matching else None
 
 
-def _export_mpp(export: dict[str, Any], prefix: str | None) -> float | None:
+def _export_mpp(export: dict[str, Any], prefix: str | None) -> tuple[float, str] | None:
     """µm per unit of the sample's coordinate system (its full-resolution pixels)."""
     value = (export.get("um_per_px") or {}).get(prefix) if prefix else None
-    return float(value) if isinstance(value, int | float) and value > 0 else None
+    if isinstance(value, int | float) and value > 0:
+        return float(value), f"tmescope export: um_per_px of {prefix}"
+    return None
 
 
-def _table_mpp(table: Any) -> float | None:
+def _table_mpp(table: Any) -> tuple[float, str] | None:
     """µm per unit of the coordinate system, as tmescope's measured tables record it."""
     value = (table.uns.get("tmescope") or {}).get("um_per_px")
-    return float(value) if isinstance(value, int | float) and value > 0 else None
+    if isinstance(value, int | float) and value > 0:
+        return float(value), "table uns: tmescope.um_per_px"
+    return None
 
 
 def _default_sample_id(path: Path, prefix: str | None, units: Units, reader: str) -> str:
