@@ -283,9 +283,12 @@ def test_visium_hd_bins_take_their_size_from_the_name(tmp_path: Path) -> None:
 
 
 def test_cells_in_a_micrometre_system_with_an_aligned_he(tmp_path: Path) -> None:
-    """Xenium's layout: cells in µm (``global``), the H&E placed on them by an affine map."""
+    """Xenium's and MERSCOPE's layout: cells (circles, polygons) in µm (``global``), the H&E
+    placed on them by an affine map."""
+    import geopandas as gpd
     import spatialdata as sd
-    from spatialdata.transformations import Affine
+    from spatialdata.models import ShapesModel
+    from spatialdata.transformations import Affine, Identity
 
     rng = np.random.default_rng(3)
     cells_um = rng.uniform(20, 180, (40, 2))  # not a lattice
@@ -293,22 +296,33 @@ def test_cells_in_a_micrometre_system_with_an_aligned_he(tmp_path: Path) -> None
     pixels = np.full((260, 260, 3), 220, np.uint8)
     # H&E px → µm: 0.8 µm/px, turned 90° and shifted
     affine = Affine(np.array([[0, -0.8, 200], [0.8, 0, 0], [0, 0, 1]]), ("x", "y"), ("x", "y"))
+    outlines = gpd.GeoSeries(gpd.points_from_xy(cells_um[:, 0], cells_um[:, 1])).buffer(5.0)
+    boundaries = ShapesModel.parse(
+        gpd.GeoDataFrame(geometry=outlines.values, index=pd.Index(np.arange(40) + 100)),
+        transformations={"global": Identity()},
+    )
     path = _write(
         tmp_path / "xenium.zarr", images={"he_image": _image(pixels, "global", affine)},
-        shapes={"cell_circles": _circles(cells_um, 4.0, "global")},
-        tables={"table": _table(cells, "cell_circles", grid=False)},
+        shapes={"cell_circles": _circles(cells_um, 4.0, "global"), "cell_boundaries": boundaries},
+        tables={
+            "table": _table(cells, "cell_circles", grid=False),
+            "outlined": _table(cells, "cell_boundaries", grid=False),
+        },
     )  # fmt: skip
     with pytest.raises(ResolutionError, match="cannot tell µm per pixel") as err:
-        read_spatialdata(path)
+        read_spatialdata(path, table="table")
     assert "\n" not in str(err.value)
     sdata = sd.read_zarr(path)
     sdata.attrs["spatialdata_io_reader"] = "xenium"  # spatialdata-io's mark: "global" is µm
     sdata.write_attrs()
-    with read_spatialdata(path) as sample:
-        assert sample.mpp == pytest.approx(0.8) and sample.spot_diameter_um == pytest.approx(8.0)
-        um = cells_um[sample.spots["barcode"].str.removeprefix("cell").astype(int)]
-        expected = np.column_stack([um[:, 1] / 0.8, (200 - um[:, 0]) / 0.8])  # the affine undone
-        np.testing.assert_allclose(sample.spots[["x", "y"]].to_numpy(), expected, atol=1e-9)
+    for table, diameter in (("table", 8.0), ("outlined", 10.0)):
+        with read_spatialdata(path, table=table) as sample:
+            assert sample.mpp == pytest.approx(0.8) and sample.platform == "visium"
+            assert sample.mpp_source == "spatialdata-io xenium: global in µm"
+            assert sample.spot_diameter_um == pytest.approx(diameter, rel=0.01)
+            um = cells_um[sample.spots["barcode"].str.removeprefix("cell").astype(int)]
+            expected = np.column_stack([um[:, 1] / 0.8, (200 - um[:, 0]) / 0.8])  # affine undone
+            np.testing.assert_allclose(sample.spots[["x", "y"]].to_numpy(), expected, atol=1e-6)
 
 
 def test_spatialdata_io_visium_reads_as_read_visium_does(

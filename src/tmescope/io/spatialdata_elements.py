@@ -36,8 +36,8 @@ class Units:
     region: str  # the shapes or points element the table annotates
     element: Any  # GeoDataFrame or dask DataFrame (its transformations attached)
     centres: np.ndarray  # (n, 2) x, y of each table row's unit
-    sizes: np.ndarray  # (n,) a circle's diameter, a polygon's √area; NaN for points
-    kind: str  # "circle", "polygon" or "point"
+    sizes: np.ndarray  # (n,) a circle's diameter, a polygon's √area (a square's side); NaN: points
+    kind: str  # "circle", "square" (equal upright squares: Visium HD bins), "polygon", "point"
 
 
 def element_names(path: Path, kind: str) -> list[str]:
@@ -165,10 +165,25 @@ def _geometry(element: Any, kind: str) -> tuple[np.ndarray, np.ndarray, pd.Index
         centroids = geometry.centroid
         xy = np.column_stack([centroids.x, centroids.y])
         sizes = np.sqrt(geometry.area.to_numpy(np.float64))
-        return xy, sizes, pd.Index(element.index), "polygon"
+        kind = "square" if _equal_squares(geometry) else "polygon"
+        return xy, sizes, pd.Index(element.index), kind
     raise CountsFormatError(
         f"shapes of kinds {', '.join(sorted(types))}; expected circles (points with a radius) "
         "or polygons"
+    )
+
+
+def _equal_squares(geometry: Any) -> bool:
+    """Whether every polygon is the same upright square (Visium HD bins), not a cell."""
+    bounds = np.asarray(geometry.bounds, np.float64)  # (n, 4) min x, min y, max x, max y
+    sides = bounds[:, 2:] - bounds[:, :2]  # (n, 2)
+    area = geometry.area.to_numpy(np.float64)
+    side = float(np.median(sides))
+    return bool(
+        len(area)
+        and side > 0
+        and np.allclose(sides, side, rtol=1e-3)
+        and np.allclose(area, sides[:, 0] * sides[:, 1], rtol=1e-6)
     )
 
 

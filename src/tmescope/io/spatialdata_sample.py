@@ -15,6 +15,7 @@ and its element are read whole; the image a chunk at a time.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -161,10 +162,13 @@ def resolve_resolution(
     hd = _HD_BIN.search(names)
     if um_per_unit is not None:
         mpp, source = um_per_unit[0] * image_px, um_per_unit[1]
-        if kind == "polygon" and size is not None:  # tmescope's Visium HD bins are squares
+        if size is None:
+            return Resolution(mpp, source)
+        if kind == "square":  # Visium HD bins (as tmescope exports them)
             side = round(size * mpp, 3)
             return Resolution(mpp, source, "visium_hd", bin_um=side, diameter_um=side)
-        diameter = size * mpp if size is not None and kind == "circle" else None
+        # a cell's diameter: a circle's own, a polygon's as a disc of its area
+        diameter = size * mpp * (1.0 if kind == "circle" else 2 / math.sqrt(math.pi))
         return Resolution(mpp, source, diameter_um=diameter)
     if hd is not None:
         bin_um = float(hd.group(1))
