@@ -153,7 +153,7 @@ def _read_element(path: Path, region: str, table: str) -> tuple[Any, str]:
 def _geometry(element: Any, kind: str) -> tuple[np.ndarray, np.ndarray, pd.Index, str]:
     """``(n, 2)`` centres, ``(n,)`` sizes, the index and the kind of the units of ``element``."""
     if kind == "points":
-        frame = element[["x", "y"]].compute()
+        frame = element[["x", "y"]].compute(scheduler="synchronous")  # not a cluster's
         xy = frame.to_numpy(np.float64)
         return xy, np.full(len(frame), np.nan), pd.Index(frame.index), "point"
     geometry = element.geometry
@@ -245,7 +245,8 @@ def image_to_system(image: Any, units: Units, system: str) -> tuple[np.ndarray, 
     to_system = get_transformation(image, to_coordinate_system=system)
     element = get_transformation(units.element, to_coordinate_system=system)
     try:
-        matrix = Sequence([element, to_system.inverse()]).to_affine_matrix(
+        from_system = to_system.inverse()
+        matrix = Sequence([element, from_system]).to_affine_matrix(
             input_axes=("x", "y"), output_axes=("x", "y")
         )
     except (ValueError, np.linalg.LinAlgError) as exc:
