@@ -28,3 +28,23 @@ def test_a_disc_averages_the_bins_within_the_spot_radius() -> None:
     assert discs[1].nnz == 0
     owner = disc_of_bins(discs)
     assert (owner[inside] == 0).all() and (owner[~inside] == -1).all()
+
+
+def test_a_square_holds_the_points_of_its_half_open_extent() -> None:
+    from tmescope.fusion.bin_geometry import owner_discs, square_owner
+
+    # 16 px squares of a grid anchored at 0; 8 px points: four in each square, none on an edge.
+    squares = np.array([(x, y) for y in range(2) for x in range(3)], float) * 16 + 8
+    points = np.array([(x, y) for y in range(6) for x in range(8)], float) * 8 + 4
+    owner = square_owner(points, squares, side_px=16.0)
+    expected = np.where(points[:, 0] < 48, (points[:, 1] // 16) * 3 + points[:, 0] // 16, -1)
+    expected[points[:, 1] >= 32] = -1
+    np.testing.assert_array_equal(owner, expected.astype(np.int64))
+    assert (np.bincount(owner[owner >= 0]) == 4).all()
+    # A point on a shared edge or corner belongs to the square right of and below it only.
+    edges = np.array([[16.0, 8.0], [16.0, 16.0], [0.0, 0.0], [48.0, 8.0]])
+    np.testing.assert_array_equal(square_owner(edges, squares, side_px=16.0), [1, 4, 0, -1])
+    discs = owner_discs(owner, len(squares))
+    assert discs.shape == (6, len(points))
+    np.testing.assert_allclose(discs.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(disc_of_bins(discs), owner)

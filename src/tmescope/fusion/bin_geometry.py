@@ -3,7 +3,9 @@
 Bins sit on a square lattice (their ``(column, row)`` cells in the store). A bin's *context* is
 the mean feature over the bins of a ring of lattice distances around it, so a head sees the
 tissue around a bin as well as the bin. A spot's *disc* holds the bins whose centre lies within
-the spot's radius: the bins whose aggregate the spot measured.
+the spot's radius: the bins whose aggregate the spot measured. A Visium HD bin is a square, not a
+disc: it holds the bins whose centre lies in its square (:func:`square_owner`), and a measured
+bin finer than the sub-spot bins lies in the one whose square holds its centre.
 """
 
 from __future__ import annotations
@@ -64,3 +66,35 @@ def disc_of_bins(discs: sp.csr_matrix) -> np.ndarray:
     coo = discs.tocoo()
     owner[coo.col] = coo.row
     return owner
+
+
+def square_owner(points: np.ndarray, squares: np.ndarray, *, side_px: float) -> np.ndarray:
+    """``(n_points,)`` int64: the square (centre ``squares[i]``, side ``side_px``, sides along
+    the pixel axes) whose half-open extent ``[c - side/2, c + side/2)`` holds each point, -1
+    where none does. Squares of one grid do not overlap, so a point has at most one."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    squares = np.asarray(squares, dtype=np.float64).reshape(-1, 2)
+    owner = np.full(len(points), -1, dtype=np.int64)
+    if not len(points) or not len(squares):
+        return owner
+    half = side_px / 2
+    k = min(4, len(squares))  # a point on a shared edge or corner is as near to up to four
+    distance, nearest = cKDTree(squares).query(points, k=k, p=np.inf)
+    distance, nearest = distance.reshape(len(points), k), nearest.reshape(len(points), k)
+    for j in reversed(range(k)):  # the nearest holding square wins: it is written last
+        near = np.isfinite(distance[:, j]) & (distance[:, j] <= half)
+        offset = points[near] - squares[nearest[near, j]]
+        inside = np.all((offset >= -half) & (offset < half), axis=1)
+        rows = np.flatnonzero(near)[inside]
+        owner[rows] = nearest[rows, j]
+    return owner
+
+
+def owner_discs(owner: np.ndarray, n_spots: int) -> sp.csr_matrix:
+    """``(n_spots, n_bins)`` mean-over-disc operator of bins whose spot is ``owner`` (-1: none),
+    the inverse of :func:`disc_of_bins`."""
+    owner = np.asarray(owner, dtype=np.int64)
+    bins = np.flatnonzero(owner >= 0)
+    sizes = np.bincount(owner[bins], minlength=n_spots)
+    weights = 1.0 / sizes[owner[bins]]
+    return sp.csr_matrix((weights, (owner[bins], bins)), shape=(n_spots, len(owner)))

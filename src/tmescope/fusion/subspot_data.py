@@ -12,6 +12,13 @@ co-location towards "no preference".
 With a pseudo-reference of marker genes (:mod:`tmescope.fusion.marker_reference`) the
 compositions are the deconvolution's shares of marker signal, floored the same way: there are no
 counts per cell to convert them with.
+
+A Visium HD sample's measured units are square bins, not 55 µm discs: a measured bin as large
+as the sub-spot bins or larger supervises the bins whose centre lies in its square (each
+measured bin directly, at 8 µm on 8 µm bins the one bin it is); measured bins finer than the
+sub-spot bins (8 µm bins under 16 µm ones) are summed into the sub-spot bin whose square holds
+their centre, as Space Ranger sums 2 µm bins into coarser ones, and that bin's composition is
+recorded on the first of them (the others' are left unknown).
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from tmescope.errors import InvalidParameterError, ReferenceDataError
 from tmescope.fusion.bin_geometry import (
     context_operators,
     disc_of_bins,
+    owner_discs,
     spot_discs,
+    square_owner,
     with_context,
 )
 from tmescope.fusion.bin_head import standardise_per_sample
@@ -34,6 +43,7 @@ from tmescope.fusion.reference import ReferenceProfiles, cell_shares, deconvolve
 from tmescope.store import CohortStore
 
 VISIUM_SPOT_UM = 55.0  # a spot's diameter when the sample does not say
+HD_PLATFORM = "visium_hd"  # the stored platform of a sample whose measured units are square bins
 MIN_REFERENCE_CELLS = 10  # fewer cells of a type make its profile noise
 MIN_SHARE = 0.05  # a spot's cell shares below this are taken as absent
 MIN_MARKER_GENES = 4  # markers a spot's deconvolution needs against a marker pseudo-reference
@@ -133,19 +143,67 @@ def read_bin_sample(
     bins = store.read_bins(sample_id)
     features = store.read_bin_features(sample_id)
     x = standardise_per_sample(with_context(features, context_operators(bins.cells)))
-    if record.has_counts:
-        table = read_spot_table(store, sample_id)
-        assert table.counts is not None  # read_spot_table refuses a sample without counts
-        measured = spot_compositions(table.counts, table.genes, reference)
-        spot_xy = np.asarray(table.coords_px, dtype=np.float64)
-    else:  # an H&E-only slide: no spot measures anything, the image alone speaks
-        measured = np.zeros((0, len(reference.cell_types)), dtype=np.float32)
-        spot_xy = np.zeros((0, 2))
     mpp = float(record.meta.mpp)
     diameter = float(record.meta.extra.get("spot_diameter_um") or VISIUM_SPOT_UM)
     xy = np.asarray(bins.coords, dtype=np.float64)
+    if record.has_counts:
+        table = read_spot_table(store, sample_id)
+        assert table.counts is not None  # read_spot_table refuses a sample without counts
+        spot_xy = np.asarray(table.coords_px, dtype=np.float64)
+        if record.meta.extra.get("platform") == HD_PLATFORM:
+            disc, measured = square_supervision(
+                xy, spot_xy, table.counts, table.genes, reference,
+                unit_px=diameter / mpp, bin_px=float(bins.bin_um) / mpp,
+            )  # fmt: skip
+            return BinSample(
+                sample_id=sample_id, xy=xy, x=x, discs=owner_discs(disc, len(spot_xy)),
+                disc=disc, spot_xy=spot_xy, measured=measured, mpp=mpp,
+                bin_um=float(bins.bin_um),
+            )  # fmt: skip
+        measured = spot_compositions(table.counts, table.genes, reference)
+    else:  # an H&E-only slide: no spot measures anything, the image alone speaks
+        measured = np.zeros((0, len(reference.cell_types)), dtype=np.float32)
+        spot_xy = np.zeros((0, 2))
     discs = spot_discs(xy, spot_xy, radius_px=diameter / 2 / mpp)
     return BinSample(
         sample_id=sample_id, xy=xy, x=x, discs=discs, disc=disc_of_bins(discs),
         spot_xy=spot_xy, measured=measured, mpp=mpp, bin_um=float(bins.bin_um),
     )  # fmt: skip
+
+
+def square_supervision(
+    bin_xy: np.ndarray,
+    unit_xy: np.ndarray,
+    counts: sp.spmatrix | np.ndarray,
+    genes: tuple[str, ...],
+    reference: ReferenceProfiles,
+    *,
+    unit_px: float,
+    bin_px: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which measured square supervises each sub-spot bin, and the squares' compositions.
+
+    ``bin_xy`` ``(n_bins, 2)`` and ``unit_xy`` ``(n_units, 2)`` are full-resolution centres of
+    the sub-spot bins (side ``bin_px``) and of the measured bins (side ``unit_px``), ``counts``
+    the measured bins' ``(n_units, genes)``. Returns ``disc`` ``(n_bins,)``, the measured bin
+    each sub-spot bin answers to (-1: none), and ``measured`` ``(n_units, P)`` (NaN rows: no
+    composition). Measured bins finer than the sub-spot bins are summed per sub-spot bin first
+    (see the module docstring).
+    """
+    n_units = len(unit_xy)
+    if unit_px >= bin_px * (1 - 1e-6):
+        disc = square_owner(bin_xy, unit_xy, side_px=unit_px)
+        return disc, spot_compositions(counts, genes, reference)
+    home = square_owner(unit_xy, bin_xy, side_px=bin_px)  # (n_units,) the bin holding each
+    units = np.flatnonzero(home >= 0)
+    held, first, group = np.unique(home[units], return_index=True, return_inverse=True)
+    summing = sp.csr_matrix(
+        (np.ones(units.size), (group.ravel(), units)), shape=(held.size, n_units)
+    )
+    measured = np.full((n_units, len(reference.cell_types)), np.nan, dtype=np.float32)
+    disc = np.full(len(bin_xy), -1, dtype=np.int64)
+    if held.size:
+        first_unit = units[first]  # units ascend, so the first of each bin's units
+        measured[first_unit] = spot_compositions(summing @ counts, genes, reference)
+        disc[held] = first_unit
+    return disc, measured
