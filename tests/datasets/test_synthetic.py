@@ -102,6 +102,7 @@ def test_space_ranger_layout(cohort: list[Path]) -> None:
         "ground_truth.csv",
         "ground_truth.json",
         "cells.csv",
+        "cells.h5ad",
     }
     assert set(files_of(sample)) == expected
     root_files = sorted(p.name for p in sample.parent.iterdir() if p.is_file())

@@ -3,8 +3,8 @@
 Each sample folder holds what Space Ranger writes (``outs/filtered_feature_bc_matrix.h5``,
 ``outs/spatial/`` with positions, scale factors and the hires/lowres PNGs), the full-resolution
 H&E beside it as a tiled pyramidal JPEG TIFF with its µm/px in the resolution tags, and the
-ground truth (``cells.csv`` per cell, ``ground_truth.csv`` per spot, ``ground_truth.json`` for
-the sample). The cohort's root holds ``reference.h5ad``, single cells of every type drawn from
+ground truth (``cells.csv`` per cell, ``cells.h5ad`` the same cells with counts of their own,
+``ground_truth.csv`` per spot, ``ground_truth.json`` for the sample). The cohort's root holds ``reference.h5ad``, single cells of every type drawn from
 the same expression model (a single-cell reference for deconvolution), and ``samplesheet.csv``,
 the cohort as ``tmescope embed --samplesheet`` reads it: two sections per patient, as labels only
 (no patient effect in the synthetic biology; see :mod:`~tmescope.datasets.cohort_sheet`).
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tmescope.datasets import catalogue
+from tmescope.datasets.cell_table import CELLS_H5AD, simulate_cell_counts
 from tmescope.datasets.cells import populate_cells
 from tmescope.datasets.cohort_sheet import SECTIONS_PER_PATIENT, write_cohort_sheet
 from tmescope.datasets.expression import GenePanel, build_gene_panel, draw_counts
@@ -346,7 +347,10 @@ def _write_sample(
     seed: int,
     phenotype: str | None,
 ) -> tuple[int, int]:
-    layout_rng, cell_rng, stain_rng, count_rng = (np.random.default_rng(s) for s in seq.spawn(4))
+    # A fifth stream for the cells' own counts: the first four are as before it was added.
+    layout_rng, cell_rng, stain_rng, count_rng, cell_count_rng = (
+        np.random.default_rng(s) for s in seq.spawn(5)
+    )
     geometry = lay_out_slide(n_spots, mpp=cohort.mpp)
     layout, in_tissue = lay_out_tissue(geometry, n_spots=n_spots, rng=layout_rng)
     cells = populate_cells(
@@ -410,9 +414,12 @@ def _write_sample(
         tile=STRIP_PX,
     )
     truth.to_csv(folder / TRUTH_CSV, index=False, float_format="%.6g", lineterminator="\n")
-    cell_truth(geometry, cells).to_csv(
-        folder / CELLS_CSV, index=False, float_format="%.6g", lineterminator="\n"
-    )
+    cell_table = cell_truth(geometry, cells)
+    cell_table.to_csv(folder / CELLS_CSV, index=False, float_format="%.6g", lineterminator="\n")
+    simulate_cell_counts(
+        cell_table, layout, cell_px=geometry.cell_px, mpp=cohort.mpp, panel=cohort.panel,
+        rng=cell_count_rng,
+    ).write_h5ad(folder / CELLS_H5AD, compression="gzip")  # fmt: skip
     description = _describe(sample_id, seed=seed, cohort=cohort, truth=truth, image=image)
     if phenotype:
         planted = catalogue.IMMUNE_PHENOTYPES[phenotype]
