@@ -17,9 +17,6 @@ from tmescope.workflows import embed_samples, fullres_image_of
 pytestmark = [
     # zarr 3.1 warns of its coming autosharding on every array spatialdata writes.
     pytest.mark.filterwarnings("ignore:.*autosharding:UserWarning"),
-    # The SpatialData's slide is a zarr folder (images/<s>_he), which jobs.embed.source_hash
-    # still opens as a file: remove this mark when it hashes a folder slide.
-    pytest.mark.xfail(raises=IsADirectoryError, strict=True, reason="source_hash: folder slide"),
 ]
 
 ENCODER = "test-vit-tiny"

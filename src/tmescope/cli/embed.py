@@ -63,7 +63,11 @@ def embed(
     ],
     samples: Annotated[
         list[Path] | None,
-        typer.Argument(help="Space Ranger folders (outs/, its parent, or spatial/ + matrix)."),
+        typer.Argument(
+            help="Space Ranger folders (outs/, its parent, or spatial/ + matrix), AnnData .h5ad "
+            "files of spots beside an --image, HEST-1k folders (with --sample-id) or SpatialData "
+            "zarr stores. See docs/inputs.md."
+        ),
     ] = None,
     samplesheet: Annotated[
         Path | None,
@@ -83,7 +87,11 @@ def embed(
     ] = None,
     image: Annotated[
         list[Path] | None,
-        typer.Option("--image", help="Full-resolution slide; repeat once per sample, in order."),
+        typer.Option(
+            "--image",
+            help="The full-resolution H&E of each sample (Space Ranger folder or AnnData); "
+            "repeat once per sample, in order.",
+        ),
     ] = None,
     slide: Annotated[
         list[Path] | None,
@@ -97,14 +105,28 @@ def embed(
         list[str] | None,
         typer.Option(
             "--sample-id",
-            help="Sample id of a --slide (default: its file name); repeat once per --slide.",
+            help="Sample id of each --slide (default: its file name), or without --slide of each "
+            "sample given (default: its folder or file name; a HEST-1k id); repeat once each.",
         ),
     ] = None,
     mpp: Annotated[
         float | None,
         typer.Option(
             "--mpp",
-            help="µm per pixel of the --slide(s), when their metadata does not say (or is wrong).",
+            help="µm per pixel of the --slide(s) or AnnData images, when their metadata does not "
+            "say (or is wrong).",
+        ),
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="The table of a SpatialData that holds several."),
+    ] = None,
+    spot_diameter: Annotated[
+        float | None,
+        typer.Option(
+            "--spot-diameter",
+            help="Diameter in µm of an AnnData's spots when its uns['spatial'] scalefactors do "
+            "not say (default 55, Visium's).",
         ),
     ] = None,
     grid: Annotated[
@@ -158,9 +180,10 @@ def embed(
     """Embed the tissue under every spot (and, with --grid, between spots), or all the tissue
     of an H&E-only --slide, into a Zarr store; a --samplesheet names a whole cohort."""
     from tmescope.workflows import (
+        EmbedInput,
         EmbedSettings,
-        SampleInput,
         SlideInput,
+        embed_input,
         embed_samples,
         samplesheet_inputs,
     )
@@ -192,26 +215,34 @@ def embed(
             f"{len(images)} --image for {len(samples)} samples; give one --image per sample, in "
             "the same order, or none"
         )
-    if ids and len(ids) != len(slides):
+    if ids and slides and len(ids) != len(slides):
         raise InvalidParameterError(
             f"{len(ids)} --sample-id for {len(slides)} --slide; give one --sample-id per --slide, "
             "in the same order, or none (the file names are used)"
         )
-    if mpp is not None and not slides:
+    if ids and not slides and len(ids) != len(samples):
         raise InvalidParameterError(
-            "--mpp sets the µm per pixel of --slide images; a Space Ranger sample's comes from "
-            "its spot pitch"
+            f"{len(ids)} --sample-id for {len(samples)} samples; give one --sample-id per "
+            "sample, in the same order, or none"
         )
     settings = EmbedSettings(
         batch_size=batch_size, precision=precision, patch_um=patch_um, grid_um=grid,
         overwrite=overwrite, subspot_um=subspot, cover=cover,
     )  # fmt: skip
-    items: list[SampleInput | SlideInput]
+    items: list[EmbedInput]
     if samplesheet is not None:
         items = samplesheet_inputs(samplesheet)  # checked whole: nothing written on a bad sheet
     else:
         items = [
-            SampleInput(path=s, image=images[i] if images else None) for i, s in enumerate(samples)
+            embed_input(
+                s,
+                image=images[i] if images else None,
+                mpp=mpp,
+                table=table,
+                sample_id=ids[i] if ids and not slides else None,
+                spot_diameter_um=spot_diameter,
+            )
+            for i, s in enumerate(samples)
         ]
         items += [
             SlideInput(path=s, sample_id=ids[i] if ids else None, mpp=mpp)

@@ -10,10 +10,12 @@
 Columns (the header's names are matched whatever their case and surrounding spaces):
 
 * ``sample``: the sample id (required, one row per sample);
-* ``path``: a Space Ranger folder (as ``tmescope embed PATH``), or ``slide``: an H&E-only slide
-  (as ``--slide``); exactly one of the two per row (so ``B1`` above is refused);
-* ``image``: the full-resolution H&E of a ``path`` row (as ``--image``; empty: the hires PNG);
-* ``mpp``: µm per pixel of a ``slide`` row whose metadata lacks it (as ``--mpp``);
+* ``path``: a Space Ranger folder (as ``tmescope embed PATH``), an AnnData ``.h5ad`` of spots,
+  a HEST-1k folder (the row's sample is the HEST id) or a SpatialData zarr; or ``slide``: an
+  H&E-only slide (as ``--slide``); exactly one of the two per row (so ``B1`` above is refused);
+* ``image``: the full-resolution H&E of a ``path`` row (as ``--image``; empty: the hires PNG,
+  or for an AnnData the image its ``uns`` or HEST's ``wsis/`` names);
+* ``mpp``: µm per pixel of a ``slide`` or AnnData row whose metadata lacks it (as ``--mpp``);
 * every other column is metadata (``patient``, ``group``, …), kept per sample as text.
 
 Relative paths are read from the sheet's folder. The whole sheet is checked before anything
@@ -39,6 +41,7 @@ from tmescope.errors import (
 )
 from tmescope.io._keys import SampleSheetColumns as C
 from tmescope.io._messages import first_line
+from tmescope.io.input_kind import input_kind
 from tmescope.io.layout import locate_spaceranger_files
 from tmescope.io.slide_mpp import PLAUSIBLE_MPP
 
@@ -280,11 +283,22 @@ def _parse_row(
         for name, i in cells.header.metadata
     }
     if path:
-        folder, image = _space_ranger(cells, path, sample), _image(cells, sample)
-        _refuse_mpp(cells, sample)
+        measured = cells.resolve(path)
+        if input_kind(measured) == "spaceranger":
+            folder, image = _space_ranger(cells, path, sample), _image(cells, sample)
+            _refuse_mpp(cells, sample)
+            return SheetRow(
+                sample=sample, row=cells.number, path=folder, image=image, metadata=metadata
+            )
+        if not measured.exists():
+            raise cells.error(
+                C.PATH, f"{measured} does not exist{cells.relative_hint(path)}", sample=sample
+            )
+        # An AnnData, HEST-1k or SpatialData input: its reader checks the rest when embedding.
         return SheetRow(
-            sample=sample, row=cells.number, path=folder, image=image, metadata=metadata
-        )
+            sample=sample, row=cells.number, path=measured, image=_image(cells, sample),
+            mpp=_mpp(cells, sample), metadata=metadata,
+        )  # fmt: skip
     stray = cells.get(C.IMAGE)
     if stray:
         raise cells.error(

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,53 +21,23 @@ import numpy as np
 
 from tmescope.cpus import ensure_threads
 from tmescope.errors import InvalidParameterError
-from tmescope.io import Sample, read_visium
-from tmescope.io.slide_sample import SlideSample, check_mpp, read_slide
+from tmescope.io import Sample
+from tmescope.io.slide_sample import SlideSample
+
+# The inputs live in embed_inputs; they are re-exported here, where callers have always met them.
+from tmescope.jobs.embed_inputs import EmbedInput as EmbedInput
+from tmescope.jobs.embed_inputs import SampleInput as SampleInput
+from tmescope.jobs.embed_inputs import SlideInput as SlideInput
+from tmescope.jobs.embed_inputs import TableInput as TableInput
+from tmescope.jobs.embed_inputs import embed_input as embed_input
+from tmescope.jobs.embed_inputs import open_input
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 512
 DEFAULT_SUBSPOT_UM = 16.0  # sub-spot bins (the encoder's patch tokens pooled); 0 turns them off
 _HASH_EDGE_BYTES = 1 << 20  # slides are hashed by size and their first and last MiB
-
-
-@dataclass(frozen=True)
-class SampleInput:
-    """One sample to embed: its Space Ranger folder and, optionally, its full-resolution slide,
-    its id (default: the run's folder) and its metadata (a sample sheet's other columns; kept in
-    the store as ``extra["metadata"]``; ``None``: none given, a stored sample keeps its own)."""
-
-    path: Path
-    image: Path | None = None
-    sample_id: str | None = None
-    metadata: Mapping[str, str] | None = field(default=None, hash=False)
-
-    def __post_init__(self) -> None:
-        _check_metadata(self.metadata)
-
-
-@dataclass(frozen=True)
-class SlideInput:
-    """One H&E-only slide to embed (no expression): its file, and optionally its sample id
-    (default: the file name), µm/px (default: the slide's metadata) and metadata (as
-    :class:`SampleInput`'s)."""
-
-    path: Path
-    sample_id: str | None = None
-    mpp: float | None = None
-    metadata: Mapping[str, str] | None = field(default=None, hash=False)
-
-    def __post_init__(self) -> None:
-        check_mpp(self.mpp)  # before any encoder is built or store opened
-        _check_metadata(self.metadata)
-
-
-def _check_metadata(metadata: Mapping[str, str] | None) -> None:
-    """Refuse metadata the store cannot keep (before any encoder is built or store opened)."""
-    if metadata is not None:
-        from tmescope.store.feature_store import check_metadata
-
-        check_metadata(metadata)
+_ZARR_METADATA = frozenset({"zarr.json", ".zattrs", ".zarray", ".zgroup"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +106,7 @@ class ProgressReporter(Protocol):
 
 
 def embed_sample_into_store(
-    item: SampleInput | SlideInput,
+    item: EmbedInput,
     *,
     store_path: Path,
     encoder: Any,
@@ -163,7 +133,7 @@ def embed_sample_into_store(
         device=device,
     )
     start = time.perf_counter()
-    with _open_input(item) as sample:
+    with open_input(item) as sample:
         size_um = settings.patch_um or spec.input_px * spec.mpp
         mask = TissueMask.from_sample(sample)
         if isinstance(sample, SlideSample):
@@ -348,13 +318,6 @@ class _Bins:
         return {"bins": self.stored, "bin_dim": self.dim, "bin_spec": self.spec}
 
 
-def _open_input(item: SampleInput | SlideInput) -> Sample | SlideSample:
-    """The sample to embed, read lazily: a Space Ranger folder, or an H&E-only slide."""
-    if isinstance(item, SlideInput):
-        return read_slide(item.path, sample_id=item.sample_id, mpp=item.mpp)
-    return read_visium(item.path, image=item.image, sample_id=item.sample_id)
-
-
 def _extra_meta(sample: Sample | SlideSample, metadata: Mapping[str, str] | None) -> dict[str, Any]:
     from tmescope.store.schema import METADATA, MPP_SOURCE
 
@@ -390,6 +353,12 @@ def source_hash(sample: Sample | SlideSample) -> str:
                 digest.update(file.name.encode())
                 digest.update(file.read_bytes())
     slide = sample.slide.path
+    if slide.is_dir():  # an image element of a SpatialData: its metadata name its arrays
+        for file in sorted(slide.rglob("*")):
+            if file.name in _ZARR_METADATA:
+                digest.update(str(file.relative_to(slide)).encode())
+                digest.update(file.read_bytes())
+        return digest.hexdigest()
     size = slide.stat().st_size
     digest.update(str(size).encode())
     with slide.open("rb") as fh:
@@ -400,7 +369,7 @@ def source_hash(sample: Sample | SlideSample) -> str:
 
 
 def embed_samples(
-    items: Sequence[SampleInput | SlideInput],
+    items: Sequence[EmbedInput],
     *,
     store: Path | str,
     encoder: str,

@@ -18,10 +18,9 @@ from distributed import WorkerPlugin
 from tmescope.cpus import configure_threads, ensure_threads
 from tmescope.jobs.cluster import dask_client, worker_threads
 from tmescope.jobs.embed import (
+    EmbedInput,
     EmbedSettings,
     EmbedSummary,
-    SampleInput,
-    SlideInput,
     embed_sample_into_store,
 )
 
@@ -66,7 +65,7 @@ class EncoderPlugin(WorkerPlugin):
 
 
 def _embed_on_worker(
-    item: SampleInput | SlideInput, store_path: Path, recipe: EncoderRecipe, settings: EmbedSettings
+    item: EmbedInput, store_path: Path, recipe: EncoderRecipe, settings: EmbedSettings
 ) -> EmbedSummary:
     from distributed import get_worker
 
@@ -82,7 +81,7 @@ def _embed_on_worker(
 
 
 def embed_on_dask(
-    items: Sequence[SampleInput | SlideInput],
+    items: Sequence[EmbedInput],
     *,
     scheduler: str,
     store_path: Path,

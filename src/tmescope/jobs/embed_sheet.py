@@ -3,7 +3,8 @@
 The sheet is read and checked whole by :mod:`tmescope.io.samplesheet`, with the cohort store's
 rule for sample ids (io never imports the store, so the rule is handed to it here): a bad sheet
 is refused before any encoder is built or store touched. Each row becomes a
-:class:`~tmescope.jobs.embed.SampleInput` (``path``) or
+:class:`~tmescope.jobs.embed.SampleInput` (``path``: a Space Ranger folder),
+:class:`~tmescope.jobs.embed.TableInput` (``path``: an AnnData, HEST-1k or SpatialData input) or
 :class:`~tmescope.jobs.embed.SlideInput` (``slide``) carrying its metadata columns, which the
 embedding keeps in the store (``extra["metadata"]``, ``SampleRecord.metadata``).
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from tmescope.io.samplesheet import SampleSheet, SheetRow
 from tmescope.io.samplesheet import read_samplesheet as _read_sheet
-from tmescope.jobs.embed import SampleInput, SlideInput
+from tmescope.jobs.embed import EmbedInput, SlideInput, embed_input
 from tmescope.store.schema import validate_sample_id
 
 
@@ -25,7 +26,7 @@ def read_samplesheet(path: Path | str) -> SampleSheet:
     return _read_sheet(path, check_sample_id=validate_sample_id)
 
 
-def samplesheet_inputs(sheet: SampleSheet | Path | str) -> list[SampleInput | SlideInput]:
+def samplesheet_inputs(sheet: SampleSheet | Path | str) -> list[EmbedInput]:
     """The rows of a sample sheet (read with :func:`read_samplesheet` when given as a path) as
     embedding inputs for :func:`~tmescope.jobs.embed.embed_samples`, in the sheet's order."""
     if not isinstance(sheet, SampleSheet):
@@ -33,9 +34,11 @@ def samplesheet_inputs(sheet: SampleSheet | Path | str) -> list[SampleInput | Sl
     return [_input(row) for row in sheet.rows]
 
 
-def _input(row: SheetRow) -> SampleInput | SlideInput:
+def _input(row: SheetRow) -> EmbedInput:
     metadata = dict(row.metadata)
     if row.slide is not None:
         return SlideInput(row.slide, sample_id=row.sample, mpp=row.mpp, metadata=metadata)
     assert row.path is not None  # the reader gives every row a path or a slide
-    return SampleInput(row.path, image=row.image, sample_id=row.sample, metadata=metadata)
+    return embed_input(
+        row.path, image=row.image, sample_id=row.sample, mpp=row.mpp, metadata=metadata
+    )

@@ -275,11 +275,19 @@ def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
     """Scalefactors and the lowres image from the sample's Space Ranger output, when still there;
     for an H&E-only slide, a thumbnail of the slide standing in for the lowres image."""
     from tmescope.io import read_visium
+    from tmescope.io.input_kind import input_kind
     from tmescope.io.slide_sample import HE_ONLY
 
     meta = store.sample_record(sample).meta
     if meta.extra.get("platform") == HE_ONLY:
         return {sample: _slide_spatial(meta)}
+    if input_kind(meta.source_path) != "spaceranger":
+        # An AnnData or SpatialData beside its image: a thumbnail of that image, as for a slide.
+        spatial = _slide_spatial(meta)
+        if spatial["scalefactors"] and meta.extra.get("spot_diameter_um"):
+            diameter_px = float(meta.extra["spot_diameter_um"]) / float(meta.mpp)
+            spatial["scalefactors"]["spot_diameter_fullres"] = diameter_px
+        return {sample: spatial}
     try:
         # Only the small Space Ranger images are wanted here: warnings about their coarseness
         # for embedding (given when the sample was embedded) would only confuse.
@@ -319,7 +327,7 @@ def _slide_spatial(meta: Any) -> dict[str, Any]:
     return {
         "images": {"lowres": thumbnail},
         "scalefactors": {"tissue_lowres_scalef": float(scale), "spot_diameter_fullres": 0.0},
-        "metadata": {"source_image_path": str(meta.source_path)},
+        "metadata": {"source_image_path": str(meta.extra.get("image") or meta.source_path)},
     }
 
 
