@@ -20,8 +20,16 @@ _LAZY = {
     "compare_adatas": "tmescope.jobs.compare",
     "one_hot_types": "tmescope.jobs.compare",
     "run_compare": "tmescope.jobs.compare",
+    "EmbedInput": "tmescope.jobs.embed",
     "EmbedSettings": "tmescope.jobs.embed",
     "EmbedSummary": "tmescope.jobs.embed",
+    "TableInput": "tmescope.jobs.embed",
+    "embed_input": "tmescope.jobs.embed",
+    "EvaluateSettings": "tmescope.jobs.evaluate",
+    "evaluate_sample": "tmescope.jobs.evaluate",
+    "PseudospotSettings": "tmescope.jobs.pseudospots",
+    "make_pseudospots": "tmescope.jobs.pseudospots",
+    "pseudospots_from_file": "tmescope.jobs.pseudospots",
     "ProgressReporter": "tmescope.jobs.embed",
     "SampleInput": "tmescope.jobs.embed",
     "SlideInput": "tmescope.jobs.embed",
@@ -76,8 +84,10 @@ __all__ = [
     "CompareReport",
     "CompareSettings",
     "DemoResult",
+    "EmbedInput",
     "EmbedSettings",
     "EmbedSummary",
+    "EvaluateSettings",
     "ExportSummary",
     "InteractionReport",
     "InteractionSettings",
@@ -86,8 +96,10 @@ __all__ = [
     "NicheReport",
     "PredictSummary",
     "ProgressReporter",
+    "PseudospotSettings",
     "SampleInput",
     "SlideInput",
+    "TableInput",
     "TrainResult",
     "TrainSettings",
     "adata_interface_maps",
@@ -98,20 +110,24 @@ __all__ = [
     "compare_adatas",
     "describe_encoders",
     "describe_sample",
+    "embed_input",
     "embed_query_image",
     "embed_sample_into_store",
     "embed_samples",
+    "evaluate_sample",
     "export_store",
     "find_niches",
     "fullres_image_of",
     "interaction_section",
     "make_app",
+    "make_pseudospots",
     "niche_section",
     "one_hot_types",
     "parse_models",
     "predict_sample",
     "predict_samples",
     "predict_subspot",
+    "pseudospots_from_file",
     "query_store",
     "read_samplesheet",
     "remove_samples",
@@ -144,15 +160,19 @@ if TYPE_CHECKING:
     )
     from tmescope.jobs.demo import DemoResult, run_demo
     from tmescope.jobs.embed import (
+        EmbedInput,
         EmbedSettings,
         EmbedSummary,
         ProgressReporter,
         SampleInput,
         SlideInput,
+        TableInput,
+        embed_input,
         embed_sample_into_store,
         embed_samples,
     )
     from tmescope.jobs.embed_sheet import read_samplesheet, samplesheet_inputs
+    from tmescope.jobs.evaluate import EvaluateSettings, evaluate_sample
     from tmescope.jobs.export import ExportSummary, export_store
     from tmescope.jobs.fused import write_fused
     from tmescope.jobs.index import build_cohort_index
@@ -169,6 +189,11 @@ if TYPE_CHECKING:
     from tmescope.jobs.predict import predict_sample
     from tmescope.jobs.predict_bins import predict_subspot, subspot_anndata
     from tmescope.jobs.predict_cohort import PredictSummary, predict_samples
+    from tmescope.jobs.pseudospots import (
+        PseudospotSettings,
+        make_pseudospots,
+        pseudospots_from_file,
+    )
     from tmescope.jobs.query import embed_query_image, query_store, write_query_gallery
     from tmescope.jobs.report import write_report
     from tmescope.jobs.report_sections import analysis_sections, interaction_section, niche_section

@@ -30,6 +30,7 @@ from tmescope.cli import (
     serve,
     store,
     synth,
+    truth,
 )
 from tmescope.cpus import THREADS_ENV, configure_threads
 from tmescope.errors import TmescopeError, TmescopeWarning
@@ -60,6 +61,8 @@ app.command("serve")(serve.serve)
 app.command("interactions")(analysis.interactions)
 app.command("compare")(compare.compare)
 app.command("export")(export.export)
+app.command("pseudospots")(truth.pseudospots)
+app.command("evaluate")(truth.evaluate)
 app.add_typer(store.app, name="store")
 app.command("demo")(demo.demo)
 
