@@ -1,0 +1,346 @@
+"""Visium HD 2 µm bins summed into coarser square bins, streamed: never the 2 µm matrix whole.
+
+A whole HD section has some 11 million 2 µm bins; their count matrix read whole (a Matrix Market
+file decompressed into memory, then parsed) takes several times the memory of the section's 8
+µm bins. Here the 2 µm counts are read a block of entries at a time (Matrix Market: lines of the
+gzip stream; HDF5: a range of barcodes' columns) and each block is summed straight into the
+coarse bins it belongs to, so memory holds one block and the coarse matrix being built.
+
+A 2 µm bin's place on the grid is in its barcode (``s_002um_<row>_<col>-1``, five digits each,
+as Space Ranger names them); a coarse bin of ``size_um`` holds the 2 µm bins of rows and columns
+``size_um / 2`` apart, as Space Ranger's own ``square_008um`` and ``square_016um`` hold theirs,
+and is named the same way. Its centre is the mean of its 2 µm bins' centres in
+``tissue_positions.parquet`` (read in batches of rows).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from tmescope.errors import CountsFormatError, InvalidParameterError, SpaceRangerLayoutError
+from tmescope.io._keys import H5Keys as H
+from tmescope.io._keys import MtxFiles
+from tmescope.io._keys import PositionColumns as C
+from tmescope.io._keys import VisiumFiles as F
+from tmescope.io.count_table import MAX_COUNT, build_counts
+from tmescope.io.counts_mtx import GZIP_MAGIC
+
+FINEST_UM = 2
+CHUNK_ENTRIES = 1 << 21  # matrix entries per block: ~50 MB of parsed text at a time
+CHUNK_BARCODES = 1 << 18  # barcodes (or position rows) per block
+_BARCODE = re.compile(r"^s_(\d{3})um_(\d{5})_(\d{5})-\d+$")
+
+
+@dataclass(frozen=True, eq=False)
+class CoarseBins:
+    """The coarse bins of one section: counts (bins × genes, only bins holding a 2 µm bin of
+    the matrix) and their positions (the canonical spot table: ``barcode, in_tissue, array_row,
+    array_col, x, y``, full-resolution pixels)."""
+
+    counts: ad.AnnData
+    positions: pd.DataFrame
+    size_um: int
+
+
+def aggregate_hd_bins(
+    bin_dir: Path | str, *, size_um: int, chunk_entries: int = CHUNK_ENTRIES
+) -> CoarseBins:
+    """Sum the 2 µm bins of ``bin_dir`` (``binned_outputs/square_002um``) into ``size_um`` bins.
+
+    Reads ``filtered_feature_bc_matrix.h5`` when present, else the Matrix Market folder, and
+    ``spatial/tissue_positions.parquet``; see the module docstring.
+    """
+    bin_dir = Path(bin_dir)
+    if size_um < FINEST_UM or size_um % FINEST_UM:
+        raise InvalidParameterError(
+            f"a coarse bin size must be a multiple of {FINEST_UM} µm, got {size_um}"
+        )
+    factor = size_um // FINEST_UM
+    h5 = bin_dir / F.FILTERED_H5
+    mtx = bin_dir / F.FILTERED_MTX_DIR
+    if h5.is_file():
+        summed, labels = _sum_h5(h5, factor=factor, chunk=chunk_entries)
+    elif mtx.is_dir():
+        summed, labels = _sum_mtx(mtx, factor=factor, chunk=chunk_entries)
+    else:
+        raise SpaceRangerLayoutError(
+            f"{bin_dir} has no count matrix; expected {F.FILTERED_H5} or {F.FILTERED_MTX_DIR}/"
+        )
+    grid, matrix = summed.finish()
+    positions = _centres(bin_dir / F.SPATIAL / F.POSITIONS_PARQUET, grid, factor=factor)
+    names = [f"s_{size_um:03d}um_{r:05d}_{c:05d}-1" for r, c in grid]
+    counts = build_counts(
+        matrix, barcodes=np.array(names, dtype=object), source=str(bin_dir), genome=None, **labels
+    )
+    positions.insert(0, "barcode", names)
+    return CoarseBins(counts=counts, positions=positions, size_um=int(size_um))
+
+
+class _Sums:
+    """Coarse bins × features sums, added a block at a time; blocks wait in a list and are
+    merged when they hold as many entries as the sum so far (each entry is merged O(log) times).
+    Coarse bins are keyed by grid cell ``(row, col)`` as one int64."""
+
+    def __init__(self, n_features: int) -> None:
+        self.n_features = n_features
+        self.keys: list[np.ndarray] = []  # per block: the sorted unique keys of its rows
+        self.blocks: list[sp.csr_matrix] = []
+        self.total: tuple[np.ndarray, sp.csr_matrix] | None = None
+
+    def add(
+        self, bins: np.ndarray, key: np.ndarray, feature: np.ndarray, value: np.ndarray
+    ) -> None:
+        """The coarse bins ``bins`` (keys: they exist, with or without counts) and entries
+        ``(coarse key, feature index, count)``, each ``(m,)``."""
+        unique = np.unique(np.concatenate([bins, key]))
+        if not unique.size:
+            return
+        row = np.searchsorted(unique, key)
+        block = sp.csr_matrix(
+            (value.astype(np.float64), (row, feature)), shape=(unique.size, self.n_features)
+        )
+        block.sum_duplicates()
+        self.keys.append(unique)
+        self.blocks.append(block)
+        if sum(b.nnz for b in self.blocks) >= (self.total[1].nnz if self.total else 0):
+            self._merge()
+
+    def _merge(self) -> None:
+        parts_keys = self.keys + ([self.total[0]] if self.total else [])
+        parts = self.blocks + ([self.total[1]] if self.total else [])
+        if not parts:
+            return
+        unique, where = np.unique(np.concatenate(parts_keys), return_inverse=True)
+        rows, offset = [], 0
+        for part in parts:
+            rows.append(where.ravel()[offset : offset + part.shape[0]])
+            offset += part.shape[0]
+        stacked = sp.vstack(parts, format="coo")
+        merged = sp.csr_matrix(
+            (stacked.data, (np.concatenate(rows)[stacked.row], stacked.col)),
+            shape=(unique.size, self.n_features),
+        )
+        merged.sum_duplicates()
+        self.total = (unique, merged)
+        self.keys, self.blocks = [], []
+
+    def finish(self) -> tuple[np.ndarray, sp.csr_matrix]:
+        """``(n, 2)`` int64 grid cells ``(row, col)`` in barcode order, and their sums."""
+        self._merge()
+        if self.total is None:
+            return np.zeros((0, 2), dtype=np.int64), sp.csr_matrix((0, self.n_features))
+        keys, matrix = self.total
+        return np.column_stack(np.divmod(keys, _KEY_COLUMNS)), matrix
+
+
+_KEY_COLUMNS = 1 << 20  # a coarse key is row × 2**20 + column (HD grids are ~3,350 wide)
+
+
+def _coarse_keys(barcodes: np.ndarray, *, factor: int, source: Path) -> np.ndarray:
+    """``(n,)`` int64 coarse keys of 2 µm barcodes (text)."""
+    text = pd.Series(barcodes, dtype=object).astype(str)
+    parts = text.str.extract(_BARCODE)
+    bad = parts.isna().any(axis=1) | (parts[0] != f"{FINEST_UM:03d}")
+    if bad.any():
+        raise CountsFormatError(
+            f"{source}: barcode {text[bad].iloc[0]!r} is not a 2 µm Visium HD bin; expected "
+            "s_002um_<row>_<col>-1 as Space Ranger names them"
+        )
+    rows = parts[1].astype(np.int64).to_numpy() // factor
+    cols = parts[2].astype(np.int64).to_numpy() // factor
+    return rows * _KEY_COLUMNS + cols
+
+
+def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
+    """Sum a 10x HDF5 matrix (genes × barcodes, CSC) a range of barcodes at a time."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            group = f[H.MATRIX]
+            features = group[H.FEATURES]
+            labels: dict[str, object] = {
+                "gene_ids": features[H.FEATURE_ID][()],
+                "gene_names": features[H.FEATURE_NAME][()],
+                "feature_types": features[H.FEATURE_TYPE][()]
+                if H.FEATURE_TYPE in features
+                else None,
+            }
+            n_features = len(labels["gene_ids"])  # type: ignore[arg-type]
+            indptr = np.asarray(group[H.INDPTR][()], dtype=np.int64)
+            sums = _Sums(n_features)
+            start = 0
+            while start < len(indptr) - 1:
+                # As many barcodes as keep the block near ``chunk`` entries (at least one).
+                stop = int(np.searchsorted(indptr, indptr[start] + chunk, side="right")) - 1
+                stop = min(max(stop, start + 1), start + CHUNK_BARCODES, len(indptr) - 1)
+                lo, hi = int(indptr[start]), int(indptr[stop])
+                keys = _coarse_keys(
+                    np.char.decode(group[H.BARCODES][start:stop].astype("S"), "utf-8"),
+                    factor=factor, source=path,
+                )  # fmt: skip
+                values = np.asarray(group[H.DATA][lo:hi])
+                genes = np.asarray(group[H.INDICES][lo:hi], dtype=np.int64)
+                _check_entries(values, genes, n_features, source=path)
+                owners = np.repeat(keys, np.diff(indptr[start : stop + 1]))
+                sums.add(keys, owners, genes, values)
+                start = stop
+    except (OSError, KeyError, ValueError) as exc:
+        raise CountsFormatError(
+            f"could not read {path} as a 10x HDF5 matrix ({exc}); copy it again from the Space "
+            "Ranger outs/ folder"
+        ) from exc
+    return sums, labels
+
+
+def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
+    """Sum a Matrix Market folder, its matrix read a block of lines at a time."""
+    matrix = _first(folder, MtxFiles.MATRIX)
+    features = pd.read_csv(
+        _first(folder, MtxFiles.FEATURES), sep="\t", header=None, dtype=str,
+        keep_default_na=False, na_filter=False,
+    )  # fmt: skip
+    keys = np.concatenate(
+        [
+            _coarse_keys(block[0].to_numpy(), factor=factor, source=folder)
+            for block in pd.read_csv(
+                _first(folder, MtxFiles.BARCODES), sep="\t", header=None, dtype=str,
+                keep_default_na=False, na_filter=False, chunksize=CHUNK_BARCODES,
+            )
+        ]
+    )  # fmt: skip
+    sums = _Sums(len(features))
+    sums.add(np.unique(keys), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    for genes, barcodes, values in _mtx_entries(
+        matrix, shape=(len(features), len(keys)), chunk=chunk
+    ):
+        sums.add(np.zeros(0, np.int64), keys[barcodes], genes, values)
+    labels = {
+        "gene_ids": features[0].to_numpy(),
+        "gene_names": features[1].to_numpy(),
+        "feature_types": features[2].to_numpy() if features.shape[1] > 2 else None,
+    }
+    return sums, labels
+
+
+def _mtx_entries(
+    path: Path, *, shape: tuple[int, int], chunk: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(feature, barcode, count)`` blocks (0-based) of a coordinate Matrix Market file."""
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
+        banner = handle.readline().decode("ascii", "replace").lower().split()
+        if banner[:3] != ["%%matrixmarket", "matrix", "coordinate"] or banner[-1] != "general":
+            raise CountsFormatError(
+                f"{path} is not a general coordinate Matrix Market file (first line "
+                f"{' '.join(banner)!r}); expected Space Ranger's counts"
+            )
+        line = handle.readline()
+        while line.startswith(b"%") or not line.strip():
+            if not line:
+                raise CountsFormatError(f"{path} has no size line; copy it again")
+            line = handle.readline()
+        try:
+            n_rows, n_cols, declared = (int(v) for v in line.split())
+        except ValueError as exc:
+            raise CountsFormatError(f"{path}: bad size line {line[:60]!r}") from exc
+        if (n_rows, n_cols) != shape:
+            raise CountsFormatError(
+                f"{path}: matrix is {n_rows}×{n_cols} (features × barcodes) but there are "
+                f"{shape[0]} features and {shape[1]} barcodes; the files do not belong together"
+            )
+        seen = 0
+        reader = pd.read_csv(
+            handle, sep=r"\s+", header=None, comment="%", names=["f", "b", "v"],
+            dtype={"f": np.int64, "b": np.int64, "v": np.float64}, chunksize=chunk,
+        )  # fmt: skip
+        try:
+            for block in reader:
+                genes = block["f"].to_numpy() - 1
+                barcodes = block["b"].to_numpy() - 1
+                values = block["v"].to_numpy()
+                _check_entries(values, genes, n_rows, source=path)
+                if barcodes.size and (barcodes.min() < 0 or barcodes.max() >= n_cols):
+                    raise CountsFormatError(f"{path}: a barcode index is out of range")
+                seen += len(block)
+                yield genes, barcodes, values
+        except (ValueError, pd.errors.ParserError, EOFError, OSError) as exc:
+            raise CountsFormatError(
+                f"could not parse {path} ({str(exc).splitlines()[0]}); the file is damaged; "
+                "copy it again from the Space Ranger outs/ folder"
+            ) from exc
+    if seen != declared:
+        raise CountsFormatError(
+            f"{path} declares {declared:,} counts but holds {seen:,}: the file is cut short or "
+            "its header damaged; copy it again"
+        )
+
+
+def _check_entries(values: np.ndarray, genes: np.ndarray, n_features: int, *, source: Path) -> None:
+    if genes.size and (genes.min() < 0 or genes.max() >= n_features):
+        raise CountsFormatError(f"{source}: a feature index is out of range")
+    if values.size and not (
+        np.all(np.isfinite(values))
+        and values.min() >= 0
+        and values.max() <= MAX_COUNT
+        and np.all(values == np.round(values))
+    ):
+        raise CountsFormatError(
+            f"{source}: counts must be whole numbers from 0 to {MAX_COUNT:,}; found other values"
+        )
+
+
+def _centres(path: Path, grid: np.ndarray, *, factor: int) -> pd.DataFrame:
+    """The coarse bins' positions: each the mean centre of its 2 µm bins in ``path``."""
+    import pyarrow.parquet as pq
+
+    key = grid[:, 0] * _KEY_COLUMNS + grid[:, 1]
+    sums = np.zeros((len(key), 3))
+    try:
+        table = pq.ParquetFile(path)
+        columns = [C.ARRAY_ROW, C.ARRAY_COL, C.PXL_COL, C.PXL_ROW]
+        for batch in table.iter_batches(batch_size=CHUNK_BARCODES, columns=columns):
+            part = batch.to_pandas()
+            own = (part[C.ARRAY_ROW].to_numpy(np.int64) // factor) * _KEY_COLUMNS + (
+                part[C.ARRAY_COL].to_numpy(np.int64) // factor
+            )
+            where = np.searchsorted(key, own)
+            hit = (where < len(key)) & (key[np.minimum(where, len(key) - 1)] == own)
+            np.add.at(sums, where[hit], np.c_[part[[C.PXL_COL, C.PXL_ROW]].to_numpy(float)[hit],
+                                               np.ones(hit.sum())])  # fmt: skip
+    except (OSError, KeyError, ValueError) as exc:
+        raise SpaceRangerLayoutError(
+            f"could not read {path} ({exc}); expected Visium HD's tissue_positions.parquet"
+        ) from exc
+    if len(key) and sums[:, 2].min() == 0:
+        raise SpaceRangerLayoutError(
+            f"{path} lacks the positions of some bins of the matrix; the files come from "
+            "different runs"
+        )
+    centre = sums[:, :2] / np.maximum(sums[:, 2:], 1)
+    return pd.DataFrame(
+        {
+            "in_tissue": np.ones(len(key), dtype=bool),
+            "array_row": grid[:, 0].astype(np.int32),
+            "array_col": grid[:, 1].astype(np.int32),
+            "x": centre[:, 0],
+            "y": centre[:, 1],
+        }
+    )
+
+
+def _first(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise CountsFormatError(f"Matrix Market folder {folder} lacks {' or '.join(names)}")
