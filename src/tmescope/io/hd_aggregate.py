@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anndata as ad
 import numpy as np
@@ -35,7 +36,7 @@ from tmescope.io.count_table import MAX_COUNT, build_counts
 from tmescope.io.counts_mtx import GZIP_MAGIC
 
 FINEST_UM = 2
-CHUNK_ENTRIES = 1 << 21  # matrix entries per block: ~50 MB of parsed text at a time
+CHUNK_ENTRIES = 1 << 20  # matrix entries per block: ~25 MB of parsed entries at a time
 CHUNK_BARCODES = 1 << 18  # barcodes (or position rows) per block
 _BARCODE = re.compile(r"^s_(\d{3})um_(\d{5})_(\d{5})-\d+$")
 
@@ -86,60 +87,48 @@ def aggregate_hd_bins(
 
 
 class _Sums:
-    """Coarse bins × features sums, added a block at a time; blocks wait in a list and are
-    merged when they hold as many entries as the sum so far (each entry is merged O(log) times).
-    Coarse bins are keyed by grid cell ``(row, col)`` as one int64."""
+    """Coarse bins × features sums, added a block of entries at a time.
 
-    def __init__(self, n_features: int) -> None:
-        self.n_features = n_features
-        self.keys: list[np.ndarray] = []  # per block: the sorted unique keys of its rows
-        self.blocks: list[sp.csr_matrix] = []
-        self.total: tuple[np.ndarray, sp.csr_matrix] | None = None
+    The coarse bins are fixed up front, from every 2 µm barcode's coarse key (row × 2**20 +
+    column), so every block is a matrix of the same shape. Blocks are merged as a binary
+    counter merges: a sum of 2**k blocks waits at level k until another joins it, so each entry
+    is merged O(log blocks) times and memory holds about twice the finished sum and one block.
+    """
 
-    def add(
-        self, bins: np.ndarray, key: np.ndarray, feature: np.ndarray, value: np.ndarray
-    ) -> None:
-        """The coarse bins ``bins`` (keys: they exist, with or without counts) and entries
-        ``(coarse key, feature index, count)``, each ``(m,)``."""
-        unique = np.unique(np.concatenate([bins, key]))
-        if not unique.size:
+    def __init__(self, barcode_keys: np.ndarray, n_features: int) -> None:
+        self.keys, row = np.unique(barcode_keys, return_inverse=True)  # ascending: barcode order
+        self.row_of_barcode = row.ravel().astype(np.int32)  # (n_barcodes,) coarse row
+        self.shape = (len(self.keys), n_features)
+        self.levels: list[sp.csr_matrix | None] = []
+
+    def add(self, barcodes: np.ndarray, features: np.ndarray, values: np.ndarray) -> None:
+        """Entries ``(2 µm barcode index, feature index, count)``, each ``(m,)``."""
+        if not barcodes.size:
             return
-        row = np.searchsorted(unique, key)
         block = sp.csr_matrix(
-            (value.astype(np.float64), (row, feature)), shape=(unique.size, self.n_features)
+            (values.astype(np.float32), (self.row_of_barcode[barcodes], features)),
+            shape=self.shape,
         )
         block.sum_duplicates()
-        self.keys.append(unique)
-        self.blocks.append(block)
-        if sum(b.nnz for b in self.blocks) >= (self.total[1].nnz if self.total else 0):
-            self._merge()
-
-    def _merge(self) -> None:
-        parts_keys = self.keys + ([self.total[0]] if self.total else [])
-        parts = self.blocks + ([self.total[1]] if self.total else [])
-        if not parts:
-            return
-        unique, where = np.unique(np.concatenate(parts_keys), return_inverse=True)
-        rows, offset = [], 0
-        for part in parts:
-            rows.append(where.ravel()[offset : offset + part.shape[0]])
-            offset += part.shape[0]
-        stacked = sp.vstack(parts, format="coo")
-        merged = sp.csr_matrix(
-            (stacked.data, (np.concatenate(rows)[stacked.row], stacked.col)),
-            shape=(unique.size, self.n_features),
-        )
-        merged.sum_duplicates()
-        self.total = (unique, merged)
-        self.keys, self.blocks = [], []
+        for level in range(len(self.levels) + 1):
+            if level == len(self.levels):
+                self.levels.append(block)
+                return
+            waiting = self.levels[level]
+            if waiting is None:
+                self.levels[level] = block
+                return
+            block = (waiting + block).tocsr()
+            self.levels[level] = None
 
     def finish(self) -> tuple[np.ndarray, sp.csr_matrix]:
         """``(n, 2)`` int64 grid cells ``(row, col)`` in barcode order, and their sums."""
-        self._merge()
-        if self.total is None:
-            return np.zeros((0, 2), dtype=np.int64), sp.csr_matrix((0, self.n_features))
-        keys, matrix = self.total
-        return np.column_stack(np.divmod(keys, _KEY_COLUMNS)), matrix
+        total = sp.csr_matrix(self.shape, dtype=np.float32)
+        for waiting in self.levels:
+            if waiting is not None:
+                total = (total + waiting).tocsr()
+        self.levels = []
+        return np.column_stack(np.divmod(self.keys, _KEY_COLUMNS)), total
 
 
 _KEY_COLUMNS = 1 << 20  # a coarse key is row × 2**20 + column (HD grids are ~3,350 wide)
@@ -177,22 +166,20 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
             }
             n_features = len(labels["gene_ids"])  # type: ignore[arg-type]
             indptr = np.asarray(group[H.INDPTR][()], dtype=np.int64)
-            sums = _Sums(n_features)
+            n_barcodes = len(indptr) - 1
+            keys = _h5_keys(group[H.BARCODES], factor=factor, source=path)
+            sums = _Sums(keys, n_features)
             start = 0
-            while start < len(indptr) - 1:
+            while start < n_barcodes:
                 # As many barcodes as keep the block near ``chunk`` entries (at least one).
                 stop = int(np.searchsorted(indptr, indptr[start] + chunk, side="right")) - 1
-                stop = min(max(stop, start + 1), start + CHUNK_BARCODES, len(indptr) - 1)
+                stop = min(max(stop, start + 1), n_barcodes)
                 lo, hi = int(indptr[start]), int(indptr[stop])
-                keys = _coarse_keys(
-                    np.char.decode(group[H.BARCODES][start:stop].astype("S"), "utf-8"),
-                    factor=factor, source=path,
-                )  # fmt: skip
                 values = np.asarray(group[H.DATA][lo:hi])
                 genes = np.asarray(group[H.INDICES][lo:hi], dtype=np.int64)
                 _check_entries(values, genes, n_features, source=path)
-                owners = np.repeat(keys, np.diff(indptr[start : stop + 1]))
-                sums.add(keys, owners, genes, values)
+                owners = np.repeat(np.arange(start, stop), np.diff(indptr[start : stop + 1]))
+                sums.add(owners, genes, values)
                 start = stop
     except (OSError, KeyError, ValueError) as exc:
         raise CountsFormatError(
@@ -200,6 +187,15 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
             "Ranger outs/ folder"
         ) from exc
     return sums, labels
+
+
+def _h5_keys(barcodes: Any, *, factor: int, source: Path) -> np.ndarray:
+    """``(n,)`` coarse keys of an HDF5 barcodes dataset, read a block at a time."""
+    parts = [np.zeros(0, np.int64)]
+    for start in range(0, len(barcodes), CHUNK_BARCODES):
+        text = np.char.decode(barcodes[start : start + CHUNK_BARCODES].astype("S"))
+        parts.append(_coarse_keys(text, factor=factor, source=source))
+    return np.concatenate(parts)
 
 
 def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
@@ -218,12 +214,11 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
             )
         ]
     )  # fmt: skip
-    sums = _Sums(len(features))
-    sums.add(np.unique(keys), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    sums = _Sums(keys, len(features))
     for genes, barcodes, values in _mtx_entries(
         matrix, shape=(len(features), len(keys)), chunk=chunk
     ):
-        sums.add(np.zeros(0, np.int64), keys[barcodes], genes, values)
+        sums.add(barcodes, genes, values)
     labels = {
         "gene_ids": features[0].to_numpy(),
         "gene_names": features[1].to_numpy(),
