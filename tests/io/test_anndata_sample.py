@@ -91,3 +91,16 @@ def test_a_hest_folder_and_an_id_find_the_table_the_image_and_the_resolution(
         assert sample.n_spots == 60
     with pytest.raises(InvalidParameterError, match="--sample-id"):
         read_anndata_sample(root)
+
+
+def test_a_stored_anndata_sample_reopens_from_what_the_store_recorded(
+    spots_h5ad: tuple[Path, Path],
+) -> None:
+    """The report, the viewer and query open a stored sample again from its source path."""
+    from tmescope.io.reopen import reopen_sample
+
+    path, image = spots_h5ad
+    extra = {"image": str(image), "image_kind": "fullres", "platform": "visium",
+             "spot_diameter_um": 55.0}  # fmt: skip
+    with reopen_sample(path, extra=extra, mpp=0.5) as sample:
+        assert sample.n_spots == 60 and sample.slide.path == image and sample.mpp == 0.5

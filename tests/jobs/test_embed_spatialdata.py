@@ -74,3 +74,17 @@ def test_spots_counts_and_embeddings_are_those_of_the_original(round_trip: dict)
     embeddings_a = np.asarray(original.read_embeddings(SAMPLE), np.float32)[spots_a]
     embeddings_b = np.asarray(again.read_embeddings(SAMPLE), np.float32)[spots_b]
     np.testing.assert_allclose(embeddings_b, embeddings_a, rtol=1e-3, atol=1e-3)
+
+
+def test_a_sample_embedded_from_a_spatialdata_reopens_and_exports_with_its_image(
+    round_trip: dict, tmp_path: Path
+) -> None:
+    """The report, viewer and export open such a sample again through its image element."""
+    from tmescope.io.reopen import reopen_sample
+
+    store = CohortStore.open(round_trip["again"])
+    meta = store.sample_record(SAMPLE).meta
+    with reopen_sample(meta.source_path, extra=meta.extra, mpp=meta.mpp) as sample:
+        assert sample.n_spots == 60 and sample.slide.thumbnail(32).std() > 0
+    export_store(round_trip["again"], tmp_path / "again.zarr", to="spatialdata")
+    assert (tmp_path / "again.zarr" / "images" / f"{SAMPLE}_he").is_dir()

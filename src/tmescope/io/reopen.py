@@ -1,5 +1,6 @@
 """A stored sample's inputs opened again, as they were embedded: its Space Ranger run with the
-image it was embedded from, or its H&E-only slide at the µm/px it was embedded at."""
+image it was embedded from, its AnnData (or SpatialData) beside its image, or its H&E-only
+slide, at the µm/px it was embedded at."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tmescope.errors import TmescopeWarning
+from tmescope.io.input_kind import input_kind
 from tmescope.io.sample import Sample
 from tmescope.io.slide_sample import HE_ONLY, SlideSample, read_slide
 from tmescope.io.visium import read_visium
@@ -27,4 +29,18 @@ def reopen_sample(
         warnings.simplefilter("ignore", TmescopeWarning)
         if extra.get("platform") == HE_ONLY:
             return read_slide(image or source_path, mpp=mpp)
+        kind = input_kind(source_path)
+        if kind in ("anndata", "hest"):
+            from tmescope.io.anndata_sample import read_anndata_sample
+
+            return read_anndata_sample(
+                source_path, image=image, mpp=mpp, spot_diameter_um=extra.get("spot_diameter_um")
+            )
+        if kind == "spatialdata":
+            from tmescope.io.spatialdata_sample import read_spatialdata
+
+            # The image element the sample was embedded from: the folder the store recorded.
+            return read_spatialdata(
+                source_path, table=extra.get("table"), image=Path(image).name if image else None
+            )
         return read_visium(source_path, image=image)

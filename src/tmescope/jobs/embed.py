@@ -328,6 +328,9 @@ def _extra_meta(sample: Sample | SlideSample, metadata: Mapping[str, str] | None
         "image_kind": sample.image_kind,
         "image": str(sample.slide.path),
     }
+    table = (sample.metadata or {}).get("table") if isinstance(sample, Sample) else None
+    if table:  # a SpatialData's table: what reopening the sample needs when it holds several
+        extra["table"] = str(table)
     return extra if metadata is None else extra | {METADATA: dict(metadata)}
 
 

@@ -197,7 +197,15 @@ def he_image(store: CohortStore, sample_id: str, slides: ExitStack) -> Any | Non
 
     try:
         path, scale = slide_of(store, sample_id)
-        slide = slides.enter_context(open_slide(path))
+        if path.is_dir():  # an image element of the SpatialData it was embedded from
+            from tmescope.io.reopen import reopen_sample
+
+            meta = store.sample_record(sample_id).meta
+            reopened = reopen_sample(meta.source_path, extra=meta.extra, mpp=meta.mpp)
+            slides.callback(reopened.close)
+            slide = reopened.slide
+        else:
+            slide = slides.enter_context(open_slide(path))
     except TmescopeError as error:
         warnings.warn(
             f"the H&E of {sample_id} cannot be read ({error}); it is exported without its image",
