@@ -1,6 +1,7 @@
 """Sub-spot maps: quality against the cells' truth, and what the bins cost.
 
     python benchmarks/highres.py [--spots 5000] [--json]
+    python benchmarks/highres.py --sweep [--levels …] [--members 1] [--json]
 
 One synthetic cohort (seed 31): three training samples of 800 spots, one held-out sample of
 800 spots (kept out of training with ``holdout``), and one capture-area-sized sample of
@@ -28,12 +29,15 @@ area, ~165,000 bins of 16 µm). All embedded with ``test-vit-tiny`` on the CPU.
   in a child process (wall time, peak resident memory);
 - ``interfaces_s``: ``run_interfaces`` on that sample: its maps read back from the store (saved
   there by the prediction before), then 199 toroidal shifts over every pair.
+
+With ``--sweep``, instead: how good the maps get as the encoder improves, a simulated encoder
+at several signal-to-noise levels beside ``test-vit-tiny`` (``benchmarks/encoder_sweep.py``,
+which says how; its cohort and store are cached under ``--work``).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -46,8 +50,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from encoder_sweep import add_arguments, print_table, run_sweep
 from scipy.spatial import cKDTree
 
+from tmescope.analysis.map_scores import bin_truth, map_scores, pair_ratios
 from tmescope.datasets import write_synthetic_cohort
 from tmescope.jobs.embed import EmbedSettings, SampleInput
 from tmescope.jobs.interfaces import run_interfaces
@@ -59,67 +65,6 @@ from tmescope.workflows import embed_samples, fullres_image_of
 CAPTURE_AREA_BINS = 165_000  # 6.5 × 6.5 mm of tissue in 16 µm bins
 RADIUS_UM = 30.0  # co-location radius of the pair ratios
 GRID_UM = 55.0  # the spot-level head's grid of tiles between the spots (baseline d)
-
-
-def bin_truth(xy: np.ndarray, cells: pd.DataFrame, types: list[str], bin_px: float) -> np.ndarray:
-    """``(n, P)`` share of each type among the cells inside each bin's square (NaN: no cell)."""
-    _, nearest = cKDTree(xy).query(cells[["x", "y"]].to_numpy(float), p=np.inf)
-    inside = np.abs(cells[["x", "y"]].to_numpy(float) - xy[nearest]).max(axis=1) <= bin_px / 2
-    counts = np.zeros((len(xy), len(types)))
-    code = pd.Categorical(cells["cell_type"].astype(str), categories=types).codes
-    ok = inside & (code >= 0)
-    np.add.at(counts, (nearest[ok], code[ok]), 1.0)
-    total = counts.sum(axis=1, keepdims=True)
-    return np.where(total > 0, counts / np.maximum(total, 1), np.nan)
-
-
-def mean_pearson(est: np.ndarray, truth: np.ndarray) -> float:
-    keep = np.isfinite(truth).all(axis=1)
-    values = [
-        np.corrcoef(est[keep, k], truth[keep, k])[0, 1]
-        for k in range(truth.shape[1])
-        if truth[keep, k].std() > 0 and est[keep, k].std() > 0 and truth[keep, k].mean() >= 0.01
-    ]
-    return float(np.mean(values))
-
-
-def pair_ratios(
-    xy: np.ndarray, fields: np.ndarray, radius_px: float
-) -> dict[tuple[int, int], float]:
-    """R(A, B) = mean_i A_i · (mean of B over i's neighbours) / (mean A · mean B), symmetrised."""
-    import scipy.sparse as sp
-
-    pairs = cKDTree(xy).query_pairs(radius_px, output_type="ndarray")
-    n = len(xy)
-    rows, cols = np.r_[pairs[:, 0], pairs[:, 1]], np.r_[pairs[:, 1], pairs[:, 0]]
-    adjacency = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n))
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    lag = (adjacency @ fields) / np.maximum(degree, 1)[:, None]
-    has = degree > 0
-    mean = fields[has].mean(axis=0)
-    out = {}
-    for a, b in itertools.combinations(range(fields.shape[1]), 2):
-        if mean[a] > 0.01 and mean[b] > 0.01:
-            ab = (fields[has, a] * lag[has, b]).mean() + (fields[has, b] * lag[has, a]).mean()
-            out[(a, b)] = float(ab / 2 / (mean[a] * mean[b]))
-    return out
-
-
-def map_scores(
-    xy: np.ndarray,
-    est: np.ndarray,
-    truth: np.ndarray,
-    true_pairs: dict[tuple[int, int], float],
-    radius_px: float,
-) -> dict[str, float]:
-    """A map's mean Pearson against the truth and the median |log(R / R_truth)| of its pairs."""
-    pairs = pair_ratios(xy, est, radius_px)
-    keys = sorted(set(pairs) & set(true_pairs))
-    error = np.median([abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys])
-    return {
-        "pearson": round(mean_pearson(est, truth), 4),
-        "pair_log_error": round(float(error), 4),
-    }
 
 
 def quality(
@@ -260,7 +205,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spots", type=int, default=5000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sweep", action="store_true", help="the simulated-encoder sweep")
+    add_arguments(parser)
     args = parser.parse_args()
+    if args.sweep:
+        sweep = run_sweep(
+            args.work, levels=args.levels, members=args.members,
+            diagnosis=not args.no_diagnosis,
+        )  # fmt: skip
+        if args.json:
+            print(json.dumps(sweep, indent=1))
+        else:
+            print_table(sweep)
+        return
     root = Path(tempfile.mkdtemp(prefix="tmescope-highres-"))
     cohort = write_synthetic_cohort(root / "cohort", n_samples=4, n_spots=800, seed=31)
     (big,) = write_synthetic_cohort(root / "big", n_samples=1, n_spots=args.spots, seed=32)
