@@ -1,9 +1,9 @@
 """Visium HD bins as the measured units, end to end: embed, train --resolution 16, predict at 16
-µm (sub-spot maps) and per bin (the head), interactions on the bins and on the maps.
+µm (sub-spot maps) and per bin (the head), interactions on the bins and on the maps, compare.
 
 The sections are HD-like runs written from the cells of synthetic sections (a window of each,
 binned on the 2 µm grid): two at 8 µm, finer than the 16 µm sub-spot bins (their bins are summed
-into the sub-spot bin holding them), one at 16 µm (each measured bin is a sub-spot bin). Before
+into the sub-spot bin holding them), two at 16 µm (each measured bin is a sub-spot bin). Before
 HD bins were squares to the sub-spot model, the 8 µm sections taught it nothing: no 16 µm bin
 centre lies within 4 µm of an 8 µm bin's, so every "disc" was empty and training stopped.
 """
@@ -22,7 +22,9 @@ from tmescope.jobs.embed import SampleInput
 from tmescope.store import CohortStore
 
 WINDOW_UM = 144.0  # side of each section's window: 324 8 µm bins at most, fast to embed
-SECTIONS = {"hd8_a": (0, 8), "hd8_b": (1, 8), "hd16": (1, 16)}  # synth sample, bin size
+# synth sample, bin size; two groups of two sections for compare
+SECTIONS = {"hd8_a": (0, 8), "hd8_b": (1, 8), "hd16": (1, 16), "hd16_b": (0, 16)}
+GROUPS = {"hd8_a": "x", "hd16": "x", "hd8_b": "y", "hd16_b": "y"}
 
 
 def _window(cells: ad.AnnData, *, mpp: float, corner: int) -> ad.AnnData:
@@ -37,7 +39,7 @@ def _window(cells: ad.AnnData, *, mpp: float, corner: int) -> ad.AnnData:
 
 @pytest.fixture(scope="module")
 def hd(synth_cohort: list[Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three HD-like sections embedded with 16 µm sub-spot bins, and a model trained on them."""
+    """Four HD-like sections embedded with 16 µm sub-spot bins, and a model trained on them."""
     from tmescope.datasets.hd_writer import write_binned_outputs
     from tmescope.jobs.train import TrainSettings, train_model
     from tmescope.workflows import embed_samples
@@ -59,7 +61,9 @@ def hd(synth_cohort: list[Path], tmp_path_factory: pytest.TempPathFactory) -> di
         (outs / "spatial").mkdir()
         for png in ("tissue_hires_image.png", "tissue_lowres_image.png"):  # predict shows them
             shutil.copyfile(folder / "outs" / "spatial" / png, outs / "spatial" / png)
-        items.append(SampleInput(outs, image=next(folder.glob("*_he.tif")), sample_id=name))
+        image = next(folder.glob("*_he.tif"))
+        metadata = {"group": GROUPS[name]}
+        items.append(SampleInput(outs, image=image, sample_id=name, metadata=metadata))
     store = root / "hd.zarr"
     embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
     settings = TrainSettings(
@@ -173,3 +177,15 @@ def test_interactions_run_on_the_bins_and_on_their_maps(hd: dict[str, Path]) -> 
     )  # fmt: skip
     assert [s.n_bins for s in pairs.samples] == [opened.read_bins(s).n for s in SECTIONS]
     assert pairs.cohort is not None and len(pairs.pairs()) == 1
+
+
+def test_compare_summarises_the_hd_sections_maps(hd: dict[str, Path]) -> None:
+    from tmescope.jobs.compare import CompareSettings, run_compare
+
+    report = run_compare(
+        hd["store"], hd["model"], settings=CompareSettings(by="group", subject="sample")
+    )
+    rows = {r["sample"]: r for r in report.comparison.samples}
+    assert set(rows) == set(SECTIONS) and report.comparison.groups == ("x", "y")
+    opened = CohortStore.open(hd["store"])
+    assert all(rows[s]["n"] == opened.read_bins(s).n for s in SECTIONS)
