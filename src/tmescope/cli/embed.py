@@ -194,7 +194,8 @@ def embed(
             name
             for name, used in (
                 ("Space Ranger folders", samples), ("--slide", slides), ("--image", images),
-                ("--sample-id", ids), ("--mpp", mpp is not None),
+                ("--sample-id", ids), ("--mpp", mpp is not None), ("--table", table is not None),
+                ("--spot-diameter", spot_diameter is not None),
             )
             if used
         ]  # fmt: skip
