@@ -53,7 +53,13 @@ import pandas as pd
 from encoder_sweep import add_arguments, print_table, run_sweep
 from scipy.spatial import cKDTree
 
-from tmescope.analysis.map_scores import bin_truth, map_scores, pair_ratios
+from tmescope.analysis.map_scores import (
+    bin_truth,
+    gaussian_interpolated,
+    map_scores,
+    pair_log_error,
+    pair_ratios,
+)
 from tmescope.datasets import write_synthetic_cohort
 from tmescope.jobs.embed import EmbedSettings, SampleInput
 from tmescope.jobs.interfaces import run_interfaces
@@ -81,12 +87,8 @@ def quality(
     spots = pd.read_csv(sample_dir / "ground_truth.csv")
     _, nearest = cKDTree(spots[["x", "y"]].to_numpy(float)).query(xy)
     measured = _measured_at_spots(maps, spots, types)
-    distance, near = cKDTree(spots[["x", "y"]].to_numpy(float)).query(xy, k=12)
-    weight = np.exp(-0.5 * (distance * mpp / 50.0) ** 2)
-    known = np.isfinite(measured).all(axis=1)[near]
-    weight = np.where(known, weight, 0.0)
-    interpolated = np.einsum("nk,nkp->np", weight, np.nan_to_num(measured[near]))
-    interpolated /= np.maximum(weight.sum(axis=1, keepdims=True), 1e-12)
+    spot_xy = spots[["x", "y"]].to_numpy(float)
+    interpolated = gaussian_interpolated(xy, spot_xy, measured, 50.0 / mpp)  # σ 50 µm
     estimates = {
         "model": maps.obsm["populations"].to_numpy(float),
         "image_only": maps.obsm["populations_image"].to_numpy(float),
@@ -99,16 +101,12 @@ def quality(
     table = {}
     for name, est in estimates.items():
         table[name] = map_scores(xy[keep], est[keep], truth[keep], true_pairs, RADIUS_UM / mpp)
-    spot_xy = spots[["x", "y"]].to_numpy(float)
     known = np.isfinite(measured).all(axis=1)
     pitch = float(np.median(cKDTree(spot_xy).query(spot_xy, k=2)[0][:, 1]))
     dominant = np.eye(len(types))[np.nan_to_num(measured).argmax(axis=1)]
     for name, est in (("spot_level_measured", measured), ("spot_level_dominant", dominant)):
         pairs = pair_ratios(spot_xy[known], np.nan_to_num(est[known]), 1.5 * pitch)
-        keys = sorted(set(pairs) & set(true_pairs))
-        error = np.median(
-            [abs(np.log(max(pairs[k], 1e-6) / max(true_pairs[k], 1e-6))) for k in keys]
-        )
+        error = pair_log_error(pairs, true_pairs)
         table[name] = {"pearson": None, "pair_log_error": round(float(error), 4)}
     return table
 
