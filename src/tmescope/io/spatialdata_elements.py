@@ -1,5 +1,6 @@
-"""The elements of a SpatialData zarr that make a sample: its table of counts, the shapes (or
-points) the table annotates, and the H&E image sharing a coordinate system with them.
+"""The elements of a SpatialData zarr that make a sample: its table of counts, the shapes,
+points or labels (a segmentation mask) the table annotates, and the H&E image sharing a
+coordinate system with them.
 
 Only the chosen table and element are read (an HD export may hold millions of 2 µm bins in
 others); spatialdata has no public reader of one element, so its per-element readers are used.
@@ -21,6 +22,7 @@ from tmescope.errors import (
     SlideReadError,
 )
 from tmescope.io._messages import first_line
+from tmescope.io.label_centroids import label_centroids, read_labels
 from tmescope.io.zarr_slide import image_levels
 
 EXPORT_ATTRS = "tmescope_export"  # the root attributes `tmescope export --to spatialdata` writes
@@ -33,11 +35,13 @@ _PREFERRED = ("_he", "he_image", "_full_image", "_hires_image")
 class Units:
     """The table's units, row by row: their element and centres in its intrinsic frame."""
 
-    region: str  # the shapes or points element the table annotates
-    element: Any  # GeoDataFrame or dask DataFrame (its transformations attached)
+    region: str  # the shapes, points or labels element the table annotates
+    element: Any  # GeoDataFrame, dask DataFrame or labels DataArray/DataTree (transformations)
     centres: np.ndarray  # (n, 2) x, y of each table row's unit
     sizes: np.ndarray  # (n,) a circle's diameter, a polygon's √area (a square's side); NaN: points
-    kind: str  # "circle", "square" (equal upright squares: Visium HD bins), "polygon", "point"
+    # "circle", "square" (equal upright squares: Visium HD bins), "polygon" (a mask's cells too:
+    # their size is √area, as a polygon's), "point"
+    kind: str
 
 
 def element_names(path: Path, kind: str) -> list[str]:
@@ -112,20 +116,25 @@ def annotated_units(path: Path, name: str, table: Any) -> Units:
     if len(regions) != 1 or not key or key not in table.obs:
         raise CountsFormatError(
             f"{path.name}: table {name!r} annotates {regions or 'no element'} (instance key "
-            f"{key!r}); expected a table annotating one shapes or points element, each row "
-            "naming its unit in an instance-key column (spatialdata's TableModel)"
+            f"{key!r}); expected a table annotating one shapes, points or labels element, each "
+            "row naming its unit in an instance-key column (spatialdata's TableModel)"
         )
     region = str(regions[0])
-    element, kind = _read_element(path, region, name)
-    centres, sizes, index, kind = _geometry(element, kind)
+    element, element_kind = _read_element(path, region, name)
+    if element_kind == "labels":
+        centres, sizes, index = label_centroids(element, what=f"{path.name}: labels {region!r}")
+        kind = "polygon"
+    else:
+        centres, sizes, index, kind = _geometry(element, element_kind)
     if not index.is_unique:
         raise CountsFormatError(f"{path.name}: element {region!r} repeats index values")
     rows = index.get_indexer(pd.Index(table.obs[key]))
     if (rows < 0).any():
-        missing = table.obs[key].to_numpy()[rows < 0]
+        missing = table.obs[key].to_numpy()[rows < 0].tolist()
+        of = "a label (not 0, the background) in" if element_kind == "labels" else "an index of"
         raise CountsFormatError(
             f"{path.name}: {len(missing)} rows of table {name!r} name units absent from "
-            f"{region!r} (e.g. {missing[0]!r}); expected each {key} to be an index of {region!r}"
+            f"{region!r} (e.g. {missing[0]!r}); expected each {key} to be {of} {region!r}"
         )
     return Units(region, element, centres[rows], sizes[rows], kind)
 
@@ -142,11 +151,11 @@ def _read_element(path: Path, region: str, table: str) -> tuple[Any, str]:
                 raise CountsFormatError(
                     f"could not read {kind} {region!r} of {path.name} ({first_line(exc)})"
                 ) from exc
-    found = "a labels mask" if (path / "labels" / region).is_dir() else "not in it"
+    if (path / "labels" / region).is_dir():
+        return read_labels(path, region), "labels"
     raise CountsFormatError(
-        f"{path.name}: table {table!r} annotates {region!r}, which is {found}; expected shapes "
-        "(spots, bins, cells) or points: read Xenium with spatialdata_io.xenium(..., "
-        "cells_as_circles=True), or link the table to shapes (spatialdata.to_circles)"
+        f"{path.name}: table {table!r} annotates {region!r}, which is not in it; expected shapes "
+        "(spots, bins, cells), points or labels of that name"
     )
 
 
@@ -255,6 +264,13 @@ def image_to_system(image: Any, units: Units, system: str) -> tuple[np.ndarray, 
             f"({first_line(exc)}); expected invertible 2D transformations"
         ) from exc
     return np.asarray(matrix, np.float64), _pixel_size(image, system)
+
+
+def units_in_pixels(units: Units, to_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, 2)`` centres and ``(n,)`` sizes of ``units`` in the image's level-0 pixels, through
+    the ``(3, 3)`` affine map of :func:`image_to_system`."""
+    xy = units.centres @ to_image[:2, :2].T + to_image[:2, 2]
+    return xy, units.sizes * float(np.sqrt(abs(np.linalg.det(to_image[:2, :2]))))
 
 
 def _shared_system(image: Any, element: Any) -> str | None:

@@ -1,16 +1,17 @@
-"""A SpatialData zarr as a :class:`Sample`: a table of measured units, the shapes (or points) it
-annotates, and the H&E image beside them.
+"""A SpatialData zarr as a :class:`Sample`: a table of measured units, the shapes, points or
+labels (a segmentation mask: spatialdata-io's Xenium default) it annotates, and the H&E image
+beside them.
 
 Read as spatialdata-io writes Visium, Visium HD, Xenium, CosMx and MERSCOPE, and as ``tmescope
 export --to spatialdata`` writes a store (docs/interop.md). The table is ``table``, else the
 only one (in a tmescope export, the only ``<s>_measured``); it annotates one element through
 ``uns["spatialdata_attrs"]`` (region, instance key). The image is the finest RGB image sharing
 a coordinate system with that element (``image`` names another). Positions: each unit's centre
-(a circle's, a polygon's centroid) carried into the image's level-0 pixels through that
-coordinate system. µm/px, first found: the export's ``um_per_px``; a Visium HD bin size
+(a circle's, a polygon's or a mask cell's centroid) carried into the image's level-0 pixels
+through that coordinate system. µm/px, first found: the export's ``um_per_px``; a Visium HD bin size
 (``square_008um``) over the bin pitch or side; the 100 µm Visium pitch (array indices, else
 nearest neighbours); spatialdata-io's µm coordinate system (Xenium, MERSCOPE). Only the table
-and its element are read whole; the image a chunk at a time.
+and its element are read whole; a mask and the image a chunk at a time.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tmescope.io.spatialdata_elements import (
     pick_table,
     read_table,
     root_attrs,
+    units_in_pixels,
 )
 from tmescope.io.table_sample import sample_from_table
 from tmescope.io.visium import LOW_RESOLUTION_MPP
@@ -106,8 +108,7 @@ def read_spatialdata(
     prefix = _export_prefix(export, table_name)
     image_name, system = pick_image(path, images, units, image=image, prefix=prefix)
     to_image, image_px = image_to_system(images[image_name], units, system)
-    xy = units.centres @ to_image[:2, :2].T + to_image[:2, 2]  # (n, 2) level-0 px of the image
-    unit_px = units.sizes * float(np.sqrt(abs(np.linalg.det(to_image[:2, :2]))))  # (n,)
+    xy, unit_px = units_in_pixels(units, to_image)  # (n, 2), (n,) level-0 px of the image
     slide = ZarrSlide(images[image_name], path=path / "images" / image_name)
     try:
         reader = str(attrs.get("spatialdata_io_reader") or "")
