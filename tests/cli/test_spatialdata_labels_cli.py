@@ -78,3 +78,19 @@ def test_a_label_the_mask_lacks_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in out + err and len(lines) == 1, (out, err)
     assert lines[0].startswith("error: ") and "absent from 'cell_labels' (e.g. 9999)" in lines[0]
+
+
+def test_pseudospots_from_a_labels_spatialdata(section: Path, tmp_path: Path) -> None:
+    import anndata as ad
+
+    out_file = tmp_path / "ps.h5ad"
+    # 10 µm spots every 20 µm over a section of 80 × 60 µm, at the H&E's 0.4 µm/px
+    code, out, err = call_cli(
+        "pseudospots", section, "--out", out_file, "--mpp", "0.4", "--diameter", "10",
+        "--pitch", "20", "--table", "table", "--json",
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    summary = json.loads(out)
+    assert summary["n_cells"] == len(np.unique(cell_mask())) - 1 and summary["spots"] > 1
+    spots = ad.read_h5ad(out_file)
+    assert spots.obsm["cell_composition"].shape[1] >= 2 and spots.X.sum() > 0

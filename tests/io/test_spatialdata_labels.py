@@ -1,7 +1,8 @@
 """Tables annotating a labels element (a segmentation mask: spatialdata-io's Xenium default,
 CosMx): each label's centroid summed a chunk at a time equals ``spatialdata.get_centroids``,
 whatever the chunks; the mask's transformation is honoured on the way to the H&E's pixels; a
-label the mask lacks is named in one line."""
+label the mask lacks is named in one line; and the same cells read as a cell table equal the
+equivalent ``.h5ad``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import anndata as ad
 import dask.array as da
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from labelled_section import (
     HE_UM,
@@ -21,7 +24,8 @@ from labelled_section import (
     oracle_pixels,
     write_section,
 )
-from tmescope.errors import CountsFormatError
+from tmescope.errors import CountsFormatError, InvalidParameterError
+from tmescope.io.cell_table import read_cell_table
 from tmescope.io.label_centroids import label_centroids, mask_sums
 from tmescope.io.spatialdata_sample import read_spatialdata
 
@@ -97,3 +101,26 @@ def test_a_3d_mask_is_refused() -> None:
     element = Labels3DModel.parse(np.zeros((2, 8, 8), np.int32), dims=("z", "y", "x"))
     with pytest.raises(CountsFormatError, match=r"axes \('z', 'y', 'x'\); expected a 2D mask"):
         label_centroids(element, what="mask")
+
+
+def test_a_cell_table_from_the_spatialdata_equals_the_h5ad(section: dict, tmp_path: Path) -> None:
+    """The same cells written as an .h5ad (positions by spatialdata.get_centroids) read alike."""
+    table = ad.read_zarr(section["path"] / "tables" / "table")
+    h5ad = ad.AnnData(X=table.X, obs=table.obs[["cell_type"]], var=table.var)
+    h5ad.obsm["spatial"] = section["oracle"].loc[table.obs["cell_labels"]].to_numpy()
+    h5ad.write_h5ad(tmp_path / "cells.h5ad")
+    ours, theirs = read_cell_table(section["path"]), read_cell_table(tmp_path / "cells.h5ad")
+    assert len(ours) == len(section["ids"]) and ours.has_types and ours.genes == theirs.genes
+    np.testing.assert_allclose(ours.frame[["x", "y"]], theirs.frame[["x", "y"]], atol=1e-9)
+    assert list(ours.frame["cell_type"]) == list(theirs.frame["cell_type"])
+    assert ours.counts is not None and theirs.counts is not None
+    assert (sp.csr_matrix(ours.counts) != theirs.counts).nnz == 0
+
+
+def test_a_cell_table_names_its_table_only_in_a_spatialdata(section: dict, tmp_path: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="no table 'other'; its tables: table"):
+        read_cell_table(section["path"], table="other")
+    assert len(read_cell_table(section["path"], table="table")) == len(section["ids"])
+    (tmp_path / "cells.csv").write_text("x,y,cell_type\n1,2,t\n")
+    with pytest.raises(InvalidParameterError, match="not one; leave --table out"):
+        read_cell_table(tmp_path / "cells.csv", table="table")

@@ -21,7 +21,8 @@ def pseudospots(
         typer.Argument(
             help="The section's cells: an .h5ad of cells × genes counts with obsm['spatial'] "
             "(the H&E's full-resolution px) and optionally obs['cell_type'] (a Xenium or CosMx "
-            "table once registered to the H&E, Visium HD 2 µm bins, or synth's cells.h5ad)."
+            "table once registered to the H&E, Visium HD 2 µm bins, or synth's cells.h5ad), or "
+            "a SpatialData zarr holding the cells' table and the H&E (spatialdata-io's Xenium)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="The pseudo-spot AnnData (.h5ad).")],
@@ -55,6 +56,10 @@ def pseudospots(
     sample_id: Annotated[
         str | None, typer.Option("--sample-id", help="Library name in uns['spatial'].")
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="The table of cells of a SpatialData holding several."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
     """Sum a section's cells into Visium-like 55 µm spots on a 100 µm lattice (the cells stay
@@ -66,7 +71,7 @@ def pseudospots(
     )
     summary = pseudospots_from_file(
         cells, out=out, mpp=mpp, image=image, settings=settings, positions=positions,
-        sample_id=sample_id,
+        sample_id=sample_id, table_name=table,
     )  # fmt: skip
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -87,7 +92,8 @@ def evaluate(
         typer.Option(
             "--cells",
             help="The same section's cells: .h5ad (obsm['spatial'], obs['cell_type'] or counts "
-            "to transfer types from the model's reference) or .csv/.parquet (x, y, cell_type).",
+            "to transfer types from the model's reference), .csv/.parquet (x, y, cell_type) or "
+            "a SpatialData zarr (its table of cells beside the H&E the sample was embedded from).",
         ),
     ],
     resolution: Annotated[
@@ -97,6 +103,10 @@ def evaluate(
     cell_type_key: Annotated[
         str, typer.Option("--cell-type-key", help="The column of the cells' types.")
     ] = "cell_type",
+    table: Annotated[
+        str | None,
+        typer.Option("--table", help="The table of cells of a SpatialData holding several."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
 ) -> None:
     """Score a sample's sub-spot maps against the cells of the same section (mean Pearson of
@@ -105,6 +115,7 @@ def evaluate(
 
     scores = evaluate_sample(
         store, model_dir, sample=sample, cells=cells, cell_type_key=cell_type_key,
+        cells_table=table,
         settings=EvaluateSettings(resolution_um=resolution, radius_um=radius),
     )  # fmt: skip
     if as_json:

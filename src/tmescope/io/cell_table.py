@@ -1,20 +1,36 @@
 """A section's cells: positions in the H&E's full-resolution pixels, optionally their type and
 counts. Read from an AnnData (``obsm["spatial"]``, ``obs["cell_type"]``, counts in ``X`` or
-``layers["counts"]``: what ``synth`` writes as ``cells.h5ad``, and what spatialdata-io's Xenium
-or CosMx table becomes once positions are in H&E pixels) or from a CSV/Parquet table with ``x``,
-``y`` and ``cell_type`` columns (``cells.csv``).
+``layers["counts"]``: what ``synth`` writes as ``cells.h5ad``), from a CSV/Parquet table with
+``x``, ``y`` and ``cell_type`` columns (``cells.csv``), or from a SpatialData zarr (a Xenium or
+CosMx section as spatialdata-io writes it, with its H&E).
+
+A SpatialData's table (``table``, else the only one) gives the counts and types as an AnnData
+does; its cells are the element it annotates (circles, polygons, points or a labels mask), read
+and matched as ``tmescope embed SD.zarr`` reads them, and carried into the level-0 pixels of the
+H&E ``embed`` would pick (the finest RGB image sharing a coordinate system with them): a sample
+embedded from the same zarr has its spots in the same pixels, so its maps and the cells meet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from tmescope.errors import CountsFormatError, InputNotFoundError, InvalidParameterError
+from tmescope.io.input_kind import is_spatialdata_folder
+from tmescope.io.spatialdata_elements import (
+    annotated_units,
+    image_to_system,
+    pick_image,
+    pick_table,
+    read_table,
+    units_in_pixels,
+)
 
 TABLE_SUFFIXES = (".h5ad", ".csv", ".parquet")
 
@@ -37,16 +53,27 @@ class CellTable:
         return len(self.frame)
 
 
-def read_cell_table(path: Path | str, *, key: str = "cell_type") -> CellTable:
-    """Read a cell table (see the module docstring); ``key`` names the cell-type column."""
+def read_cell_table(
+    path: Path | str, *, key: str = "cell_type", table: str | None = None
+) -> CellTable:
+    """Read a cell table (see the module docstring); ``key`` names the cell-type column,
+    ``table`` the table of a SpatialData holding several."""
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"cell table {path} does not exist; check the path of --cells")
+    if is_spatialdata_folder(path):
+        return _read_spatialdata(path, key, table)
     suffix = path.suffix.lower()
+    if table is not None:
+        raise InvalidParameterError(
+            f"--table {table} names a table of a SpatialData zarr, but {path.name} is not one; "
+            "leave --table out"
+        )
     if suffix not in TABLE_SUFFIXES:
         raise InvalidParameterError(
             f"--cells {path.name}: expected a cell table as .h5ad (obsm['spatial'] and counts), "
-            f".csv or .parquet (columns x, y, {key}), found a {suffix or 'suffix-less'} file"
+            f".csv or .parquet (columns x, y, {key}) or a SpatialData zarr, found a "
+            f"{suffix or 'suffix-less'} {'folder' if path.is_dir() else 'file'}"
         )
     if suffix == ".h5ad":
         return _read_h5ad(path, key)
@@ -84,7 +111,24 @@ def _read_h5ad(path: Path, key: str) -> CellTable:
             f"{path.name} has no obsm['spatial']; expected each cell's (x, y) in the H&E's "
             "full-resolution pixels there"
         )
-    xy = np.asarray(table.obsm["spatial"], dtype=float)
+    return _from_anndata(table, np.asarray(table.obsm["spatial"], dtype=float), path, key)
+
+
+def _read_spatialdata(path: Path, key: str, table: str | None) -> CellTable:
+    import spatialdata as sd
+
+    name = pick_table(path, table)
+    cells = read_table(path, name)
+    units = annotated_units(path, name, cells)
+    images = sd.read_zarr(path, selection=("images",)).images
+    image, system = pick_image(path, images, units, image=None, prefix=None)
+    to_image, _ = image_to_system(images[image], units, system)
+    xy, _ = units_in_pixels(units, to_image)  # (n, 2) level-0 px of the H&E
+    return _from_anndata(cells, xy, path, key)
+
+
+def _from_anndata(table: Any, xy: np.ndarray, path: Path, key: str) -> CellTable:
+    """The cells of ``table`` (counts, types) at ``xy``, ``(n, 2)`` H&E pixels."""
     frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
     if key in table.obs.columns:
         frame["cell_type"] = table.obs[key].astype(str).to_numpy()

@@ -56,14 +56,20 @@ def evaluate_sample(
     cells: Path | str | CellTable,
     settings: EvaluateSettings | None = None,
     cell_type_key: str = "cell_type",
+    cells_table: str | None = None,
 ) -> dict[str, Any]:
-    """Score ``sample``'s maps against ``cells`` (see the module docstring); a JSON-ready dict."""
+    """Score ``sample``'s maps against ``cells`` (see the module docstring); a JSON-ready dict.
+    ``cells_table``: the table of cells of a SpatialData ``cells`` holding several."""
     from tmescope.jobs.predict_bins import subspot_anndata
     from tmescope.jobs.subspot_maps import load_predictor
 
     settings = settings or EvaluateSettings()
     predictor = load_predictor(model_dir)
-    table = cells if isinstance(cells, CellTable) else read_cell_table(cells, key=cell_type_key)
+    table = (
+        cells
+        if isinstance(cells, CellTable)
+        else read_cell_table(cells, key=cell_type_key, table=cells_table)
+    )
     maps = subspot_anndata(
         store, model_dir, sample=sample, resolution_um=settings.resolution_um, expression=False
     )

@@ -165,11 +165,13 @@ def pseudospots_from_file(
     settings: PseudospotSettings | None = None,
     positions: Path | None = None,
     sample_id: str | None = None,
+    table_name: str | None = None,
 ) -> dict[str, Any]:
     """Twin of ``tmescope pseudospots``: read, aggregate, check against the image, write.
-    Without ``mpp``, the image's metadata say the µm per pixel of the positions."""
+    Without ``mpp``, the image's metadata say the µm per pixel of the positions;
+    ``table_name``: the table of cells of a SpatialData holding several."""
     mpp = mpp if mpp is not None else _image_mpp(image)
-    table = read_cell_table(cells)
+    table = read_cell_table(cells, table=table_name)
     spots_at = None if positions is None else _read_positions(positions)
     sample_id = sample_id or out.name.removesuffix(".h5ad")
     result = make_pseudospots(
