@@ -15,9 +15,7 @@ and is named the same way. Its centre is the mean of its 2 µm bins' centres in
 
 from __future__ import annotations
 
-import gzip
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +26,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tmescope.errors import CountsFormatError, InvalidParameterError, SpaceRangerLayoutError
+from tmescope.io._keys import HD_FINEST_BIN_UM, MtxFiles
 from tmescope.io._keys import H5Keys as H
-from tmescope.io._keys import MtxFiles
 from tmescope.io._keys import PositionColumns as C
 from tmescope.io._keys import VisiumFiles as F
-from tmescope.io.count_table import MAX_COUNT, build_counts
-from tmescope.io.counts_mtx import GZIP_MAGIC
+from tmescope.io.count_table import build_counts, check_entries
+from tmescope.io.mtx_stream import mtx_entries
 
-FINEST_UM = 2
+FINEST_UM = HD_FINEST_BIN_UM
 CHUNK_ENTRIES = 1 << 20  # matrix entries per block: ~25 MB of parsed entries at a time
 CHUNK_BARCODES = 1 << 18  # barcodes (or position rows) per block
 _BARCODE = re.compile(r"^s_(\d{3})um_(\d{5})_(\d{5})-\d+$")
@@ -177,7 +175,7 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
                 lo, hi = int(indptr[start]), int(indptr[stop])
                 values = np.asarray(group[H.DATA][lo:hi])
                 genes = np.asarray(group[H.INDICES][lo:hi], dtype=np.int64)
-                _check_entries(values, genes, n_features, source=path)
+                check_entries(values, genes, n_features, source=path)
                 owners = np.repeat(np.arange(start, stop), np.diff(indptr[start : stop + 1]))
                 sums.add(owners, genes, values)
                 start = stop
@@ -215,7 +213,7 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
         ]
     )  # fmt: skip
     sums = _Sums(keys, len(features))
-    for genes, barcodes, values in _mtx_entries(
+    for genes, barcodes, values in mtx_entries(
         matrix, shape=(len(features), len(keys)), chunk=chunk
     ):
         sums.add(barcodes, genes, values)
@@ -225,74 +223,6 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
         "feature_types": features[2].to_numpy() if features.shape[1] > 2 else None,
     }
     return sums, labels
-
-
-def _mtx_entries(
-    path: Path, *, shape: tuple[int, int], chunk: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(feature, barcode, count)`` blocks (0-based) of a coordinate Matrix Market file."""
-    with path.open("rb") as raw:
-        gzipped = raw.read(2) == GZIP_MAGIC
-    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
-        banner = handle.readline().decode("ascii", "replace").lower().split()
-        if banner[:3] != ["%%matrixmarket", "matrix", "coordinate"] or banner[-1] != "general":
-            raise CountsFormatError(
-                f"{path} is not a general coordinate Matrix Market file (first line "
-                f"{' '.join(banner)!r}); expected Space Ranger's counts"
-            )
-        line = handle.readline()
-        while line.startswith(b"%") or not line.strip():
-            if not line:
-                raise CountsFormatError(f"{path} has no size line; copy it again")
-            line = handle.readline()
-        try:
-            n_rows, n_cols, declared = (int(v) for v in line.split())
-        except ValueError as exc:
-            raise CountsFormatError(f"{path}: bad size line {line[:60]!r}") from exc
-        if (n_rows, n_cols) != shape:
-            raise CountsFormatError(
-                f"{path}: matrix is {n_rows}×{n_cols} (features × barcodes) but there are "
-                f"{shape[0]} features and {shape[1]} barcodes; the files do not belong together"
-            )
-        seen = 0
-        reader = pd.read_csv(
-            handle, sep=r"\s+", header=None, comment="%", names=["f", "b", "v"],
-            dtype={"f": np.int64, "b": np.int64, "v": np.float64}, chunksize=chunk,
-        )  # fmt: skip
-        try:
-            for block in reader:
-                genes = block["f"].to_numpy() - 1
-                barcodes = block["b"].to_numpy() - 1
-                values = block["v"].to_numpy()
-                _check_entries(values, genes, n_rows, source=path)
-                if barcodes.size and (barcodes.min() < 0 or barcodes.max() >= n_cols):
-                    raise CountsFormatError(f"{path}: a barcode index is out of range")
-                seen += len(block)
-                yield genes, barcodes, values
-        except (ValueError, pd.errors.ParserError, EOFError, OSError) as exc:
-            raise CountsFormatError(
-                f"could not parse {path} ({str(exc).splitlines()[0]}); the file is damaged; "
-                "copy it again from the Space Ranger outs/ folder"
-            ) from exc
-    if seen != declared:
-        raise CountsFormatError(
-            f"{path} declares {declared:,} counts but holds {seen:,}: the file is cut short or "
-            "its header damaged; copy it again"
-        )
-
-
-def _check_entries(values: np.ndarray, genes: np.ndarray, n_features: int, *, source: Path) -> None:
-    if genes.size and (genes.min() < 0 or genes.max() >= n_features):
-        raise CountsFormatError(f"{source}: a feature index is out of range")
-    if values.size and not (
-        np.all(np.isfinite(values))
-        and values.min() >= 0
-        and values.max() <= MAX_COUNT
-        and np.all(values == np.round(values))
-    ):
-        raise CountsFormatError(
-            f"{source}: counts must be whole numbers from 0 to {MAX_COUNT:,}; found other values"
-        )
 
 
 def _centres(path: Path, grid: np.ndarray, *, factor: int) -> pd.DataFrame:
