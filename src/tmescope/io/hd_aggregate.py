@@ -31,6 +31,7 @@ from tmescope.io._keys import H5Keys as H
 from tmescope.io._keys import PositionColumns as C
 from tmescope.io._keys import VisiumFiles as F
 from tmescope.io.count_table import build_counts, check_entries
+from tmescope.io.counts_h5 import root_attributes
 from tmescope.io.mtx_stream import mtx_entries
 
 FINEST_UM = HD_FINEST_BIN_UM
@@ -67,9 +68,9 @@ def aggregate_hd_bins(
     h5 = bin_dir / F.FILTERED_H5
     mtx = bin_dir / F.FILTERED_MTX_DIR
     if h5.is_file():
-        summed, labels = _sum_h5(h5, factor=factor, chunk=chunk_entries)
+        summed, labels, metadata = _sum_h5(h5, factor=factor, chunk=chunk_entries)
     elif mtx.is_dir():
-        summed, labels = _sum_mtx(mtx, factor=factor, chunk=chunk_entries)
+        summed, labels, metadata = _sum_mtx(mtx, factor=factor, chunk=chunk_entries)
     else:
         raise SpaceRangerLayoutError(
             f"{bin_dir} has no count matrix; expected {F.FILTERED_H5} or {F.FILTERED_MTX_DIR}/"
@@ -78,8 +79,9 @@ def aggregate_hd_bins(
     positions = _centres(bin_dir / F.SPATIAL / F.POSITIONS_PARQUET, grid, factor=factor)
     names = [f"s_{size_um:03d}um_{r:05d}_{c:05d}-1" for r, c in grid]
     counts = build_counts(
-        matrix, barcodes=np.array(names, dtype=object), source=str(bin_dir), genome=None, **labels
+        matrix, barcodes=np.array(names, dtype=object), source=str(bin_dir), **labels
     )
+    counts.uns["10x_metadata"] = metadata  # as read_10x_h5 keeps the file's root attributes
     positions.insert(0, "barcode", names)
     return CoarseBins(counts=counts, positions=positions, size_um=int(size_um))
 
@@ -147,8 +149,9 @@ def _coarse_keys(barcodes: np.ndarray, *, factor: int, source: Path) -> np.ndarr
     return rows * _KEY_COLUMNS + cols
 
 
-def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
-    """Sum a 10x HDF5 matrix (genes × barcodes, CSC) a range of barcodes at a time."""
+def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object], dict]:
+    """Sum a 10x HDF5 matrix (genes × barcodes, CSC) a range of barcodes at a time; also its
+    labels and root attributes."""
     import h5py
 
     try:
@@ -161,7 +164,9 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
                 "feature_types": features[H.FEATURE_TYPE][()]
                 if H.FEATURE_TYPE in features
                 else None,
+                "genome": features[H.GENOME][()] if H.GENOME in features else None,
             }
+            metadata = root_attributes(f)
             n_features = len(labels["gene_ids"])  # type: ignore[arg-type]
             indptr = np.asarray(group[H.INDPTR][()], dtype=np.int64)
             n_barcodes = len(indptr) - 1
@@ -184,7 +189,7 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
             f"could not read {path} as a 10x HDF5 matrix ({exc}); copy it again from the Space "
             "Ranger outs/ folder"
         ) from exc
-    return sums, labels
+    return sums, labels, metadata
 
 
 def _h5_keys(barcodes: Any, *, factor: int, source: Path) -> np.ndarray:
@@ -196,7 +201,7 @@ def _h5_keys(barcodes: Any, *, factor: int, source: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
+def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object], dict]:
     """Sum a Matrix Market folder, its matrix read a block of lines at a time."""
     matrix = _first(folder, MtxFiles.MATRIX)
     features = pd.read_csv(
@@ -221,8 +226,9 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
         "gene_ids": features[0].to_numpy(),
         "gene_names": features[1].to_numpy(),
         "feature_types": features[2].to_numpy() if features.shape[1] > 2 else None,
+        "genome": None,
     }
-    return sums, labels
+    return sums, labels, {}
 
 
 def _centres(path: Path, grid: np.ndarray, *, factor: int) -> pd.DataFrame:
