@@ -30,8 +30,8 @@ unit (``oracle_spot``). Per arm also: patches embedded, seconds to embed, train 
 With ``--memory``, instead: what reading a large 2 µm section costs. A square tissue of
 ``--side-um`` (cells on an 8 µm lattice with random counts of 200 genes) is written at 2, 8 and
 16 µm, its 2 µm bins also as Matrix Market; each child process then reads one thing and reports
-its peak resident memory: the 2 µm Matrix Market read whole (``read_10x_mtx``, as
-``read_visium`` reads a matrix), the same summed into 8 µm bins a block at a time
+its peak resident memory: the 2 µm Matrix Market read into one whole matrix (``read_10x_mtx``,
+as ``read_visium`` reads a written bin size; parsed a block of lines at a time), the same summed into 8 µm bins a block at a time
 (``aggregate_hd_bins``, from Matrix Market and from HDF5), the 8 µm matrix read whole (the bound:
 one sample's 8 µm data), and the imports alone.
 """

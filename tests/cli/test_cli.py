@@ -80,6 +80,19 @@ def test_truncated_matrix_is_one_line_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("info", outs), "truncated")
 
 
+def test_hd_bin_size_summed_from_2_um_bins_or_refused_in_one_line(tmp_path: Path) -> None:
+    from factories import write_visium_hd
+
+    hd = write_visium_hd(tmp_path, bin_sizes=(2, 8))
+    summed = run_cli("info", hd.path, "--bin-size", "4", "--json")
+    assert summed.returncode == 0, summed.stderr
+    summary = json.loads(summed.stdout)
+    assert (summary["platform"], summary["bin_size_um"], summary["n_spots"]) == ("visium_hd", 4, 9)
+    assert_one_line_error(
+        run_cli("info", hd.path, "--bin-size", "5"), "no 5 µm bins", "multiple of 2 µm"
+    )
+
+
 def test_bad_mpp_option_is_one_line_exit_2() -> None:
     if not HEART.is_dir():
         pytest.skip(f"public heart sample not found at {HEART}")

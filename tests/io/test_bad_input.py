@@ -190,6 +190,11 @@ def one_row_no_metadata(tmp_path: Path) -> Action:
 
 def unknown_hd_bin(tmp_path: Path) -> Action:
     hd = write_visium_hd(tmp_path, bin_sizes=(2, 8, 16))
+    return lambda: read_visium(hd.path, bin_size_um=5)
+
+
+def hd_bin_without_2_um_bins(tmp_path: Path) -> Action:
+    hd = write_visium_hd(tmp_path, bin_sizes=(8, 16))
     return lambda: read_visium(hd.path, bin_size_um=4)
 
 
@@ -413,7 +418,13 @@ CASES: dict[str, Case] = {
         unknown_hd_bin,
         SpaceRangerLayoutError,
         ValueError,
-        r"no 4 µm bins .*available bin sizes: 2 µm, 8 µm, 16 µm",
+        r"no 5 µm bins .*available bin sizes: 2 µm, 8 µm, 16 µm; .*multiple of 2 µm",
+    ),
+    "HD bin size without 2 µm bins to sum": Case(
+        hd_bin_without_2_um_bins,
+        SpaceRangerLayoutError,
+        ValueError,
+        r"no 4 µm bins .*available bin sizes: 8 µm, 16 µm; .*which this run lacks",
     ),
     # scalefactors
     "broken scalefactors JSON": Case(

@@ -75,3 +75,54 @@ def test_barcodes_of_another_bin_size_are_refused(run: Path) -> None:
     eight = run / "outs" / "binned_outputs" / "square_008um"
     with pytest.raises(CountsFormatError, match="not a 2 µm Visium HD bin"):
         aggregate_hd_bins(eight, size_um=16)
+
+
+@pytest.fixture(scope="module", params=["h5", "mtx"])
+def fine_only(run: Path, request: pytest.FixtureRequest) -> Path:
+    """The run's ``outs/`` with only its 2 µm bins (as HDF5, or as Matrix Market alone)."""
+    outs = run / f"fine_only_{request.param}" / "outs"
+    fine = outs / "binned_outputs" / "square_002um"
+    shutil.copytree(run / "outs" / "binned_outputs" / "square_002um", fine)
+    if request.param == "mtx":
+        (fine / "filtered_feature_bc_matrix.h5").unlink()
+    else:
+        shutil.rmtree(fine / "filtered_feature_bc_matrix")
+    return outs
+
+
+def test_an_unwritten_bin_size_reads_as_the_written_one(run: Path, fine_only: Path) -> None:
+    """``read_visium`` at 16 µm from a run with only 2 µm bins is the written 16 µm sample."""
+    image = run / "he.tif"
+    with (
+        read_visium(fine_only, image=image, bin_size_um=16) as summed,
+        read_visium(run / "outs", image=image, bin_size_um=16) as written,
+    ):
+        assert summed.layout.summed_from == fine_only / "binned_outputs" / "square_002um"
+        assert written.layout.summed_from is None
+        for attribute in ("platform", "bin_size_um", "spot_diameter_um", "mpp", "mpp_source"):
+            assert getattr(summed, attribute) == getattr(written, attribute), attribute
+        assert list(summed.counts.obs_names) == list(written.counts.obs_names)
+        assert (summed.counts.X != written.counts.X).nnz == 0
+        # A Matrix Market folder has no genome column nor root attributes (the written 16 µm
+        # is read from HDF5).
+        from_h5 = fine_only.parent.name.endswith("h5")
+        same = [c for c in written.counts.var if from_h5 or c != "genome"]
+        pd.testing.assert_frame_equal(summed.counts.var[same], written.counts.var[same])
+        assert summed.metadata == (written.metadata if from_h5 else {})
+        pd.testing.assert_frame_equal(summed.spots, written.spots)
+        pd.testing.assert_frame_equal(summed.counts.obs, written.counts.obs)
+        np.testing.assert_allclose(summed.counts.obsm["spatial"], written.counts.obsm["spatial"])
+        assert summed.scalefactors == written.scalefactors
+        assert summed.scalefactors.raw == pytest.approx(written.scalefactors.raw)
+
+
+def test_any_multiple_of_2_um_keeps_every_count(run: Path, fine_only: Path) -> None:
+    with (
+        read_visium(fine_only, image=run / "he.tif", bin_size_um=2) as fine,
+        read_visium(fine_only, image=run / "he.tif", bin_size_um=34) as coarse,
+    ):
+        assert coarse.bin_size_um == coarse.spot_diameter_um == 34.0
+        assert coarse.scalefactors.spot_diameter_fullres == pytest.approx(34 / MPP)
+        assert coarse.n_spots < fine.n_spots / 100
+        assert coarse.counts.X.sum() == fine.counts.X.sum()
+        assert coarse.counts.obs_names[0].startswith("s_034um_")

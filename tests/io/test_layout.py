@@ -154,13 +154,31 @@ def test_hd_images_in_the_bin_folder_come_first(tmp_path: Path) -> None:
     assert found.hires_image == hd.outs / "spatial" / "tissue_hires_image.png"
 
 
-def test_hd_unknown_bin_size_lists_the_available_ones(tmp_path: Path) -> None:
+def test_hd_unwritten_bin_size_is_summed_from_the_2_um_bins(tmp_path: Path) -> None:
     hd = write_visium_hd(tmp_path, bin_sizes=(2, 8))
-    with pytest.raises(
-        SpaceRangerLayoutError, match=r"no 4 µm bins.*available bin sizes: 2 µm, 8 µm"
-    ) as info:
-        locate_spaceranger_files(hd.path, bin_size_um=4)
+    found = locate_spaceranger_files(hd.path, bin_size_um=4)
+    fine = hd.outs / "binned_outputs" / "square_002um"
+    assert (found.platform, found.bin_size_um, found.summed_from) == ("visium_hd", 4, fine)
+    assert found.positions.parent.parent == fine
+    assert locate_spaceranger_files(hd.path, bin_size_um=8).summed_from is None
+
+
+@pytest.mark.parametrize(
+    ("written", "size", "how"),
+    [
+        ((2, 8), 5, r"available bin sizes: 2 µm, 8 µm; .*pass a multiple of 2 µm to --bin-size"),
+        ((2, 8), 0, r"pass a multiple of 2 µm"),
+        ((8, 16), 4, r"available bin sizes: 8 µm, 16 µm; .*which this run lacks"),
+    ],
+)
+def test_hd_bin_size_that_cannot_be_summed_says_how(
+    tmp_path: Path, written: tuple[int, ...], size: int, how: str
+) -> None:
+    hd = write_visium_hd(tmp_path, bin_sizes=written)
+    with pytest.raises(SpaceRangerLayoutError, match=rf"no {size} µm bins.*{how}") as info:
+        locate_spaceranger_files(hd.path, bin_size_um=size)
     assert isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value)
 
 
 def test_hd_binned_outputs_without_bins(tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ class H5Keys:
 # Visium geometry (10x Genomics): 55 µm spots, 100 µm centre to centre on a hexagonal lattice.
 VISIUM_SPOT_DIAMETER_UM: Final = 55.0
 VISIUM_SPOT_PITCH_UM: Final = 100.0
+# Visium HD: Space Ranger's finest square bins; every other size is a sum of them.
+HD_FINEST_BIN_UM: Final = 2
 
 
 class SampleSheetColumns:

@@ -8,6 +8,7 @@ them exactly), barcodes are unique text, and each feature has an id, a name and 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -96,6 +97,24 @@ def check_count_values(matrix: sp.csr_matrix, *, source: str) -> None:
             f"{source}: counts must be whole numbers from 0 to {MAX_COUNT:,} (UMIs), found "
             f"{value.item()!r} ({int(bad.sum())} such value(s)); is this a normalised or damaged "
             "matrix? Use Space Ranger's raw counts"
+        )
+
+
+def check_entries(
+    values: np.ndarray, features: np.ndarray, n_features: int, *, source: Path | str
+) -> None:
+    """A block of a streamed matrix's entries, each ``(m,)``: feature indices (0-based) in
+    range, counts whole numbers from 0 to MAX_COUNT (checked before they are summed)."""
+    if features.size and (features.min() < 0 or features.max() >= n_features):
+        raise CountsFormatError(f"{source}: a feature index is out of range")
+    if values.size and not (
+        np.all(np.isfinite(values))
+        and values.min() >= 0
+        and values.max() <= MAX_COUNT
+        and np.all(values == np.round(values))
+    ):
+        raise CountsFormatError(
+            f"{source}: counts must be whole numbers from 0 to {MAX_COUNT:,}; found other values"
         )
 
 

@@ -31,7 +31,7 @@ def read_10x_h5(path: Path) -> ad.AnnData:
                 adata = _read_v3(_group(f, H.MATRIX, path), path)
             else:
                 adata = _read_legacy(f, path)
-            adata.uns["10x_metadata"] = _root_attrs(f)
+            adata.uns["10x_metadata"] = root_attributes(f)
     except CountsFormatError:
         raise
     except _READ_ERRORS as exc:
@@ -172,7 +172,7 @@ def _missing(parent: h5py.Group, name: str, item: object, kind: str) -> str:
     return f"missing {where!r}" if item is None else f"{where!r} is not a {kind}"
 
 
-def _root_attrs(f: h5py.File) -> dict[str, Any]:
+def root_attributes(f: h5py.File) -> dict[str, Any]:
     """Space Ranger's version, chemistry and library ids; an unreadable one is left out, since
     the counts do not depend on them."""
     meta: dict[str, Any] = {}

@@ -3,31 +3,29 @@ the legacy two-column ``genes.tsv``), each gzipped or not.
 
 Compression is sniffed from the content (gzip's magic bytes), never from the name: R users save
 plain text as ``matrix.mtx.gz`` with every value in double quotes (``"AAACAAGTATCTCCCA-1"``),
-and the quotes are stripped like any CSV quoting.
+and the quotes are stripped like any CSV quoting. The matrix is parsed a block of lines at a
+time (:mod:`tmescope.io.mtx_stream`), never held whole as text.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
-import warnings
 import zlib
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.io
 import scipy.sparse as sp
 
-from tmescope.errors import CountsFormatError, TmescopeWarning
+from tmescope.errors import CountsFormatError
 from tmescope.io._keys import MtxFiles
 from tmescope.io._messages import first_line
 from tmescope.io.count_table import build_counts
+from tmescope.io.mtx_stream import GZIP_MAGIC, mtx_entries
 
-GZIP_MAGIC = b"\x1f\x8b"
-_MIN_ENTRY_BYTES = 6  # "1 1 1\n": no entry is shorter, which bounds what a header may declare
-_FIELDS = ("integer", "real", "double")  # Space Ranger writes integer, R's writeMM real
+CHUNK_ENTRIES = 1 << 18  # entries parsed at a time: ~8 MB of parsed columns
 _READ_ERRORS = (OSError, EOFError, zlib.error, ValueError, OverflowError, pd.errors.ParserError)
 
 
@@ -40,7 +38,6 @@ def read_10x_mtx(folder: Path) -> ad.AnnData:
     try:
         barcodes = _read_tsv(barcodes_path)
         features = _read_tsv(features_path)
-        matrix_bytes = read_text_bytes(matrix_path)
     except CountsFormatError:
         raise
     except _READ_ERRORS as exc:
@@ -53,9 +50,7 @@ def read_10x_mtx(folder: Path) -> ad.AnnData:
             f"{features_path} has {features.shape[1]} column(s); expected gene id and name "
             "(and feature type)"
         )
-    matrix = _parse_matrix(
-        matrix_bytes, path=matrix_path, n_features=len(features), n_barcodes=len(barcodes)
-    )
+    matrix = _read_matrix(matrix_path, n_features=len(features), n_barcodes=len(barcodes))
     return build_counts(
         matrix,
         barcodes=barcodes[0],
@@ -99,100 +94,30 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     )
 
 
-def _parse_matrix(data: bytes, *, path: Path, n_features: int, n_barcodes: int) -> sp.csr_matrix:
-    """The features × barcodes matrix as barcodes × features CSR, its header checked first, so
-    that a damaged size line never makes the parser allocate for entries the file cannot hold."""
-    banner_end = data.find(b"\n")
-    banner = data[:banner_end].decode("ascii", "replace").strip().lower().split()
-    if len(banner) != 5 or banner[:2] != ["%%matrixmarket", "matrix"]:
-        raise CountsFormatError(
-            f"{path} is not a Matrix Market file (first line {_short(banner)}); expected "
-            "'%%MatrixMarket matrix coordinate integer general' as Space Ranger writes it"
-        )
-    kind = " ".join(banner[2:])
-    if banner[2] != "coordinate" or banner[3] not in (*_FIELDS, "pattern") or banner[4] not in (
-        "general", "symmetric"
+def _read_matrix(path: Path, *, n_features: int, n_barcodes: int) -> sp.csr_matrix:
+    """The features × barcodes file as barcodes × features CSR, built from its streamed blocks
+    (duplicate entries add up, as Matrix Market readers agree)."""
+    rows: list[np.ndarray] = []
+    columns: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for features, barcodes, counts in mtx_entries(
+        path, shape=(n_features, n_barcodes), chunk=CHUNK_ENTRIES
     ):
-        raise CountsFormatError(
-            f"{path} holds a '{kind}' matrix; expected 'coordinate integer general' (or real) "
-            "counts as Space Ranger writes them"
-        )
-    size, body_start = _size_line(data, banner_end + 1, path=path)
-    n_rows, n_cols, n_entries = size
-    if (n_rows, n_cols) != (n_features, n_barcodes):
-        raise CountsFormatError(
-            f"{path.parent}: matrix is {n_rows}×{n_cols} (features × barcodes) but there are "
-            f"{n_features} features and {n_barcodes} barcodes; the files do not belong together"
-        )
-    if n_entries == 0 and _has_entries(data, body_start):
-        raise CountsFormatError(
-            f"{path} declares 0 counts but holds entries after its size line: its header is "
-            "damaged; copy it again"
-        )
-    if n_entries == 0:
-        # R's writeMM writes an all-zero matrix as 'coordinate pattern symmetric' with no
-        # entries: a valid, empty count matrix (scipy reads it as zeros too).
-        warnings.warn(
-            f"{path}: the count matrix has no entries ('{kind}', 0 of {n_rows}×{n_cols}); the "
-            "sample is read with no counts (all zeros)",
-            TmescopeWarning,
-            stacklevel=4,
-        )
-        return sp.csr_matrix((n_barcodes, n_features), dtype=np.float64)
-    if banner[3] not in _FIELDS or banner[4] != "general":
-        raise CountsFormatError(
-            f"{path} holds a '{kind}' matrix with {n_entries:,} entries; expected 'coordinate "
-            "integer general' (or real) counts as Space Ranger writes them (a pattern matrix "
-            "has no counts, a symmetric one is not features × barcodes)"
-        )
-    if n_entries > (len(data) - body_start) // _MIN_ENTRY_BYTES + 1:
-        raise CountsFormatError(
-            f"{path} declares {n_entries:,} counts but holds {len(data) - body_start:,} bytes of "
-            "entries: the file is cut short or its header damaged; copy it again"
-        )
-    # scipy reads "5.5" or "1e3" in an integer matrix as 5 or 1: read every field as real, so
-    # that the count checks see what the file says.
-    as_real = b"%%MatrixMarket matrix coordinate real general" + data[banner_end:]
-    try:
-        coo = scipy.io.mmread(io.BytesIO(as_real))
-    except (ValueError, OverflowError, RuntimeError) as exc:
-        raise CountsFormatError(
-            f"could not parse {path} as Matrix Market ({first_line(exc)}); the file is damaged; "
-            "copy it again from the Space Ranger outs/ folder"
-        ) from exc
-    return sp.csr_matrix(coo.T)  # duplicate entries add up, as Matrix Market readers agree
-
-
-def _has_entries(data: bytes, start: int) -> bool:
-    """Whether any line from ``start`` on is neither blank nor a comment."""
-    return any(
-        line.strip() and not line.lstrip().startswith(b"%") for line in data[start:].splitlines()
+        rows.append(barcodes)
+        columns.append(features)
+        values.append(counts)
+    coo = sp.coo_matrix(
+        (_joined(values, np.float32), (_joined(rows, np.int32), _joined(columns, np.int32))),
+        shape=(n_barcodes, n_features),
     )
+    return coo.tocsr()
 
 
-def _size_line(data: bytes, start: int, *, path: Path) -> tuple[tuple[int, int, int], int]:
-    """``(rows, columns, entries)`` from the first line after the comments, and where the
-    entries begin."""
-    position = start
-    while position < len(data):
-        end = data.find(b"\n", position)
-        end = len(data) if end < 0 else end
-        line = data[position:end].strip()
-        position = end + 1
-        if not line or line.startswith(b"%"):
-            continue
-        fields = line.split()
-        try:
-            numbers = tuple(int(v) for v in fields)
-        except ValueError:
-            numbers = ()
-        if len(numbers) != 3 or min(numbers) < 0:
-            break
-        return (numbers[0], numbers[1], numbers[2]), position
-    raise CountsFormatError(
-        f"{path} has no valid size line (rows, columns, entries) after its header; the file is "
-        "damaged; copy it again from the Space Ranger outs/ folder"
-    )
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The blocks as one array; the list is emptied so that each block is freed once copied."""
+    joined = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    parts.clear()
+    return joined
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path:

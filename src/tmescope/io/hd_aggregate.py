@@ -15,9 +15,7 @@ and is named the same way. Its centre is the mean of its 2 µm bins' centres in
 
 from __future__ import annotations
 
-import gzip
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +26,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from tmescope.errors import CountsFormatError, InvalidParameterError, SpaceRangerLayoutError
+from tmescope.io._keys import HD_FINEST_BIN_UM, MtxFiles
 from tmescope.io._keys import H5Keys as H
-from tmescope.io._keys import MtxFiles
 from tmescope.io._keys import PositionColumns as C
 from tmescope.io._keys import VisiumFiles as F
-from tmescope.io.count_table import MAX_COUNT, build_counts
-from tmescope.io.counts_mtx import GZIP_MAGIC
+from tmescope.io.count_table import build_counts, check_entries
+from tmescope.io.counts_h5 import root_attributes
+from tmescope.io.mtx_stream import mtx_entries
 
-FINEST_UM = 2
+FINEST_UM = HD_FINEST_BIN_UM
 CHUNK_ENTRIES = 1 << 20  # matrix entries per block: ~25 MB of parsed entries at a time
 CHUNK_BARCODES = 1 << 18  # barcodes (or position rows) per block
 _BARCODE = re.compile(r"^s_(\d{3})um_(\d{5})_(\d{5})-\d+$")
@@ -69,9 +68,9 @@ def aggregate_hd_bins(
     h5 = bin_dir / F.FILTERED_H5
     mtx = bin_dir / F.FILTERED_MTX_DIR
     if h5.is_file():
-        summed, labels = _sum_h5(h5, factor=factor, chunk=chunk_entries)
+        summed, labels, metadata = _sum_h5(h5, factor=factor, chunk=chunk_entries)
     elif mtx.is_dir():
-        summed, labels = _sum_mtx(mtx, factor=factor, chunk=chunk_entries)
+        summed, labels, metadata = _sum_mtx(mtx, factor=factor, chunk=chunk_entries)
     else:
         raise SpaceRangerLayoutError(
             f"{bin_dir} has no count matrix; expected {F.FILTERED_H5} or {F.FILTERED_MTX_DIR}/"
@@ -80,8 +79,9 @@ def aggregate_hd_bins(
     positions = _centres(bin_dir / F.SPATIAL / F.POSITIONS_PARQUET, grid, factor=factor)
     names = [f"s_{size_um:03d}um_{r:05d}_{c:05d}-1" for r, c in grid]
     counts = build_counts(
-        matrix, barcodes=np.array(names, dtype=object), source=str(bin_dir), genome=None, **labels
+        matrix, barcodes=np.array(names, dtype=object), source=str(bin_dir), **labels
     )
+    counts.uns["10x_metadata"] = metadata  # as read_10x_h5 keeps the file's root attributes
     positions.insert(0, "barcode", names)
     return CoarseBins(counts=counts, positions=positions, size_um=int(size_um))
 
@@ -149,8 +149,9 @@ def _coarse_keys(barcodes: np.ndarray, *, factor: int, source: Path) -> np.ndarr
     return rows * _KEY_COLUMNS + cols
 
 
-def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
-    """Sum a 10x HDF5 matrix (genes × barcodes, CSC) a range of barcodes at a time."""
+def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object], dict]:
+    """Sum a 10x HDF5 matrix (genes × barcodes, CSC) a range of barcodes at a time; also its
+    labels and root attributes."""
     import h5py
 
     try:
@@ -163,7 +164,9 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
                 "feature_types": features[H.FEATURE_TYPE][()]
                 if H.FEATURE_TYPE in features
                 else None,
+                "genome": features[H.GENOME][()] if H.GENOME in features else None,
             }
+            metadata = root_attributes(f)
             n_features = len(labels["gene_ids"])  # type: ignore[arg-type]
             indptr = np.asarray(group[H.INDPTR][()], dtype=np.int64)
             n_barcodes = len(indptr) - 1
@@ -177,7 +180,7 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
                 lo, hi = int(indptr[start]), int(indptr[stop])
                 values = np.asarray(group[H.DATA][lo:hi])
                 genes = np.asarray(group[H.INDICES][lo:hi], dtype=np.int64)
-                _check_entries(values, genes, n_features, source=path)
+                check_entries(values, genes, n_features, source=path)
                 owners = np.repeat(np.arange(start, stop), np.diff(indptr[start : stop + 1]))
                 sums.add(owners, genes, values)
                 start = stop
@@ -186,7 +189,7 @@ def _sum_h5(path: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, ob
             f"could not read {path} as a 10x HDF5 matrix ({exc}); copy it again from the Space "
             "Ranger outs/ folder"
         ) from exc
-    return sums, labels
+    return sums, labels, metadata
 
 
 def _h5_keys(barcodes: Any, *, factor: int, source: Path) -> np.ndarray:
@@ -198,7 +201,7 @@ def _h5_keys(barcodes: Any, *, factor: int, source: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object]]:
+def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str, object], dict]:
     """Sum a Matrix Market folder, its matrix read a block of lines at a time."""
     matrix = _first(folder, MtxFiles.MATRIX)
     features = pd.read_csv(
@@ -215,7 +218,7 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
         ]
     )  # fmt: skip
     sums = _Sums(keys, len(features))
-    for genes, barcodes, values in _mtx_entries(
+    for genes, barcodes, values in mtx_entries(
         matrix, shape=(len(features), len(keys)), chunk=chunk
     ):
         sums.add(barcodes, genes, values)
@@ -223,76 +226,9 @@ def _sum_mtx(folder: Path, *, factor: int, chunk: int) -> tuple[_Sums, dict[str,
         "gene_ids": features[0].to_numpy(),
         "gene_names": features[1].to_numpy(),
         "feature_types": features[2].to_numpy() if features.shape[1] > 2 else None,
+        "genome": None,
     }
-    return sums, labels
-
-
-def _mtx_entries(
-    path: Path, *, shape: tuple[int, int], chunk: int
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(feature, barcode, count)`` blocks (0-based) of a coordinate Matrix Market file."""
-    with path.open("rb") as raw:
-        gzipped = raw.read(2) == GZIP_MAGIC
-    with gzip.open(path, "rb") if gzipped else path.open("rb") as handle:
-        banner = handle.readline().decode("ascii", "replace").lower().split()
-        if banner[:3] != ["%%matrixmarket", "matrix", "coordinate"] or banner[-1] != "general":
-            raise CountsFormatError(
-                f"{path} is not a general coordinate Matrix Market file (first line "
-                f"{' '.join(banner)!r}); expected Space Ranger's counts"
-            )
-        line = handle.readline()
-        while line.startswith(b"%") or not line.strip():
-            if not line:
-                raise CountsFormatError(f"{path} has no size line; copy it again")
-            line = handle.readline()
-        try:
-            n_rows, n_cols, declared = (int(v) for v in line.split())
-        except ValueError as exc:
-            raise CountsFormatError(f"{path}: bad size line {line[:60]!r}") from exc
-        if (n_rows, n_cols) != shape:
-            raise CountsFormatError(
-                f"{path}: matrix is {n_rows}×{n_cols} (features × barcodes) but there are "
-                f"{shape[0]} features and {shape[1]} barcodes; the files do not belong together"
-            )
-        seen = 0
-        reader = pd.read_csv(
-            handle, sep=r"\s+", header=None, comment="%", names=["f", "b", "v"],
-            dtype={"f": np.int64, "b": np.int64, "v": np.float64}, chunksize=chunk,
-        )  # fmt: skip
-        try:
-            for block in reader:
-                genes = block["f"].to_numpy() - 1
-                barcodes = block["b"].to_numpy() - 1
-                values = block["v"].to_numpy()
-                _check_entries(values, genes, n_rows, source=path)
-                if barcodes.size and (barcodes.min() < 0 or barcodes.max() >= n_cols):
-                    raise CountsFormatError(f"{path}: a barcode index is out of range")
-                seen += len(block)
-                yield genes, barcodes, values
-        except (ValueError, pd.errors.ParserError, EOFError, OSError) as exc:
-            raise CountsFormatError(
-                f"could not parse {path} ({str(exc).splitlines()[0]}); the file is damaged; "
-                "copy it again from the Space Ranger outs/ folder"
-            ) from exc
-    if seen != declared:
-        raise CountsFormatError(
-            f"{path} declares {declared:,} counts but holds {seen:,}: the file is cut short or "
-            "its header damaged; copy it again"
-        )
-
-
-def _check_entries(values: np.ndarray, genes: np.ndarray, n_features: int, *, source: Path) -> None:
-    if genes.size and (genes.min() < 0 or genes.max() >= n_features):
-        raise CountsFormatError(f"{source}: a feature index is out of range")
-    if values.size and not (
-        np.all(np.isfinite(values))
-        and values.min() >= 0
-        and values.max() <= MAX_COUNT
-        and np.all(values == np.round(values))
-    ):
-        raise CountsFormatError(
-            f"{source}: counts must be whole numbers from 0 to {MAX_COUNT:,}; found other values"
-        )
+    return sums, labels, {}
 
 
 def _centres(path: Path, grid: np.ndarray, *, factor: int) -> pd.DataFrame:

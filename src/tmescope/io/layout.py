@@ -2,17 +2,19 @@
 
 Accepted: an ``outs/`` folder, its parent, a folder holding ``spatial/`` and the matrix directly
 (as published copies often are), or a Visium HD ``outs/`` with ``binned_outputs/square_NNNum/``.
+A Visium HD bin size Space Ranger did not write (a multiple of 2 µm) is laid out as the 2 µm
+bin folder to sum from (``summed_from``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tmescope.errors import InputNotFoundError, SpaceRangerLayoutError
-from tmescope.io._keys import MtxFiles
+from tmescope.io._keys import HD_FINEST_BIN_UM, MtxFiles
 from tmescope.io._keys import VisiumFiles as F
 
 DEFAULT_HD_BIN_UM = 8  # 10x's recommended bin size for analysis
@@ -32,6 +34,9 @@ class SpaceRangerLayout:
     hires_image: Path | None
     lowres_image: Path | None
     bin_size_um: int | None = None
+    # The 2 µm bin folder whose bins are summed into ``bin_size_um`` bins (a size Space Ranger
+    # did not write); the files above are then that folder's. None: they hold the bins as read.
+    summed_from: Path | None = None
 
     @property
     def sample_id(self) -> str:
@@ -64,8 +69,7 @@ def locate_spaceranger_files(
         return _hd_layout(path.parent.parent, path, size)
     for root in (path, path / F.OUTS):
         if (root / F.BINNED_OUTPUTS).is_dir():
-            size = _choose_bin(root / F.BINNED_OUTPUTS, bin_size_um)
-            return _hd_layout(root, root / F.BINNED_OUTPUTS / f"square_{size:03d}um", size)
+            return _hd_bin_layout(root, bin_size_um)
         if (root / F.SPATIAL).is_dir():
             if bin_size_um is not None:
                 raise SpaceRangerLayoutError(
@@ -118,7 +122,10 @@ def _hd_layout(root: Path, bin_dir: Path, size: int) -> SpaceRangerLayout:
     )
 
 
-def _choose_bin(binned: Path, requested: int | None) -> int:
+def _hd_bin_layout(root: Path, requested: int | None) -> SpaceRangerLayout:
+    """The bin folder of ``requested`` µm (default 8 µm, else the coarsest), or the 2 µm one to
+    sum it from when Space Ranger did not write that size."""
+    binned = root / F.BINNED_OUTPUTS
     sizes = sorted(
         int(m.group(1)) for d in binned.iterdir() if d.is_dir() and (m := _BIN_DIR.match(d.name))
     )
@@ -127,13 +134,28 @@ def _choose_bin(binned: Path, requested: int | None) -> int:
             f"{binned} holds no square_NNNum/ bin folders; expected Visium HD binned outputs"
         )
     if requested is None:
-        return DEFAULT_HD_BIN_UM if DEFAULT_HD_BIN_UM in sizes else sizes[-1]
-    if requested not in sizes:
+        requested = DEFAULT_HD_BIN_UM if DEFAULT_HD_BIN_UM in sizes else sizes[-1]
+    if requested in sizes:
+        return _hd_layout(root, binned / _bin_name(requested), requested)
+    available = f"available bin sizes: {', '.join(f'{s} µm' for s in sizes)}"
+    finest = HD_FINEST_BIN_UM
+    if requested < finest or requested % finest:
         raise SpaceRangerLayoutError(
-            f"no {requested} µm bins in {binned}; available bin sizes: "
-            f"{', '.join(f'{s} µm' for s in sizes)}"
+            f"no {requested} µm bins in {binned}; {available}; other sizes are summed from the "
+            f"{finest} µm bins, so pass a multiple of {finest} µm to --bin-size"
         )
-    return requested
+    if finest not in sizes:
+        raise SpaceRangerLayoutError(
+            f"no {requested} µm bins in {binned}; {available}; other sizes are summed from the "
+            f"{finest} µm bins, which this run lacks: pick an available size, or copy "
+            f"{_bin_name(finest)}/ from the Space Ranger outs/ folder"
+        )
+    fine = binned / _bin_name(finest)
+    return replace(_hd_layout(root, fine, finest), bin_size_um=requested, summed_from=fine)
+
+
+def _bin_name(size_um: int) -> str:
+    return f"square_{size_um:03d}um"
 
 
 def _find_positions(spatial: Path) -> Path:

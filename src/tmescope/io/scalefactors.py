@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,19 @@ class Scalefactors:
                 "pass the full-resolution image with --image instead"
             )
         return value
+
+    def summed(self, *, from_um: float, to_um: float) -> Scalefactors:
+        """The scale factors of ``to_um`` bins summed from these ``from_um`` bins (Visium HD):
+        the same images and µm per pixel, the bin side (``spot_diameter_fullres``) scaled."""
+        ratio = to_um / from_um
+        diameter = (
+            None if self.spot_diameter_fullres is None else self.spot_diameter_fullres * ratio
+        )
+        raw = dict(self.raw)
+        raw[K.BIN_SIZE_UM] = float(to_um)
+        if diameter is not None:
+            raw[K.SPOT_DIAMETER] = diameter
+        return replace(self, spot_diameter_fullres=diameter, bin_size_um=float(to_um), raw=raw)
 
 
 def read_scalefactors(path: Path) -> Scalefactors:

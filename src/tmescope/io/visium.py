@@ -18,8 +18,9 @@ from tmescope.errors import (
     SpaceRangerLayoutError,
     TmescopeWarning,
 )
-from tmescope.io._keys import VISIUM_SPOT_DIAMETER_UM
+from tmescope.io._keys import HD_FINEST_BIN_UM, VISIUM_SPOT_DIAMETER_UM
 from tmescope.io.counts import describe_disagreement, read_10x_h5, read_10x_mtx
+from tmescope.io.hd_aggregate import aggregate_hd_bins
 from tmescope.io.layout import SpaceRangerLayout, locate_spaceranger_files
 from tmescope.io.positions import read_positions
 from tmescope.io.resolution import check_agreement, mpp_from_spot_pitch
@@ -47,19 +48,23 @@ def read_visium(
     ``path`` is an ``outs/`` folder, its parent, or a folder holding ``spatial/`` and the
     matrix. ``image`` is the full-resolution H&E given to Space Ranger (pyramidal TIFF, SVS,
     OME-TIFF, NDPI with the ``slides`` extra, PNG/JPEG); without it the hires PNG is used, else
-    the lowres one. ``bin_size_um`` picks the Visium HD bin size (default 8 µm when present).
+    the lowres one. ``bin_size_um`` picks the Visium HD bin size (default 8 µm when present); a
+    multiple of 2 µm that Space Ranger did not write is summed from the 2 µm bins, streamed.
     ``mpp`` (µm per full-resolution pixel) overrides the image metadata and the spot pitch.
     """
     if mpp is not None and not mpp > 0:
         raise InvalidParameterError(f"mpp must be a positive number of µm per pixel, got {mpp}")
     layout = locate_spaceranger_files(path, bin_size_um=bin_size_um)
-    positions = read_positions(layout.positions)
     scalefactors = (
         read_scalefactors(layout.scalefactors)
         if layout.scalefactors
         else Scalefactors(hires=None, lowres=None, spot_diameter_fullres=None)
     )
-    counts = _read_counts(layout)
+    if layout.summed_from is None:
+        positions = read_positions(layout.positions)
+        counts = _read_counts(layout)
+    else:
+        positions, counts, scalefactors = _sum_bins(layout, scalefactors)
     spots = _join_spots(counts, positions, layout)
     slide, kind = _open_image(layout, image)
     try:
@@ -120,6 +125,21 @@ def _read_counts(layout: SpaceRangerLayout) -> ad.AnnData:
                 stacklevel=3,
             )
     return counts
+
+
+def _sum_bins(
+    layout: SpaceRangerLayout, fine: Scalefactors
+) -> tuple[pd.DataFrame, ad.AnnData, Scalefactors]:
+    """Positions, counts and scale factors of bins Space Ranger did not write, summed from its
+    2 µm bins a block at a time (see :mod:`tmescope.io.hd_aggregate`), as a written size's."""
+    assert layout.summed_from is not None and layout.bin_size_um is not None  # the caller's test
+    summed = aggregate_hd_bins(layout.summed_from, size_um=layout.bin_size_um)
+    log.info(
+        "%s: %d bins of %d µm summed from %s", layout.sample_id, summed.counts.n_obs,
+        summed.size_um, layout.summed_from,
+    )  # fmt: skip
+    finest = fine.bin_size_um or HD_FINEST_BIN_UM
+    return summed.positions, summed.counts, fine.summed(from_um=finest, to_um=summed.size_um)
 
 
 def _join_spots(

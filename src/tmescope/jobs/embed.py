@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_ROWS = 512
 DEFAULT_SUBSPOT_UM = 16.0  # sub-spot bins (the encoder's patch tokens pooled); 0 turns them off
 _HASH_EDGE_BYTES = 1 << 20  # slides are hashed by size and their first and last MiB
+_HASH_BLOCK_BYTES = 1 << 20  # other inputs are read a MiB at a time: a 2 µm matrix may be GBs
 _ZARR_METADATA = frozenset({"zarr.json", ".zattrs", ".zarray", ".zgroup"})
 
 
@@ -354,7 +355,12 @@ def source_hash(sample: Sample | SlideSample) -> str:
         for file in files:
             if file.is_file():
                 digest.update(file.name.encode())
-                digest.update(file.read_bytes())
+                with file.open("rb") as fh:  # the same digest as the bytes whole, a MiB at a time
+                    while block := fh.read(_HASH_BLOCK_BYTES):
+                        digest.update(block)
+    if layout is not None and layout.summed_from is not None:
+        # Bins summed from 2 µm ones: the same files at another bin size are another sample.
+        digest.update(f"summed to {layout.bin_size_um} um".encode())
     slide = sample.slide.path
     if slide.is_dir():  # an image element of a SpatialData: its metadata name its arrays
         for file in sorted(slide.rglob("*")):
