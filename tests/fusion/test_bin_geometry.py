@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmescope.fusion.bin_geometry import context_operators, disc_of_bins, spot_discs, with_context
+from tmescope.fusion.bin_geometry import (
+    context_operators,
+    disc_areas,
+    disc_of_bins,
+    spot_discs,
+    with_context,
+)
 
 
 def test_a_ring_mean_counts_the_bins_that_exist_and_the_bin_itself() -> None:
@@ -28,6 +34,29 @@ def test_a_disc_averages_the_bins_within_the_spot_radius() -> None:
     assert discs[1].nnz == 0
     owner = disc_of_bins(discs)
     assert (owner[inside] == 0).all() and (owner[~inside] == -1).all()
+
+
+def test_a_disc_weighs_each_bin_by_the_share_of_its_square_it_covers() -> None:
+    side, radius = 32.0, 55.0
+    grid = np.array([(x, y) for y in range(0, 320, 32) for x in range(0, 320, 32)], float) + 16
+    spots = np.array([[160.0, 160.0], [1000.0, 1000.0]])
+    areas = disc_areas(grid, spots, radius_px=radius, bin_px=side)
+    assert areas.shape == (2, len(grid)) and areas[1].nnz == 0
+    row = areas[0].toarray().ravel()
+    np.testing.assert_allclose(row.sum(), 1.0)
+    # The covered areas add up to the disc's (to the grid's resolution), bins whole inside the
+    # disc weigh alike and most, bins the edge cuts less, and no bin out of reach weighs.
+    covered = row / row.max() * side**2
+    np.testing.assert_allclose(covered.sum(), np.pi * radius**2, rtol=0.03)
+    corners = np.abs(grid - spots[0])[:, :, None] + np.array([-1, 1]) * side / 2
+    whole = np.hypot(corners[:, 0, :].max(1), corners[:, 1, :].max(1)) <= radius
+    assert whole.sum() > 0 and np.allclose(row[whole], row.max())
+    nearest = np.hypot(np.maximum(corners[:, 0, 0], 0), np.maximum(corners[:, 1, 0], 0))
+    assert (row[nearest > radius] == 0).all()
+    cut = (row > 0) & ~whole
+    assert cut.sum() > 0 and (row[cut] < row.max()).all()
+    # Bins whose centre lies outside but whose square the disc reaches count too.
+    assert (row[np.hypot(*(grid - spots[0]).T) > radius] > 0).any()
 
 
 def test_a_square_holds_the_points_of_its_half_open_extent() -> None:

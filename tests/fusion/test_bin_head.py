@@ -78,7 +78,10 @@ def rows_of(sample: WeakSample, name: str) -> SpotRows:
     """The planted sample's rows: its bins are already in spot order, nine to a disc."""
     n_spots = sample.shares.shape[0]
     starts = np.arange(n_spots + 1, dtype=np.int64) * PER_DISC
-    return SpotRows(name, sample.x.astype(np.float32), starts, sample.shares.astype(np.float32))
+    area = np.full(len(sample.x), 1.0 / PER_DISC, dtype=np.float32)
+    return SpotRows(
+        name, sample.x.astype(np.float32), starts, sample.shares.astype(np.float32), area
+    )
 
 
 def test_streamed_training_equals_training_in_memory_when_a_batch_holds_every_spot() -> None:
@@ -102,7 +105,7 @@ def test_rows_on_disk_give_the_batches_of_rows_in_memory(tmp_path: Path) -> None
     folders = [write_rows(tmp_path / r.sample_id, r) for r in rows]
     picks = [np.array([0, 3, 49]), np.array([7, 8])]
     memory, disk = MemoryRows(rows).batch(picks), DiskRows(folders).batch(picks)
-    for name in ("x", "owner", "shares", "weights"):
+    for name in ("x", "owner", "shares", "weights", "area"):
         np.testing.assert_array_equal(getattr(disk, name), getattr(memory, name))
     assert memory.x.shape == (5 * PER_DISC, a.x.shape[1])
     np.testing.assert_allclose(memory.weights, [1 / 50] * 3 + [1 / 30] * 2)
@@ -130,6 +133,54 @@ def test_gather_reads_each_spots_bins_and_bad_rows_are_refused() -> None:
     np.testing.assert_array_equal(rows.ravel(), [0, 1, 7, 8, 9, 10, 11])
     np.testing.assert_array_equal(owner, [0, 0, 2, 2, 2, 2, 2])
     with pytest.raises(InvalidParameterError, match="starts must be"):
-        SpotRows("s", x, starts[:-1], np.zeros((4, 2), np.float32))
+        SpotRows("s", x, starts[:-1], np.zeros((4, 2), np.float32), np.ones(12, np.float32))
+    with pytest.raises(InvalidParameterError, match="area must be"):
+        SpotRows("s", x, starts, np.zeros((4, 2), np.float32), np.ones(11, np.float32))
     with pytest.raises(InvalidParameterError, match="batch_spots"):
         BinHeadConfig(batch_spots=0)
+
+
+def planted_densities(seed: int, n_spots: int = 200) -> tuple[WeakSample, np.ndarray, np.ndarray]:
+    """As :func:`planted`, but a bin holds one cell or five (its features say which), and a
+    spot measures shares of its *cells*: the dense bins weigh five times the sparse ones."""
+    rng = np.random.default_rng(seed)
+    n = n_spots * PER_DISC
+    kind = rng.integers(0, 3, n)
+    cells = np.where(rng.random(n) < 0.5, 1.0, 5.0)
+    centres = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    x = np.c_[centres[kind], cells] + rng.normal(scale=0.3, size=(n, 4))
+    owner = np.repeat(np.arange(n_spots), PER_DISC)
+    discs = sp.csr_matrix((np.full(n, 1.0 / PER_DISC), (owner, np.arange(n))), shape=(n_spots, n))
+    counted = sp.csr_matrix((cells, (owner, np.arange(n))), shape=(n_spots, n))
+    shares = (counted @ np.eye(3)[kind]) / np.asarray(counted.sum(axis=1))
+    return WeakSample(x=standardise_per_sample(x), discs=discs, shares=shares), kind, cells
+
+
+def test_a_cell_weighted_head_learns_which_bins_hold_more_cells_from_the_spots_alone() -> None:
+    from tmescope.fusion.bin_head import member_outputs
+
+    train, _, _ = planted_densities(0)
+    test, kind, cells = planted_densities(1)
+    fitted = {}
+    for weighted in (True, False):
+        config = BinHeadConfig(
+            hidden=16, dropout=0.0, steps=300, n_members=1, lr=1e-2, cell_weighted=weighted
+        )
+        fitted[weighted] = fit_bin_heads([train], config=config, seed=1)
+    logits, density = member_outputs(fitted[True], test.x)
+    assert density is not None and density.shape == (len(kind),)
+    assert np.isclose(density.mean(), 1.0)
+    # No bin's count was given: the spots' shares of cells alone tell dense bins from sparse.
+    assert np.median(density[cells == 5]) > 3 * np.median(density[cells == 1])
+    assert (logits[0].argmax(axis=1) == kind).mean() > 0.9
+    # The spots' shares, as each head aggregates its bins: weighing by density fits them better.
+    errors = {}
+    for weighted, heads in fitted.items():
+        shares, _ = predict_shares(heads, test.x)
+        weight = density if weighted else np.ones(len(kind))
+        summed = test.discs @ (weight[:, None] * shares)
+        aggregate = summed / (test.discs @ weight)[:, None]
+        errors[weighted] = float(np.abs(aggregate - test.shares).mean())
+    assert errors[True] < 0.5 * errors[False]
+    _, none = member_outputs(fitted[False], test.x)
+    assert none is None

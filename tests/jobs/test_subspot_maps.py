@@ -79,6 +79,7 @@ def test_the_held_out_sample_never_reaches_training(model: Path) -> None:
 def test_predicting_at_16_um_writes_one_observation_per_bin(
     cohort: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
+    from tmescope.fusion.bin_head import member_outputs
     from tmescope.fusion.subspot_data import read_bin_sample
     from tmescope.fusion.subspot_model import SubspotModel
 
@@ -97,16 +98,20 @@ def test_predicting_at_16_um_writes_one_observation_per_bin(
     assert maps.layers["uncertainty"].shape == maps.shape and maps.n_vars > 0
     assert (maps.obsm["populations_std"].to_numpy() >= 0).all()
     assert maps.uns["subspot"]["bin_um"] == 16.0
-    # Inside every measured spot's disc, the maps add up to what the spot measured.
-    sample = read_bin_sample(
-        opened, "synth_02", reference=SubspotModel.load(model / "subspot").reference, bin_um=16.0
-    )
+    # Inside every measured spot's disc, the maps add up to what the spot measured: each bin
+    # weighed by its cell density, as the spot measured shares of cells.
+    subspot = SubspotModel.load(model / "subspot")
+    sample = read_bin_sample(opened, "synth_02", reference=subspot.reference, bin_um=16.0)
+    _, density = member_outputs(subspot.heads, subspot.reduce(sample.x))
+    assert density is not None and (density > 0).all()
     values = populations.to_numpy()
     for spot in np.unique(sample.disc[sample.disc >= 0])[:20]:
         if np.isfinite(sample.measured[spot]).all():
+            weight = density[sample.disc == spot]
             np.testing.assert_allclose(
-                values[sample.disc == spot].mean(axis=0), sample.measured[spot], atol=1e-5
-            )
+                weight @ values[sample.disc == spot] / weight.sum(), sample.measured[spot],
+                atol=1e-5,
+            )  # fmt: skip
     assert (maps.obs["spot"] != "").sum() == (sample.disc >= 0).sum()
 
 
@@ -244,6 +249,7 @@ def test_the_model_fitted_from_the_store_equals_the_one_fitted_in_memory(
     from tmescope.fusion.bin_head import BinHeadConfig, member_logits
     from tmescope.fusion.reference import load_reference
     from tmescope.fusion.subspot_fit import fit_subspot_from_store, fit_subspot_model, pca_quotas
+    from tmescope.fusion.subspot_model import SubspotModel
 
     store, path = cohort
     opened = CohortStore.open(store)
@@ -272,6 +278,22 @@ def test_the_model_fitted_from_the_store_equals_the_one_fitted_in_memory(
     monkeypatch.setattr(subspot_data, "read_bin_sample", unread)
     again = fit()
     for a, b in zip(member_logits(again.heads, again.reduce(x)), got, strict=True):  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(a, b)
+    # Members kept by a fit of another head (no density output) are fitted again, not loaded.
+    plain = BinHeadConfig(hidden=16, dropout=0.0, steps=30, n_members=2, cell_weighted=False)
+    other = fit_subspot_from_store(
+        opened, ids, reference=reference, bin_um=16.0, work=tmp_path / "work", config=plain,
+        seed=4,
+    )  # fmt: skip
+    assert [h.cell_weighted for h in other.heads] == [False, False]  # type: ignore[attr-defined]
+    # A model saved before the density output existed (no such key) loads as it was trained.
+    other.save(tmp_path / "old")  # type: ignore[attr-defined]
+    header = json.loads((tmp_path / "old" / "subspot.json").read_text())
+    del header["config"]["cell_weighted"]
+    (tmp_path / "old" / "subspot.json").write_text(json.dumps(header))
+    old = SubspotModel.load(tmp_path / "old")
+    assert not old.config.cell_weighted
+    for a, b in zip(member_logits(old.heads, old.reduce(x)), member_logits(other.heads, other.reduce(x)), strict=True):  # type: ignore[attr-defined]
         np.testing.assert_array_equal(a, b)
     # The PCA sees every bin of a small cohort, shares of its cap in a large one.
     assert pca_quotas([10, 30], cap=100) == [10, 30]

@@ -3,9 +3,11 @@
 Bins sit on a square lattice (their ``(column, row)`` cells in the store). A bin's *context* is
 the mean feature over the bins of a ring of lattice distances around it, so a head sees the
 tissue around a bin as well as the bin. A spot's *disc* holds the bins whose centre lies within
-the spot's radius: the bins whose aggregate the spot measured. A Visium HD bin is a square, not a
-disc: it holds the bins whose centre lies in its square (:func:`square_owner`), and a measured
-bin finer than the sub-spot bins lies in the one whose square holds its centre.
+the spot's radius: the bins whose aggregate the spot measured. The spot measured the cells under
+its disc, so for training a bin that the disc's edge cuts counts by the share of its square
+inside the disc (:func:`disc_areas`), whether its centre is inside or not. A Visium HD bin is a
+square, not a disc: it holds the bins whose centre lies in its square (:func:`square_owner`),
+and a measured bin finer than the sub-spot bins lies in the one whose square holds its centre.
 """
 
 from __future__ import annotations
@@ -57,6 +59,39 @@ def spot_discs(bin_xy: np.ndarray, spot_xy: np.ndarray, *, radius_px: float) -> 
     cols = np.fromiter((b for m in members for b in m), dtype=np.int64, count=int(sizes.sum()))
     weights = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
     return sp.csr_matrix((weights, (rows, cols)), shape=(len(members), len(bin_xy)))
+
+
+AREA_SAMPLES = 10  # points per side of a square's grid when measuring its area inside a disc
+
+
+def disc_areas(
+    bin_xy: np.ndarray, spot_xy: np.ndarray, *, radius_px: float, bin_px: float
+) -> sp.csr_matrix:
+    """``(n_spots, n_bins)`` weighted mean-over-disc operator: row ``s`` weighs every bin whose
+    square (side ``bin_px``) the disc of spot ``s`` covers in part by the share of the square it
+    covers (measured on a grid of :data:`AREA_SAMPLES` ² points), rows summing to one. A spot
+    whose disc covers no bin has an empty row."""
+    bin_xy = np.asarray(bin_xy, dtype=np.float64).reshape(-1, 2)
+    spot_xy = np.asarray(spot_xy, dtype=np.float64).reshape(-1, 2)
+    if not len(bin_xy) or not len(spot_xy):
+        return sp.csr_matrix((len(spot_xy), len(bin_xy)))
+    reach = radius_px + bin_px / np.sqrt(2.0)  # any square the disc touches has its centre here
+    members = cKDTree(bin_xy).query_ball_point(spot_xy, r=reach)
+    sizes = np.array([len(m) for m in members], dtype=np.int64)
+    rows = np.repeat(np.arange(len(members)), sizes)
+    cols = np.fromiter((b for m in members for b in m), dtype=np.int64, count=int(sizes.sum()))
+    steps = ((np.arange(AREA_SAMPLES) + 0.5) / AREA_SAMPLES - 0.5) * bin_px
+    grid = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)  # (k², 2) offsets
+    area = np.empty(len(cols))
+    for begin in range(0, len(cols), 65_536):  # (block, k², 2) points at a time
+        part = slice(begin, begin + 65_536)
+        points = bin_xy[cols[part], None, :] + grid[None]
+        inside = np.linalg.norm(points - spot_xy[rows[part], None, :], axis=2) <= radius_px
+        area[part] = inside.mean(axis=1)
+    keep = area > 0
+    covered = sp.csr_matrix((area[keep], (rows[keep], cols[keep])), shape=(len(spot_xy), len(bin_xy)))
+    totals = np.asarray(covered.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ covered)
 
 
 def disc_of_bins(discs: sp.csr_matrix) -> np.ndarray:

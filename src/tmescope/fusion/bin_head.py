@@ -4,9 +4,16 @@ Each bin enters as its stored sub-spot feature with the means of its context rin
 :mod:`tmescope.fusion.bin_geometry`), standardised by its own sample's statistics (which removes
 slide-level stain and scanner shifts and needs no measurement). A two-layer MLP maps it to
 logits over the populations; their softmax is the bin's composition. No bin has a label: the
-loss compares each spot's *aggregate* — the mean composition over the bins in its disc — with
-the spot's measured composition (cross-entropy of the spot's shares against the aggregate, i.e.
-KL up to a constant). This is iStar's weak supervision, for compositions rather than counts.
+loss compares each spot's *aggregate* with the spot's measured composition (cross-entropy of the
+spot's shares against the aggregate, i.e. KL up to a constant). This is iStar's weak
+supervision, for compositions rather than counts.
+
+A spot measures shares of the *cells* under its disc, and bins hold different numbers of cells
+(none over glass or lumen, a dozen in a tumour nest), so the aggregate is a weighted mean: each
+bin weighs its share of the disc's area times its cell density, which the head predicts as one
+more output (a log density, learnt from the spots alone: no bin's count is known). With
+``cell_weighted=False`` every bin has density one: the aggregate is the area-weighted mean of
+the bins' compositions, and the head has no density output (models trained before it existed).
 
 Training uses only the bins inside spot discs, for a fixed budget of Adam steps: no early
 stopping, so no spot outside the training samples is ever looked at. Each step sees a minibatch
@@ -48,8 +55,13 @@ class BinHeadConfig:
     steps: int = 300
     n_members: int = 3
     batch_spots: int = 8192
+    cell_weighted: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.cell_weighted, bool):
+            raise InvalidParameterError(
+                f"BinHeadConfig.cell_weighted must be True or False, got {self.cell_weighted!r}"
+            )
         for name in ("hidden", "steps", "n_members", "batch_spots"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -65,13 +77,21 @@ class BinHeadConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def head(self, d_in: int, n_populations: int) -> BinHead:
+        """An untrained head of this architecture."""
+        return BinHead(
+            d_in, n_populations, hidden=self.hidden, dropout=self.dropout,
+            cell_weighted=self.cell_weighted,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True, eq=False)
 class WeakSample:
     """One training sample: its disc bins' inputs and what its spots measured.
 
     ``x`` ``(m, d)`` are the inputs of the bins inside some spot's disc (already standardised
-    per sample), ``discs`` ``(n_spots, m)`` the mean-over-disc operator on them, ``shares``
+    per sample), ``discs`` ``(n_spots, m)`` the (area-weighted) mean-over-disc operator on
+    them, ``shares``
     ``(n_spots, n_populations)`` each spot's measured composition (rows sum to 1; rows of NaN,
     spots without an estimate, are left out of the loss).
     """
@@ -89,10 +109,16 @@ class WeakSample:
 
 
 class BinHead(nn.Module):
-    """``(n, d)`` bin inputs → ``(n, n_populations)`` logits."""
+    """``(n, d)`` bin inputs → ``(n, P [+ 1])`` outputs: population logits, then the log cell
+    density when the head is ``cell_weighted``."""
 
-    def __init__(self, d_in: int, n_out: int, *, hidden: int, dropout: float) -> None:
+    def __init__(
+        self, d_in: int, n_populations: int, *, hidden: int, dropout: float, cell_weighted: bool
+    ) -> None:
         super().__init__()
+        self.n_populations = n_populations
+        self.cell_weighted = cell_weighted
+        n_out = n_populations + int(cell_weighted)
         self.net = nn.Sequential(
             nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
@@ -111,10 +137,18 @@ def standardise_per_sample(x: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > 1e-6, std, 1.0)).astype(np.float32)
 
 
-def weak_loss(logits: Tensor, discs: Tensor, shares: Tensor) -> Tensor:
-    """Mean over spots of the cross-entropy of each spot's shares against the mean composition
-    of the bins in its disc (``discs`` a sparse ``(n_spots, m)`` mean operator)."""
-    aggregate = torch.sparse.mm(discs, torch.softmax(logits, dim=1))  # (n_spots, P)
+def weak_loss(outputs: Tensor, discs: Tensor, shares: Tensor) -> Tensor:
+    """Mean over spots of the cross-entropy of each spot's shares against the weighted mean
+    composition of the bins in its disc (``discs`` a sparse ``(n_spots, m)`` mean operator;
+    ``outputs`` with a density column weigh each bin by it too)."""
+    n_populations = shares.shape[1]
+    composition = torch.softmax(outputs[:, :n_populations], dim=1)
+    if outputs.shape[1] > n_populations:  # cell-weighted: densities scaled to at most one
+        density = torch.exp(outputs[:, n_populations] - outputs[:, n_populations].max().detach())
+        summed = torch.sparse.mm(discs, density[:, None] * composition)
+        aggregate = summed / torch.sparse.mm(discs, density[:, None]).clamp_min(1e-30)
+    else:
+        aggregate = torch.sparse.mm(discs, composition)  # (n_spots, P)
     return -(shares * torch.log(aggregate.clamp_min(1e-8))).sum(dim=1).mean()
 
 
@@ -126,8 +160,8 @@ def fit_bin_heads(
     config = config or BinHeadConfig()
     if not samples:
         raise InvalidParameterError("fit_bin_heads needs at least one training sample")
-    d_in, n_out = samples[0].x.shape[1], samples[0].shares.shape[1]
-    if any(s.x.shape[1] != d_in or s.shares.shape[1] != n_out for s in samples):
+    d_in, n_populations = samples[0].x.shape[1], samples[0].shares.shape[1]
+    if any(s.x.shape[1] != d_in or s.shares.shape[1] != n_populations for s in samples):
         raise InvalidParameterError("every training sample needs the same inputs and populations")
     batches = [_tensors(s) for s in samples]
     if not any(len(b[2]) for b in batches):
@@ -136,7 +170,7 @@ def fit_bin_heads(
     for member_seed in member_seeds(seed, config.n_members):
         with torch.random.fork_rng():
             torch.manual_seed(int(member_seed))
-            head = BinHead(d_in, n_out, hidden=config.hidden, dropout=config.dropout)
+            head = config.head(d_in, n_populations)
             optimiser = torch.optim.AdamW(
                 head.parameters(), lr=config.lr, weight_decay=config.weight_decay
             )
@@ -212,8 +246,7 @@ def fit_bin_head(
     order, cursor = np.arange(0), total
     with torch.random.fork_rng():
         torch.manual_seed(int(seed))
-        head = BinHead(source.dim, source.n_populations, hidden=config.hidden,
-                       dropout=config.dropout)  # fmt: skip
+        head = config.head(source.dim, source.n_populations)
         optimiser = torch.optim.AdamW(
             head.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -239,14 +272,37 @@ def fit_bin_head(
     return head
 
 
-def batch_loss(logits: Tensor, owner: Tensor, counts: Tensor, shares: Tensor, weights: Tensor) -> Tensor:
-    """Weighted cross-entropy of each batch spot's shares against the mean composition of its
-    bins: ``logits`` ``(r, P)``, ``owner`` ``(r,)`` batch spot of each bin, ``counts`` ``(b,)``
-    bins per spot, ``shares`` ``(b, P)``, ``weights`` ``(b,)``."""
-    probabilities = torch.softmax(logits, dim=1)
-    summed = torch.zeros_like(shares).index_add_(0, owner, probabilities)  # (b, P)
-    aggregate = summed / counts[:, None]
+def batch_loss(
+    outputs: Tensor, owner: Tensor, area: Tensor, shares: Tensor, weights: Tensor
+) -> Tensor:
+    """Weighted cross-entropy of each batch spot's shares against its bins' aggregate
+    (:func:`spot_aggregate`): ``outputs`` ``(r, P [+ 1])``, ``owner`` ``(r,)`` batch spot of
+    each bin, ``area`` ``(r,)`` its weight in the disc, ``shares`` ``(b, P)``, ``weights``
+    ``(b,)``."""
+    aggregate = spot_aggregate(
+        outputs, owner, area, n_spots=shares.shape[0], n_populations=shares.shape[1]
+    )
     return -((shares * torch.log(aggregate.clamp_min(1e-8))).sum(dim=1) * weights).sum()
+
+
+def spot_aggregate(
+    outputs: Tensor, owner: Tensor, area: Tensor, *, n_spots: int, n_populations: int
+) -> Tensor:
+    """``(n_spots, P)`` each spot's composition as its bins give it: their compositions
+    averaged with weights ``area`` × density (the exponential of output ``P``; one when the
+    outputs have no such column, which leaves the area-weighted mean)."""
+    composition = torch.softmax(outputs[:, :n_populations], dim=1)
+    log_weight = torch.log(area.clamp_min(1e-12))
+    if n_populations < outputs.shape[1]:
+        log_weight = log_weight + outputs[:, n_populations]
+    # A softmax within each spot: shifted by the spot's largest log weight, so none overflows.
+    top = torch.full((n_spots,), -torch.inf, dtype=log_weight.dtype)
+    top = top.scatter_reduce(0, owner, log_weight.detach(), reduce="amax")
+    weight = torch.exp(log_weight - top[owner])
+    total = torch.zeros(n_spots, dtype=weight.dtype).index_add_(0, owner, weight)
+    summed = torch.zeros(n_spots, n_populations, dtype=weight.dtype)
+    summed = summed.index_add_(0, owner, weight[:, None] * composition)
+    return summed / total[:, None]
 
 
 def _picks(
@@ -258,12 +314,10 @@ def _picks(
 
 
 def _batch_tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    owner = torch.from_numpy(batch.owner)
-    counts = torch.bincount(owner, minlength=len(batch.shares)).to(torch.float32)
     return (
         torch.from_numpy(np.ascontiguousarray(batch.x, dtype=np.float32)),
-        owner,
-        counts,
+        torch.from_numpy(batch.owner),
+        torch.from_numpy(np.ascontiguousarray(batch.area, dtype=np.float32)),
         torch.from_numpy(batch.shares),
         torch.from_numpy(batch.weights),
     )
@@ -277,10 +331,28 @@ def predict_shares(heads: Sequence[BinHead], x: np.ndarray) -> tuple[np.ndarray,
 
 
 def member_logits(heads: Sequence[BinHead], x: np.ndarray) -> list[np.ndarray]:
-    """Every member's logits for the bins ``x``, ``(n, P)`` each."""
+    """Every member's population logits for the bins ``x``, ``(n, P)`` each."""
+    logits, _ = member_outputs(heads, x)
+    return logits
+
+
+def member_outputs(
+    heads: Sequence[BinHead], x: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Every member's population logits for the bins ``x`` (``(n, P)`` each), and the bins'
+    relative cell density (``(n,)``, the members' geometric mean, scaled to a mean of one over
+    the bins), ``None`` when the heads are not cell-weighted."""
     inputs = torch.from_numpy(np.asarray(x, dtype=np.float32))
     with torch.inference_mode():
-        return [h(inputs).numpy() for h in heads]
+        outputs = [h(inputs).numpy() for h in heads]
+    n_populations = heads[0].n_populations
+    logits = [o[:, :n_populations] for o in outputs]
+    if not heads[0].cell_weighted or not len(inputs):
+        return logits, None
+    log_density = np.mean([o[:, n_populations].astype(np.float64) for o in outputs], axis=0)
+    # Floored far below any density that matters, so that no weight underflows to zero.
+    density = np.exp(np.maximum(log_density - log_density.max(), -30.0))
+    return logits, (density / density.mean()).astype(np.float32)
 
 
 def _tensors(sample: WeakSample) -> tuple[Tensor, Tensor, Tensor]:

@@ -7,14 +7,16 @@ where each spot's bins begin and what the spot measured::
     x       (m, d)      float32  inputs of the disc bins, spot by spot
     starts  (s + 1,)    int64    spot i's bins are x[starts[i]:starts[i + 1]]
     shares  (s, P)      float32  spot i's measured composition (rows sum to 1)
+    area    (m,)        float32  each bin's weight in its spot's disc (its share of the disc's
+                                 area; a spot's weights sum to 1)
 
 A cohort's rows never need to sit in memory at once: :class:`DiskRows` keeps each sample's rows
 in a scratch folder and reads a minibatch's spots from memory-mapped files that are closed again
 at once, so a step holds one batch, whatever the number of samples. :class:`MemoryRows` holds
 them in memory (small cohorts, tests); both give the same batches for the same spots.
 
-Discs of one array do not overlap (55 µm spots 100 µm apart), so a spot's aggregate is the plain
-mean of its bins: no disc operator needs to be stored.
+Discs of one array do not overlap (55 µm spots 100 µm apart): a bin lies under one disc at most,
+so its weight there is all the disc operator needs to keep.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from tmescope.errors import InvalidParameterError
 from tmescope.fusion.subspot_data import BinSample
 
-ROW_FILES = ("x.npy", "starts.npy", "shares.npy")
+ROW_FILES = ("x.npy", "starts.npy", "shares.npy", "area.npy")
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,9 +46,15 @@ class SpotRows:
     x: np.ndarray
     starts: np.ndarray
     shares: np.ndarray
+    area: np.ndarray
 
     def __post_init__(self) -> None:
         s = self.shares.shape[0]
+        if self.area.shape != (self.x.shape[0],):
+            raise InvalidParameterError(
+                f"sample {self.sample_id!r}: area must be ({self.x.shape[0]},), one weight per "
+                f"row of x, got {self.area.shape}"
+            )
         if self.starts.shape != (s + 1,) or self.starts[-1] != self.x.shape[0]:
             raise InvalidParameterError(
                 f"sample {self.sample_id!r}: starts must be ({s + 1},) ending at the "
@@ -61,14 +70,16 @@ class SpotRows:
 @dataclass(frozen=True, eq=False)
 class Batch:
     """A minibatch: ``x`` ``(r, d)`` bin inputs, ``owner`` ``(r,)`` the batch spot each bin
-    belongs to, ``shares`` ``(b, P)`` those spots' compositions, ``weights`` ``(b,)`` each
-    spot's weight in the loss (one over its sample's number of spots: every sample counts
-    alike, as when its spots' mean loss is summed over samples)."""
+    belongs to, ``area`` ``(r,)`` its weight in that spot's disc, ``shares`` ``(b, P)`` those
+    spots' compositions, ``weights`` ``(b,)`` each spot's weight in the loss (one over its
+    sample's number of spots: every sample counts alike, as when its spots' mean loss is summed
+    over samples)."""
 
     x: np.ndarray
     owner: np.ndarray
     shares: np.ndarray
     weights: np.ndarray
+    area: np.ndarray
 
 
 class RowSource(Protocol):
@@ -89,23 +100,20 @@ class RowSource(Protocol):
 
 
 def disc_rows(sample: BinSample) -> SpotRows:
-    """A sample's training rows: the bins inside the discs of spots with a composition, in the
-    bins' own order within each spot; spots without a composition or without bins are left out."""
+    """A sample's training rows: the bins under the discs of spots with a composition (the rows
+    of ``sample.discs``, bins in their own order within each spot, with their weights there);
+    spots without a composition or without bins are left out."""
     shares = np.asarray(sample.measured, dtype=np.float32)
-    sizes = np.bincount(sample.disc[sample.disc >= 0], minlength=len(shares))
-    known = np.flatnonzero(np.isfinite(shares).all(axis=1) & (sizes > 0))
-    compact = np.full(len(shares), -1, dtype=np.int64)
-    compact[known] = np.arange(known.size)
-    owner = np.where(sample.disc >= 0, compact[np.maximum(sample.disc, 0)], -1)
-    rows = np.flatnonzero(owner >= 0)
-    rows = rows[np.argsort(owner[rows], kind="stable")]
-    starts = np.zeros(known.size + 1, dtype=np.int64)
-    np.cumsum(sizes[known], out=starts[1:])
+    discs = sp.csr_matrix(sample.discs)
+    known = np.flatnonzero(np.isfinite(shares).all(axis=1) & (np.diff(discs.indptr) > 0))
+    picked = discs[known]
+    picked.sort_indices()
     return SpotRows(
         sample_id=sample.sample_id,
-        x=np.ascontiguousarray(sample.x[rows], dtype=np.float32),
-        starts=starts,
+        x=np.ascontiguousarray(sample.x[picked.indices], dtype=np.float32),
+        starts=picked.indptr.astype(np.int64),
         shares=np.ascontiguousarray(shares[known]),
+        area=picked.data.astype(np.float32),
     )
 
 
@@ -130,15 +138,18 @@ def gather(x: np.ndarray, starts: np.ndarray, spots: np.ndarray) -> tuple[np.nda
 
 
 def _assemble(
-    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], weights: Sequence[float]
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    weights: Sequence[float],
 ) -> Batch:
-    """One batch from per-sample ``(x, owner, shares)`` parts; owners renumbered batch-wide."""
-    xs, owners, shares, spot_w = [], [], [], []
+    """One batch from per-sample ``(x, owner, shares, area)`` parts; owners renumbered
+    batch-wide."""
+    xs, owners, shares, spot_w, areas = [], [], [], [], []
     offset = 0
-    for (x, owner, share), weight in zip(parts, weights, strict=True):
+    for (x, owner, share, area), weight in zip(parts, weights, strict=True):
         xs.append(x)
         owners.append(owner + offset)
         shares.append(share)
+        areas.append(area)
         spot_w.append(np.full(len(share), weight))
         offset += len(share)
     return Batch(
@@ -146,6 +157,7 @@ def _assemble(
         owner=np.concatenate(owners).astype(np.int64),
         shares=np.concatenate(shares).astype(np.float32),
         weights=np.concatenate(spot_w).astype(np.float32),
+        area=np.concatenate(areas).astype(np.float32) if areas else np.zeros(0, np.float32),
     )
 
 
@@ -174,7 +186,8 @@ class MemoryRows:
         for i, spots in enumerate(picks):
             if spots.size:
                 x, owner = gather(self.rows[i].x, self.rows[i].starts, spots)
-                parts.append((x, owner, self.rows[i].shares[spots]))
+                area, _ = gather(self.rows[i].area, self.rows[i].starts, spots)
+                parts.append((x, owner, self.rows[i].shares[spots], area))
                 kept.append(float(weights[i]))
         return _assemble(parts, kept)
 
@@ -216,10 +229,12 @@ class DiskRows:
             # process's resident memory once read, and the whole cohort would end up there.
             x = np.load(self.folders[i] / "x.npy", mmap_mode="r")
             shares = np.load(self.folders[i] / "shares.npy", mmap_mode="r")
+            area = np.load(self.folders[i] / "area.npy", mmap_mode="r")
             rows, owner = gather(x, self._starts[i], spots)
-            parts.append((rows, owner, np.array(shares[spots], dtype=np.float32)))
+            weight, _ = gather(area, self._starts[i], spots)
+            parts.append((rows, owner, np.array(shares[spots], dtype=np.float32), weight))
             kept.append(float(weights[i]))
-            del x, shares
+            del x, shares, area
         return _assemble(parts, kept)
 
 
@@ -229,7 +244,8 @@ def write_rows(folder: Path, rows: SpotRows) -> Path:
     folder = Path(folder)
     partial = folder.with_name(f".tmp-{folder.name}-{uuid.uuid4().hex[:8]}")
     partial.mkdir(parents=True)
-    for name, value in zip(ROW_FILES, (rows.x, rows.starts, rows.shares), strict=True):
+    values = (rows.x, rows.starts, rows.shares, rows.area)
+    for name, value in zip(ROW_FILES, values, strict=True):
         np.save(partial / name, value)
     if folder.exists():
         shutil.rmtree(folder)
@@ -247,6 +263,7 @@ def project_rows(source: Path, target: Path, *, mean: np.ndarray, components: np
     ``target`` (whole, as :func:`write_rows`), reading ``x`` in blocks."""
     starts = np.load(source / "starts.npy")
     shares = np.load(source / "shares.npy")
+    area = np.load(source / "area.npy")
     x = np.load(source / "x.npy", mmap_mode="r")
     reduced = np.empty((x.shape[0], components.shape[1]), dtype=np.float32)
     block = 65_536
@@ -254,7 +271,7 @@ def project_rows(source: Path, target: Path, *, mean: np.ndarray, components: np
         chunk = np.asarray(x[begin : begin + block], dtype=np.float32)
         reduced[begin : begin + block] = (chunk - mean) @ components
     del x
-    return write_rows(target, SpotRows(target.name, reduced, starts, shares))
+    return write_rows(target, SpotRows(target.name, reduced, starts, shares, area))
 
 
 def _check_alike(shapes: Sequence[tuple[str, int, int]]) -> None:

@@ -35,15 +35,24 @@ def tempered_shares(
 
 
 def fit_temperature(
-    logits: Sequence[np.ndarray], discs: sp.csr_matrix, measured: np.ndarray
+    logits: Sequence[np.ndarray],
+    discs: sp.csr_matrix,
+    measured: np.ndarray,
+    *,
+    density: np.ndarray | None = None,
 ) -> float:
     """The temperature of :data:`TEMPERATURES` whose disc means best predict ``measured``.
 
     ``discs`` is the ``(n_spots, n_bins)`` mean-over-disc operator, ``measured`` the spots'
-    compositions (rows of NaN for spots without one). 1.0 when fewer than :data:`MIN_SPOTS`
-    spots have both a composition and bins.
+    compositions (rows of NaN for spots without one), ``density`` the bins' relative cell
+    density, which weighs each bin in its disc's mean as in training (``None``: alike). 1.0
+    when fewer than :data:`MIN_SPOTS` spots have both a composition and bins.
     """
     operator = sp.csr_matrix(discs)
+    if density is not None:  # the disc's weights times each bin's density, rows summing to one
+        operator = operator @ sp.diags(np.asarray(density, dtype=np.float64))
+        totals = np.asarray(operator.sum(axis=1)).ravel()
+        operator = sp.csr_matrix(sp.diags(1.0 / np.where(totals > 0, totals, 1.0)) @ operator)
     shares = np.asarray(measured, dtype=np.float64)
     usable = np.isfinite(shares).all(axis=1) & (np.diff(operator.indptr) > 0)
     if usable.sum() < MIN_SPOTS:

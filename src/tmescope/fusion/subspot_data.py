@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from tmescope.errors import InvalidParameterError, ReferenceDataError
 from tmescope.fusion.bin_geometry import (
     context_operators,
+    disc_areas,
     disc_of_bins,
     owner_discs,
     spot_discs,
@@ -52,8 +53,11 @@ MIN_MARKER_GENES = 4  # markers a spot's deconvolution needs against a marker ps
 @dataclass(frozen=True, eq=False)
 class BinSample:
     """One sample's bins: ``xy`` ``(n, 2)`` full-res centres, ``x`` ``(n, d)`` model inputs,
-    ``disc`` ``(n,)`` the spot whose disc holds each bin (-1: between spots), and its spots'
-    positions ``spot_xy`` and compositions ``measured`` (NaN rows: no estimate)."""
+    ``discs`` ``(n_spots, n)`` what each spot measured of the bins (a mean over them, a bin
+    weighed by the share of its square under the disc: training and calibration), ``disc``
+    ``(n,)`` the spot whose disc holds each bin's centre (-1: between spots; reconciliation),
+    and its spots' positions ``spot_xy`` and compositions ``measured`` (NaN rows: no
+    estimate)."""
 
     sample_id: str
     xy: np.ndarray
@@ -164,9 +168,11 @@ def read_bin_sample(
     else:  # an H&E-only slide: no spot measures anything, the image alone speaks
         measured = np.zeros((0, len(reference.cell_types)), dtype=np.float32)
         spot_xy = np.zeros((0, 2))
-    discs = spot_discs(xy, spot_xy, radius_px=diameter / 2 / mpp)
+    radius_px = diameter / 2 / mpp
+    discs = disc_areas(xy, spot_xy, radius_px=radius_px, bin_px=float(bins.bin_um) / mpp)
+    centres = disc_of_bins(spot_discs(xy, spot_xy, radius_px=radius_px))
     return BinSample(
-        sample_id=sample_id, xy=xy, x=x, discs=discs, disc=disc_of_bins(discs),
+        sample_id=sample_id, xy=xy, x=x, discs=discs, disc=centres,
         spot_xy=spot_xy, measured=measured, mpp=mpp, bin_um=float(bins.bin_um),
     )  # fmt: skip
 

@@ -15,6 +15,7 @@ back rather than computed again.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -75,7 +76,7 @@ def fit_subspot_model(
     for s in samples:
         own = disc_rows(s)
         reduced = ((own.x - mean) @ components).astype(np.float32)
-        rows.append(SpotRows(own.sample_id, reduced, own.starts, own.shares))
+        rows.append(SpotRows(own.sample_id, reduced, own.starts, own.shares, own.area))
     heads = fit_bin_heads_streamed(MemoryRows(rows), config=config, seed=seed)
     return SubspotModel(
         bin_um=float(samples[0].bin_um), reference=reference, config=config, mean=mean,
@@ -136,6 +137,7 @@ def fit_subspot_from_store(
             project_rows(full / sample_id, reduced / sample_id, mean=mean, components=components)
         shutil.rmtree(full / sample_id, ignore_errors=True)  # the wide inputs are done with
     source = DiskRows([reduced / s for s in sample_ids])
+    _forget_members_of_another_head(work, config)
     heads = []
     total = config.steps * config.n_members
     say("sub-spot model", 0, total)
@@ -156,6 +158,20 @@ def fit_subspot_from_store(
         bin_um=float(bin_um), reference=reference, config=config, mean=mean,
         components=components, heads=tuple(heads), samples=tuple(sample_ids),
     )  # fmt: skip
+
+
+def _forget_members_of_another_head(work: Path, config: BinHeadConfig) -> None:
+    """Remove fitted members kept by a fit of another head configuration (members of a head
+    without the density output, say), which a resumed fit must not load as its own."""
+    record = work / "head.json"
+    wanted = json.dumps(config.to_dict(), sort_keys=True)
+    if record.is_file() and record.read_text(encoding="utf-8") == wanted:
+        return
+    for member in work.glob("member_*.safetensors"):
+        member.unlink()
+    partial = record.with_name(f".tmp-{record.name}")
+    partial.write_text(wanted, encoding="utf-8")
+    os.replace(partial, record)
 
 
 def pca_quotas(n_bins: Sequence[int], *, cap: int = PCA_BINS) -> list[int]:
@@ -213,9 +229,9 @@ def _save_head(path: Path, head: BinHead) -> None:
     os.replace(partial, path)
 
 
-def _load_head(path: Path, d_in: int, n_out: int, config: BinHeadConfig) -> BinHead:
+def _load_head(path: Path, d_in: int, n_populations: int, config: BinHeadConfig) -> BinHead:
     from safetensors.torch import load_file
 
-    head = BinHead(d_in, n_out, hidden=config.hidden, dropout=config.dropout)
+    head = config.head(d_in, n_populations)
     head.load_state_dict(load_file(path))
     return head.eval()
