@@ -1,22 +1,30 @@
 """How good the sub-spot maps get as the encoder improves: a simulated-encoder sweep.
 
-    python benchmarks/encoder_sweep.py [--levels 0.003,0.01,…,inf] [--members 1] [--work DIR]
-                                       [--no-diagnosis] [--json]
+    python benchmarks/encoder_sweep.py [--levels 0.003,0.01,…,inf] [--carries cells,shares]
+                                       [--members 1] [--work DIR] [--no-diagnosis] [--json]
     python benchmarks/highres.py --sweep [the same options]   (the same run)
 
 No pathology foundation model runs on this CPU machine, and ``test-vit-tiny`` (random weights)
 tells the sub-spot model little about a bin's cells. The sweep puts a *simulated encoder* in its
 place, a benchmarking device that lives here and never in ``src/``: each bin's feature is its
-TRUE composition (the share of each cell type among the cells of its 16 µm square, from the
-sample's ``cells.csv``) through a fixed Gaussian mixing to the stored width, plus white noise::
+TRUE composition (from the sample's ``cells.csv``) through a fixed Gaussian mixing to the
+stored width, plus white noise::
 
     feature = composition @ M + σ · ε      M (P, k) ~ N(0, 1 / P), fixed seed; ε ~ N(0, 1)
 
 at a signal-to-noise level ``snr`` = (signal variance per feature, pooled over the cohort's
-bins) / σ². A bin without cells (glass, acellular tissue) takes the composition of its nearest
-bin with cells. Since the signal spans only P of the k dimensions, a linear read-out of one
-type's share sees about ``snr × k / P`` (k = 192, P = 9 here: 21 × ``snr``), hence levels
-below 1.
+bins) / σ². Two encoders, ``--carries``:
+
+- ``cells``: the composition is the number of cells of each type in the bin's 16 µm square, as
+  an H&E shows them (nuclei, their number and look): a bin of glass or acellular tissue is
+  zero, a dense nest large;
+- ``shares``: the share of each type among the bin's cells, so the feature says nothing of how
+  many cells a bin holds; a bin without cells takes the shares of its nearest bin with cells.
+  An encoder blind to density, the sweep's first version: the sub-spot model's cell-weighted
+  aggregate has nothing to learn its densities from.
+
+Since the signal spans only P of the k dimensions, a linear read-out of one type sees about
+``snr × k / P`` (k = 192, P = 9 here: 21 × ``snr``), hence levels below 1.
 
 The truth only *fakes* the features, of every sample alike (training and held-out): the model is
 still trained from the measured spots (deconvolution of their counts against the reference) and
@@ -34,13 +42,14 @@ weakly supervised maps, never a map tmescope makes. The sub-spot model and the f
 have ``--members`` members (1 by default, as ``compare.py``, to keep the sweep near half an hour
 on two cores; ``train`` fits 3 sub-spot members by default).
 
-Then, at the noise-free level, :func:`diagnose` says where what is lost goes: the same fit with
-its spots' compositions replaced by truer ones (the deconvolution's part; the part of the
-model's own assumption that a spot measures the plain mean of its bins, whatever their cells),
-and the head supervised bin by bin (its ceiling).
+Then, at the noise-free level of the ``cells`` encoder, :func:`diagnose` says where what is lost
+goes: the same fit with its spots' compositions replaced by truer ones (the deconvolution's
+part; the part of gathering a spot's cells by bins), and the head supervised bin by bin (its
+ceiling).
 
 Everything is cached under ``--work`` (default benchmarks/results/encoder_sweep): the cohort,
-the embedded store, one ``<level>.m<members>.json`` per level and ``diagnosis.m<members>.json``,
+the embedded store, one ``<encoder>_<level>.m<members>.json`` per level and
+``diagnosis.m<members>.json``,
 so a rerun computes only what is missing (each level's store copy is removed once scored).
 """
 
@@ -72,6 +81,7 @@ from tmescope.analysis.map_scores import (
 SEED = 31  # the cohort of highres.py
 MIXING_SEED = 2026  # the simulated encoder's mixing: one encoder for every sample and level
 LEVELS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, math.inf)
+CARRIES = ("cells", "shares")  # what the simulated encoder's features hold (module docstring)
 RADIUS_UM = 30.0  # co-location radius of the pair ratios (as highres.py)
 TEST_ENCODER = "test-vit-tiny"
 
@@ -93,6 +103,21 @@ def bin_compositions(
     out = truth.copy()
     out[~full] = truth[full][nearest]
     return out, full
+
+
+def bin_cell_counts(
+    xy: np.ndarray, cells: pd.DataFrame, types: list[str], bin_px: float
+) -> np.ndarray:
+    """``(n, P)`` the number of cells of each type inside each bin's square (as
+    :func:`cells_per_bin` counts them)."""
+    positions = cells[["x", "y"]].to_numpy(float)
+    _, nearest = cKDTree(xy).query(positions, p=np.inf)
+    inside = np.abs(positions - xy[nearest]).max(axis=1) <= bin_px / 2
+    kind = pd.Categorical(cells["cell_type"].astype(str), categories=types).codes
+    keep = inside & (kind >= 0)
+    counts = np.zeros((len(xy), len(types)))
+    np.add.at(counts, (nearest[keep], kind[keep]), 1.0)
+    return counts
 
 
 def mixing_matrix(n_types: int, dim: int, *, seed: int = MIXING_SEED) -> np.ndarray:
@@ -164,9 +189,10 @@ def fake_store(base: Path, out: Path, features: dict[str, np.ndarray]) -> None:
 
 
 def level_features(
-    store: Path, folders: list[Path], snr: float
+    store: Path, folders: list[Path], snr: float, *, carries: str = "cells"
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Every sample's simulated features at ``snr``, and what they were made of."""
+    """Every sample's simulated features at ``snr`` from the encoder that ``carries`` cells or
+    shares (module docstring), and what they were made of."""
     from tmescope.store import CohortStore
 
     opened = CohortStore.open(store, mode="r")
@@ -179,7 +205,10 @@ def level_features(
         assert layout is not None
         dim = layout.dim
         xy = np.asarray(opened.read_bins(sample_id).coords, dtype=float)
-        compositions[sample_id], full = bin_compositions(xy, table, types, layout.bin_px)
+        shares, full = bin_compositions(xy, table, types, layout.bin_px)
+        compositions[sample_id] = (
+            bin_cell_counts(xy, table, types, layout.bin_px) if carries == "cells" else shares
+        )
         empty[sample_id] = round(float(1 - full.mean()), 4)
     mixing = mixing_matrix(len(types), dim)
     sd = noise_sd([c @ mixing for c in compositions.values()], snr)
@@ -187,7 +216,10 @@ def level_features(
         s: simulated_features(c, mixing, sd=sd, seed=MIXING_SEED + 1 + i)
         for i, (s, c) in enumerate(sorted(compositions.items()))
     }
-    about = {"types": types, "dim": dim, "noise_sd": round(sd, 5), "empty_bins": empty}
+    about = {
+        "carries": carries, "types": types, "dim": dim, "noise_sd": round(sd, 5),
+        "empty_bins": empty,
+    }  # fmt: skip
     return features, about
 
 
@@ -275,13 +307,14 @@ def score_maps(maps: Any, folder: Path, mpp: float) -> dict[str, Any]:
 
 
 def run_level(
-    work: Path, folders: list[Path], base: Path, snr: float | None, *, members: int
-) -> dict[str, Any]:
+    work: Path, folders: list[Path], base: Path, snr: float | None, *, members: int,
+    carries: str = "cells",
+) -> dict[str, Any]:  # fmt: skip
     """One row of the sweep (``snr`` None: the test encoder itself), cached in
     ``<name>.m<members>.json``."""
     from tmescope.store import CohortStore
 
-    name = TEST_ENCODER if snr is None else f"snr_{level_name(snr)}"
+    name = TEST_ENCODER if snr is None else f"{carries}_snr_{level_name(snr)}"
     done = work / f"{name}.m{members}.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -290,7 +323,7 @@ def run_level(
     about: dict[str, Any] = {}
     store = base
     if snr is not None:
-        features, about = level_features(base, folders, snr)
+        features, about = level_features(base, folders, snr, carries=carries)
         store = work / f"{name}.zarr"
         fake_store(base, store, features)
     model = work / f"{name}_model"
@@ -303,6 +336,7 @@ def run_level(
     types = list(maps.obsm["populations"].columns)
     result = {
         "level": name,
+        "carries": None if snr is None else carries,
         "snr": None if snr is None else ("inf" if math.isinf(snr) else snr),
         "members": members,
         **score_maps(maps, folders[-1], mpp),
@@ -338,10 +372,12 @@ def diagnose(work: Path, folders: list[Path], base: Path, *, members: int) -> di
     - ``measured``: the spots' deconvolution, as the sweep (and ``train``) use;
     - ``true_spots``: each spot's true share of the cells whose centre lies in its disc (what
       the deconvolution's error costs);
-    - ``cell_weighted_bins``: the share of the cells in the bins of its disc (bins whose centre
-      lies in the disc): a spot's cells, but gathered by bins as the model gathers them;
-    - ``bin_means``: the plain mean of the compositions of the bins of its disc, which is what the
-      model takes a spot to measure (a bin weighs the same whatever its number of cells);
+    - ``cell_weighted_bins``: the share of the cells in the bins under its disc (each bin's
+      cells weighed by the share of its square the disc covers): a spot's cells, but gathered
+      by bins as the model gathers them;
+    - ``bin_means``: the mean of the compositions of the bins of its disc weighed by area alone,
+      a target that the model's density has nothing to add to (a bin weighs the same whatever
+      its number of cells);
     - ``own_bins``: every bin with cells a "spot" of its own, its truth the target: the head
       fully supervised, its ceiling on these features (image only: nothing to reconcile with).
 
@@ -354,7 +390,7 @@ def diagnose(work: Path, folders: list[Path], base: Path, *, members: int) -> di
         return json.loads(done.read_text())
     from dataclasses import replace
 
-    from tmescope.fusion.bin_geometry import context_operators, with_context
+    from tmescope.fusion.bin_geometry import context_operators, owner_discs, with_context
     from tmescope.fusion.bin_head import BinHeadConfig, member_logits, standardise_per_sample
     from tmescope.fusion.calibration import tempered_shares
     from tmescope.fusion.cohort import read_spot_table
@@ -422,7 +458,8 @@ def diagnose(work: Path, folders: list[Path], base: Path, *, members: int) -> di
         for folder in folders[:-1]:
             sample = samples[folder.name]
             if target == "own_bins":  # each bin its own disc
-                sample = replace(sample, disc=np.arange(len(sample.xy)))
+                own = np.arange(len(sample.xy))
+                sample = replace(sample, disc=own, discs=owner_discs(own, len(own)))
             training.append(replace(sample, measured=targets[folder.name][target]))
         model = fit_subspot_model(training, reference=reference, config=config, seed=0)
         spots = targets[held_out]["measured" if target == "own_bins" else target]
@@ -443,15 +480,20 @@ def diagnose(work: Path, folders: list[Path], base: Path, *, members: int) -> di
 
 def run_sweep(
     work: Path, *, levels: tuple[float, ...] = LEVELS, spots: int = 800, members: int = 1,
-    diagnosis: bool = True,
+    diagnosis: bool = True, carries: tuple[str, ...] = CARRIES,
 ) -> dict[str, Any]:  # fmt: skip
-    """The test encoder and every level, on one cached cohort; the figures of docs/benchmarks.md.
-    With ``diagnosis``, what the method loses at the noise-free level (:func:`diagnose`)."""
+    """The test encoder and every level of every simulated encoder (``carries``), on one cached
+    cohort; the figures of docs/benchmarks.md. With ``diagnosis``, what the method loses at the
+    noise-free level (:func:`diagnose`)."""
     work.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     folders, base = cohort_and_store(work, spots=spots)
     rows = [run_level(work, folders, base, None, members=members)]
-    rows += [run_level(work, folders, base, snr, members=members) for snr in levels]
+    rows += [
+        run_level(work, folders, base, snr, members=members, carries=kind)
+        for kind in carries
+        for snr in levels
+    ]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
@@ -489,6 +531,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The sweep's options (shared with ``highres.py --sweep``)."""
     parser.add_argument("--levels", type=parse_levels, default=LEVELS,
                         help="signal-to-noise levels, comma-separated (inf: no noise)")  # fmt: skip
+    parser.add_argument("--carries", type=lambda v: tuple(v.split(",")), default=CARRIES,
+                        help="simulated encoders: cells (per type, density visible), shares")  # fmt: skip
     parser.add_argument("--members", type=int, default=1,
                         help="sub-spot members (and final spot heads); 3 is train's default")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/encoder_sweep"))
@@ -503,7 +547,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run_sweep(
         args.work, levels=args.levels, spots=args.spots, members=args.members,
-        diagnosis=not args.no_diagnosis,
+        diagnosis=not args.no_diagnosis, carries=args.carries,
     )  # fmt: skip
     if args.json:
         print(json.dumps(result, indent=1))

@@ -1,7 +1,7 @@
 """Sub-spot maps: quality against the cells' truth, and what the bins cost.
 
     python benchmarks/highres.py [--spots 5000] [--json]
-    python benchmarks/highres.py --sweep [--levels …] [--members 1] [--json]
+    python benchmarks/highres.py --sweep [--levels …] [--carries …] [--members 1] [--json]
 
 One synthetic cohort (seed 31): three training samples of 800 spots, one held-out sample of
 800 spots (kept out of training with ``holdout``), and one capture-area-sized sample of
@@ -208,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.sweep:
         sweep = run_sweep(
-            args.work, levels=args.levels, members=args.members,
+            args.work, levels=args.levels, members=args.members, carries=args.carries,
             diagnosis=not args.no_diagnosis,
         )  # fmt: skip
         if args.json:
