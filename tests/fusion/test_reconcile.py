@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
+from tmescope.fusion.reconcile import fit_spread_strength, reconcile_discs, spread_corrections
 
 
 def random_compositions(rng: np.random.Generator, n: int, p: int) -> np.ndarray:
@@ -67,3 +67,38 @@ def test_bins_between_spots_follow_nearby_corrections_and_fade_far_away() -> Non
     np.testing.assert_allclose(out[3], shares[3], atol=1e-9)  # far: the image alone
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
 
+
+def lattice_sample(
+    rng: np.random.Generator, smooth_error: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Spots on a 100 px lattice, one bin per disc at its centre; the image's disc means err
+    from what the spots measured either by a smooth field over the tissue or by noise alone."""
+    spot_xy = np.array([(x, y) for y in range(0, 1500, 100) for x in range(0, 1500, 100)], float)
+    p = 3
+    measured = random_compositions(rng, len(spot_xy), p)
+    if smooth_error:  # the image misses type 0 on the left of the tissue, less to the right
+        bias = np.exp(-2.0 * (1 - spot_xy[:, 0] / 1500))[:, None] * np.array([[0.2, 1, 1]])
+        image = measured * bias
+    else:  # it agrees up to noise of each spot's own
+        image = measured * rng.lognormal(0.0, 0.3, measured.shape)
+    image /= image.sum(axis=1, keepdims=True)
+    return image, np.arange(len(spot_xy)), measured, spot_xy
+
+
+def test_the_spots_choose_how_far_their_corrections_reach() -> None:
+    rng = np.random.default_rng(5)
+    image, disc, measured, spot_xy = lattice_sample(rng, smooth_error=True)
+    assert fit_spread_strength(image, disc, measured, spot_xy, sigma_px=50.0) == 1.0
+    image, disc, measured, spot_xy = lattice_sample(rng, smooth_error=False)
+    assert fit_spread_strength(image, disc, measured, spot_xy, sigma_px=50.0) <= 0.25
+    # Too few spots to tell: the correction in full. Strength 0 leaves the bins as they are.
+    assert fit_spread_strength(image[:5], disc[:5], measured[:5], spot_xy[:5], sigma_px=50.0) == 1.0
+    between = np.array([[50.0, 50.0]])
+    shares = np.r_[image, [[0.2, 0.3, 0.5]]]
+    owner = np.r_[disc, -1]
+    xy = np.r_[spot_xy, between]
+    none = spread_corrections(shares, xy, owner, measured, spot_xy, sigma_px=50.0, strength=0.0)
+    np.testing.assert_array_equal(none, shares)
+    full = spread_corrections(shares, xy, owner, measured, spot_xy, sigma_px=50.0)
+    half = spread_corrections(shares, xy, owner, measured, spot_xy, sigma_px=50.0, strength=0.5)
+    assert not np.allclose(full[-1], shares[-1]) and not np.allclose(half[-1], full[-1])

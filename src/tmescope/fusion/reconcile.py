@@ -7,7 +7,10 @@ cells) equals the spot's measured composition exactly, while each bin stays as c
 composition (shares summing to one), and to the image's relative preferences between bins.
 Between spots no measurement exists: there the image's compositions are corrected by the
 neighbouring spots' corrections (their log ratios of measured to image aggregate), weighted by a
-Gaussian of the distance and shrunk to no correction far from every spot.
+Gaussian of the distance and shrunk to no correction far from every spot, and scaled by a
+strength the sample's own spots choose: how well the corrections of a spot's neighbours predict
+what it measured (none, when the image's disc means already agree with the spots up to the
+measurement's own noise).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from scipy.spatial import cKDTree
 from tmescope.errors import InvalidParameterError
 
 SINKHORN_ITERATIONS = 100
+SPREAD_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the grid fit_spread_strength chooses from
+MIN_SPREAD_SPOTS = 20  # fewer measured spots than this: spread the corrections in full
 _FLOOR = 1e-9  # keeps a share that the image rules out from blocking a measured one
 
 
@@ -80,6 +85,7 @@ def spread_corrections(
     *,
     sigma_px: float,
     weights: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Image compositions of bins between spots, corrected by the spots around them.
 
@@ -87,22 +93,59 @@ def spread_corrections(
     disc)`` (weighted by ``weights``, as :func:`reconcile_discs`); a bin outside every disc
     takes the Gaussian-weighted mean of its neighbours' corrections, with weight one (no
     correction) added as a prior, so the correction fades to nothing a few ``sigma_px`` from
-    every spot. Bins inside discs are returned unchanged (see :func:`reconcile_discs`).
+    every spot, times ``strength`` (:func:`fit_spread_strength`). Bins inside discs are
+    returned unchanged (see :func:`reconcile_discs`).
     """
     shares = np.asarray(shares, dtype=np.float64)
     disc = np.asarray(disc, dtype=np.int64)
     usable, _, correction = _spot_corrections(shares, disc, measured, weights)
     between = np.flatnonzero(disc < 0)
-    if not usable.any() or not between.size:
+    if not usable.any() or not between.size or strength == 0:
         return shares.copy()
     log_factor = _neighbour_mean(
         np.asarray(spot_xy, dtype=np.float64)[usable], correction,
         np.asarray(bin_xy, dtype=np.float64)[between], sigma_px=sigma_px,
     )  # fmt: skip
     out = shares.copy()
-    corrected = np.maximum(shares[between], _FLOOR) * np.exp(log_factor)
+    corrected = np.maximum(shares[between], _FLOOR) * np.exp(strength * log_factor)
     out[between] = corrected / corrected.sum(axis=1, keepdims=True)
     return out
+
+
+def fit_spread_strength(
+    shares: np.ndarray,
+    disc: np.ndarray,
+    measured: np.ndarray,
+    spot_xy: np.ndarray,
+    *,
+    sigma_px: float,
+    weights: np.ndarray | None = None,
+) -> float:
+    """How much of the spots' corrections to spread between them, from the sample's own spots.
+
+    The spread is a guess of a place's correction from the spots around it. Each measured spot
+    is guessed so from the *other* spots (leave one out), for every strength of
+    :data:`SPREAD_STRENGTHS`; the strength whose guesses best predict the spots' measured
+    compositions (cross-entropy) is kept. Corrections that only carry the measurement's own
+    noise (an image whose disc means already agree with the spots) do not predict a neighbour
+    and choose 0; an image that errs smoothly over the tissue chooses 1. Fewer than
+    :data:`MIN_SPREAD_SPOTS` usable spots: 1, the correction in full.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    usable, aggregate, correction = _spot_corrections(
+        shares, np.asarray(disc, dtype=np.int64), measured, weights
+    )
+    if usable.sum() < MIN_SPREAD_SPOTS:
+        return 1.0
+    xy = np.asarray(spot_xy, dtype=np.float64)[usable]
+    log_factor = _neighbour_mean(xy, correction, xy, sigma_px=sigma_px, leave_out_self=True)
+    target = np.asarray(measured, dtype=np.float64)[usable]
+    losses = []
+    for strength in SPREAD_STRENGTHS:
+        guess = np.maximum(aggregate, _FLOOR) * np.exp(strength * log_factor)
+        guess /= guess.sum(axis=1, keepdims=True)
+        losses.append(float(-(target * np.log(np.maximum(guess, 1e-8))).sum(axis=1).mean()))
+    return float(SPREAD_STRENGTHS[int(np.argmin(losses))])
 
 
 def _spot_corrections(
@@ -129,12 +172,16 @@ def _neighbour_mean(
     points: np.ndarray,
     *,
     sigma_px: float,
+    leave_out_self: bool = False,
 ) -> np.ndarray:
     """At each of ``points``, the Gaussian-weighted mean of the spots' ``values`` over its 12
-    nearest spots, with a weight of one on zero as the prior."""
-    k = min(12, len(spot_xy))
+    nearest spots, with a weight of one on zero as the prior (``leave_out_self``: the points
+    are the spots, each left out of its own mean)."""
+    skip = int(leave_out_self)
+    k = min(12 + skip, len(spot_xy))
     distance, nearest = cKDTree(spot_xy).query(points, k=k)
-    distance, nearest = distance.reshape(len(points), k), nearest.reshape(len(points), k)
+    distance = distance.reshape(len(points), k)[:, skip:]
+    nearest = nearest.reshape(len(points), k)[:, skip:]
     weight = np.exp(-0.5 * (distance / sigma_px) ** 2)  # (m, k)
     return np.einsum("mk,mkp->mp", weight, values[nearest]) / (1.0 + weight.sum(1))[:, None]
 

@@ -126,14 +126,17 @@ class SubspotModel:
 @dataclass(frozen=True, eq=False)
 class BinPrediction:
     """Per bin: the image's compositions, their spread over members, and the reconciled ones;
-    the temperature the sample's spots chose (:mod:`tmescope.fusion.calibration`); the bins'
-    relative cell density (mean one; ``None`` from a model without it)."""
+    the temperature the sample's spots chose (:mod:`tmescope.fusion.calibration`) and the
+    strength of their corrections between them (:func:`~tmescope.fusion.reconcile.
+    fit_spread_strength`); the bins' relative cell density (mean one; ``None`` from a model
+    without it)."""
 
     image: np.ndarray  # (n, P)
     std: np.ndarray  # (n, P)
     reconciled: np.ndarray  # (n, P)
     temperature: float = 1.0
     density: np.ndarray | None = None  # (n,)
+    spread: float = 1.0  # the strength of the spots' corrections between them
 
 
 def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
@@ -141,7 +144,11 @@ def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
     spots; for a sample without spots (an H&E-only slide), the image's at temperature 1."""
     from tmescope.fusion.bin_head import member_outputs
     from tmescope.fusion.calibration import fit_temperature, tempered_shares
-    from tmescope.fusion.reconcile import reconcile_discs, spread_corrections
+    from tmescope.fusion.reconcile import (
+        fit_spread_strength,
+        reconcile_discs,
+        spread_corrections,
+    )
 
     logits, density = member_outputs(model.heads, model.reduce(sample.x))
     temperature = fit_temperature(logits, sample.discs, sample.measured, density=density)
@@ -153,14 +160,19 @@ def predict_bins(model: SubspotModel, sample: BinSample) -> BinPrediction:
     inside = reconcile_discs(image, sample.disc, sample.measured, weights=density)
     # Corrections compare the measurement with the *image's* disc means (after reconciliation
     # they would all be nothing); bins between spots are left alone by reconcile_discs.
+    sigma_px = SPREAD_SIGMA_UM / sample.mpp
+    spread = fit_spread_strength(
+        image, sample.disc, sample.measured, sample.spot_xy, sigma_px=sigma_px, weights=density
+    )
     between = spread_corrections(
-        image, sample.xy, sample.disc, sample.measured, sample.spot_xy,
-        sigma_px=SPREAD_SIGMA_UM / sample.mpp, weights=density,
+        image, sample.xy, sample.disc, sample.measured, sample.spot_xy, sigma_px=sigma_px,
+        weights=density, strength=spread,
     )  # fmt: skip
     reconciled = np.where((sample.disc >= 0)[:, None], inside, between)
     return BinPrediction(
-        image=image, std=std, reconciled=reconciled, temperature=temperature, density=density
-    )
+        image=image, std=std, reconciled=reconciled, temperature=temperature, density=density,
+        spread=spread,
+    )  # fmt: skip
 
 
 def populations_from(reference: ReferenceProfiles) -> str:

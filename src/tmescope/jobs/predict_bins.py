@@ -138,6 +138,7 @@ def maps_anndata(
         **_uns(describe(subspot), model_dir, maps.bin_um, mpp),
         "model_id": predictor.model_id,
         "temperature": maps.temperature,
+        "spread": maps.spread,
         "measured_spots": maps.measured_spots,
     }
     if not maps.measured_spots:

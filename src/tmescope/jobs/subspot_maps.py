@@ -138,6 +138,7 @@ def predict_maps(store: CohortStore, predictor: SubspotPredictor, sample_id: str
         std=np.asarray(prediction.std, dtype=np.float32),
         disc=np.asarray(bins.disc, dtype=np.int32),
         temperature=float(prediction.temperature),
+        spread=float(prediction.spread),
         measured_spots=len(bins.spot_xy),
         bin_um=float(bins.bin_um),
     )  # fmt: skip

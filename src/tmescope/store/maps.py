@@ -7,7 +7,9 @@ exports) reads the result back instead::
     maps/                           a Zarr v3 group
       <model_id>/                   attrs["tmescope_maps"]: model_id, model_dir, bin_um,
                                     populations, populations_from, fingerprint, created
-        <sample_id>/                attrs: n_bins, bin_um, temperature, measured_spots, created,
+        <sample_id>/                attrs: n_bins, bin_um, temperature, spread (the strength of
+                                    the spots' corrections between them; absent before
+                                    2026-12-08: 1), measured_spots, created,
                                     version (a random id of this writing), sample_hash,
                                     sample_completed
           reconciled  (n_bins, P) float32  shares reconciled with the measured spots
@@ -100,7 +102,8 @@ class SavedMaps:
     temperature: float
     measured_spots: int
     bin_um: float
-    version: str = ""  # a random id of the writing of the set: pair statistics name it
+    version: str = ""
+    spread: float = 1.0  # how much of the spots' corrections reached the bins between them  # a random id of the writing of the set: pair statistics name it
 
     @property
     def n_bins(self) -> int:
@@ -164,7 +167,7 @@ def write_maps(store: CohortStore, model_id: str, sample_id: str, maps: SavedMap
             group.create_array(name, data=array, chunks=chunks)
         group.attrs.update(
             {"n_bins": maps.n_bins, "bin_um": maps.bin_um, "temperature": maps.temperature,
-             "measured_spots": maps.measured_spots, "created": now(), "version": version,
+             "spread": maps.spread, "measured_spots": maps.measured_spots, "created": now(), "version": version,
              **sample_stamp(store, sample_id)}
         )  # fmt: skip
         fsync_tree(partial)
@@ -189,7 +192,7 @@ def read_maps(store: CohortStore, model_id: str, sample_id: str) -> SavedMaps:
             reconciled=arrays["reconciled"], image=arrays["image"], std=arrays["std"],
             disc=arrays["disc"], temperature=float(attrs["temperature"]),
             measured_spots=int(attrs["measured_spots"]), bin_um=float(attrs["bin_um"]),
-            version=str(attrs["version"]),
+            version=str(attrs["version"]), spread=float(attrs.get("spread", 1.0)),
         )  # fmt: skip
     except (FileNotFoundError, KeyError, ValueError, TypeError) as error:
         raise StoreError(
