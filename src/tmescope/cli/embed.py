@@ -74,9 +74,9 @@ def embed(
         typer.Option(
             "--samplesheet",
             help="A CSV naming the cohort, one row per section: sample, path (Space Ranger "
-            "folder) or slide (H&E-only), image, mpp; every other column (patient, group, …) "
-            "is metadata kept in the store. Instead of folders, --slide, --image, --sample-id "
-            "and --mpp. See docs/inputs.md.",
+            "folder) or slide (H&E-only), image, mpp, bin_size_um; every other column (patient, "
+            "group, …) is metadata kept in the store. Instead of folders, --slide, --image, "
+            "--sample-id, --mpp and --bin-size. See docs/inputs.md.",
         ),
     ] = None,
     weights: Annotated[
