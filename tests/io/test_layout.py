@@ -181,6 +181,22 @@ def test_hd_bin_size_that_cannot_be_summed_says_how(
     assert "\n" not in str(info.value)
 
 
+def test_a_bin_size_in_whole_um_as_a_float_is_that_size(tmp_path: Path) -> None:
+    """16.0 (typed, or as a store's JSON keeps it) names square_016um; 4.0 sums as 4."""
+    hd = write_visium_hd(tmp_path, bin_sizes=(2, 8, 16))
+    found = locate_spaceranger_files(hd.path, bin_size_um=16.0)
+    assert found.bin_size_um == 16 and isinstance(found.bin_size_um, int)
+    assert found.positions.parent.parent.name == "square_016um"
+    assert locate_spaceranger_files(hd.path, bin_size_um=4.0).bin_size_um == 4
+
+
+@pytest.mark.parametrize("size", [15.5, float("nan"), float("inf")])
+def test_a_bin_size_that_is_no_whole_um_is_refused(tmp_path: Path, size: float) -> None:
+    hd = write_visium_hd(tmp_path, bin_sizes=(2, 8))
+    with pytest.raises(SpaceRangerLayoutError, match=r"bins: Visium HD bins are whole multiples"):
+        locate_spaceranger_files(hd.path, bin_size_um=size)
+
+
 def test_hd_binned_outputs_without_bins(tmp_path: Path) -> None:
     (tmp_path / "outs" / "binned_outputs" / "other").mkdir(parents=True)
     with pytest.raises(SpaceRangerLayoutError, match="no square_NNNum/ bin folders"):

@@ -15,11 +15,12 @@ from tmescope.io.samplesheet import SampleSheet, read_samplesheet
 def folder(tmp_path_factory: pytest.TempPathFactory, visium_run: SyntheticVisium) -> Path:
     """A folder holding two runs, a slide and a plain folder, as a sheet beside them names them
     (links to the session's synthetic run: nothing here writes into it)."""
-    from factories import add_fullres_tiff, write_visium
+    from factories import add_fullres_tiff, write_visium, write_visium_hd
 
     root = tmp_path_factory.mktemp("sheet")
     (root / "runs").mkdir()
     (root / "runs" / "A").symlink_to(visium_run.path)
+    (root / "runs" / "HD").symlink_to(write_visium_hd(root / "hd", bin_sizes=(2, 8)).path)
     run = write_visium(root / "other")
     (root / "runs" / "B").symlink_to(run.path)
     (root / "slides").mkdir()
@@ -108,6 +109,14 @@ BAD_SHEETS = [
     ("sample,slide,mpp\nA,slides/s1.tif,0\n", ["row 2", "column 'mpp'", "'0'"]),
     ("sample,slide,mpp\nA,slides/s1.tif,nan\n", ["row 2", "column 'mpp'", "'nan'"]),
     ("sample,path,mpp\nA,runs/A,0.5\n", ["row 2", "column 'mpp'", "slide rows"]),
+    ("sample,path,bin_size_um\nA,runs/A,16\n", ["row 2 (sample 'A')", "column 'bin_size_um'",
+                                                "standard Visium run"]),
+    ("sample,path,bin_size_um\nH,runs/HD,5\n", ["column 'bin_size_um'", "no 5 µm bins",
+                                                "available bin sizes: 2 µm, 8 µm"]),
+    ("sample,path,bin_size_um\nH,runs/HD,15.5\n", ["column 'bin_size_um'", "whole multiples"]),
+    ("sample,path,bin_size_um\nH,runs/HD,big\n", ["column 'bin_size_um'", "'big' is not a bin"]),
+    ("sample,slide,bin_size_um\nS,slides/s1.tif,16\n", ["column 'bin_size_um'",
+                                                        "not a Space Ranger run"]),
     ("sample,path\n", ["row 2", "no samples"]),
     ("", ["row 1", "no header"]),
     ("sample;path\nA;runs/A\n", ["row 1", "comma-delimited"]),
@@ -131,6 +140,14 @@ def test_a_bad_sheet_is_one_line_naming_file_row_and_column(
     assert message.startswith(f"sample sheet {path}")
     for fragment in fragments:
         assert fragment in message, (fragment, message)
+
+
+def test_a_visium_hd_row_gives_its_bin_size(folder: Path) -> None:
+    """``bin_size_um`` is a column of its own, as ``--bin-size``: not metadata; empty: 8 µm."""
+    text = "sample,path,Bin_Size_um,patient\nH16,runs/HD,16,P1\nH8,runs/HD,,P1\nA,runs/A,,P2\n"
+    sheet = read_samplesheet(write(folder, text))
+    assert [r.bin_size_um for r in sheet.rows] == [16.0, None, None]
+    assert sheet.metadata_columns == ("patient",)
 
 
 def test_empty_trailing_columns_and_short_rows_are_fine(folder: Path) -> None:

@@ -53,3 +53,13 @@ def test_summed_bin_sizes_hash_apart(tmp_path: Path) -> None:
             if sample.layout.summed_from is None:  # a written size: as before streaming
                 assert digests[size] == whole_file_hash(sample)
     assert len(set(digests.values())) == 4
+
+
+def test_written_bin_sizes_hash_apart(tmp_path: Path) -> None:
+    """Each written size is its own folder's files; summed sizes beside them differ too."""
+    hd = write_visium_hd(tmp_path, bin_sizes=(2, 8, 16))
+    digests = set()
+    for size in (2, 8, 16, 4, 32):
+        with read_visium(hd.path, bin_size_um=size) as sample:
+            digests.add(source_hash(sample))
+    assert len(digests) == 5

@@ -74,9 +74,9 @@ def embed(
         typer.Option(
             "--samplesheet",
             help="A CSV naming the cohort, one row per section: sample, path (Space Ranger "
-            "folder) or slide (H&E-only), image, mpp; every other column (patient, group, …) "
-            "is metadata kept in the store. Instead of folders, --slide, --image, --sample-id "
-            "and --mpp. See docs/inputs.md.",
+            "folder) or slide (H&E-only), image, mpp, bin_size_um; every other column (patient, "
+            "group, …) is metadata kept in the store. Instead of folders, --slide, --image, "
+            "--sample-id, --mpp and --bin-size. See docs/inputs.md.",
         ),
     ] = None,
     weights: Annotated[
@@ -127,6 +127,14 @@ def embed(
             "--spot-diameter",
             help="Diameter in µm of an AnnData's spots when its uns['spatial'] scalefactors do "
             "not say (default 55, Visium's).",
+        ),
+    ] = None,
+    bin_size: Annotated[
+        float | None,
+        typer.Option(
+            "--bin-size",
+            help="Visium HD bin size in µm of the Space Ranger samples (default 8): 2, 8 or 16 "
+            "as written, another multiple of 2 summed from the 2 µm bins. Kept in the store.",
         ),
     ] = None,
     grid: Annotated[
@@ -196,6 +204,7 @@ def embed(
                 ("Space Ranger folders", samples), ("--slide", slides), ("--image", images),
                 ("--sample-id", ids), ("--mpp", mpp is not None), ("--table", table is not None),
                 ("--spot-diameter", spot_diameter is not None),
+                ("--bin-size", bin_size is not None),
             )
             if used
         ]  # fmt: skip
@@ -203,13 +212,18 @@ def embed(
             named = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
             raise InvalidParameterError(
                 f"--samplesheet names the samples, so {named} cannot be given with it; put them "
-                "in the sheet (columns path, slide, image, mpp) or drop "
+                "in the sheet (columns path, slide, image, mpp, bin_size_um) or drop "
                 "--samplesheet"
             )
     elif not samples and not slides:
         raise InvalidParameterError(
             "nothing to embed: give Space Ranger folders, H&E-only slides with --slide, or a "
             "--samplesheet"
+        )
+    elif bin_size is not None and not samples:
+        raise InvalidParameterError(
+            "--bin-size picks the bins of Visium HD Space Ranger runs, and only --slide was "
+            "given; drop --bin-size"
         )
     if images and len(images) != len(samples):
         raise InvalidParameterError(
@@ -242,6 +256,7 @@ def embed(
                 table=table,
                 sample_id=ids[i] if ids and not slides else None,
                 spot_diameter_um=spot_diameter,
+                bin_size_um=bin_size,
             )
             for i, s in enumerate(samples)
         ]

@@ -94,4 +94,5 @@ class SampleSheetColumns:
     SLIDE: Final = "slide"  # an H&E-only slide
     IMAGE: Final = "image"  # the full-resolution H&E of a path row
     MPP: Final = "mpp"  # µm per pixel of a slide row
-    ALL: Final = (SAMPLE, PATH, SLIDE, IMAGE, MPP)
+    BIN_SIZE: Final = "bin_size_um"  # the Visium HD bin size of a path row (as --bin-size)
+    ALL: Final = (SAMPLE, PATH, SLIDE, IMAGE, MPP, BIN_SIZE)

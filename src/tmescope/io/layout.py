@@ -8,6 +8,7 @@ bin folder to sum from (``summed_from``).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -45,9 +46,10 @@ class SpaceRangerLayout:
 
 
 def locate_spaceranger_files(
-    path: Path | str, *, bin_size_um: int | None = None
+    path: Path | str, *, bin_size_um: float | None = None
 ) -> SpaceRangerLayout:
-    """Locate positions, scalefactors, matrix and images under ``path``."""
+    """Locate positions, scalefactors, matrix and images under ``path`` (a Visium HD run's at
+    ``bin_size_um``, whole µm: ``16.0`` is ``16``)."""
     # Absolute, so that "." or "outs" still name the run and a bin folder is recognised.
     path = Path(os.path.abspath(Path(path).expanduser()))
     if not path.exists():
@@ -58,29 +60,43 @@ def locate_spaceranger_files(
         raise SpaceRangerLayoutError(
             f"{path} is a file; expected a Space Ranger outs/ folder (holding spatial/ and the matrix)"
         )
+    requested = _whole_um(bin_size_um)
     bin_match = _BIN_DIR.match(path.name)
     if bin_match and path.parent.name == F.BINNED_OUTPUTS:  # pointed straight at one HD bin
         size = int(bin_match.group(1))
-        if bin_size_um is not None and bin_size_um != size:
+        if requested is not None and requested != size:
             raise SpaceRangerLayoutError(
-                f"{path} holds {size} µm bins but {bin_size_um} µm bins were asked for; point at "
+                f"{path} holds {size} µm bins but {requested} µm bins were asked for; point at "
                 "the outs/ folder to choose a bin size, or drop --bin-size"
             )
         return _hd_layout(path.parent.parent, path, size)
     for root in (path, path / F.OUTS):
         if (root / F.BINNED_OUTPUTS).is_dir():
-            return _hd_bin_layout(root, bin_size_um)
+            return _hd_bin_layout(root, requested)
         if (root / F.SPATIAL).is_dir():
-            if bin_size_um is not None:
+            if requested is not None:
                 raise SpaceRangerLayoutError(
                     f"{root} is a standard Visium run (no binned_outputs/), so a bin size of "
-                    f"{bin_size_um} µm does not apply; drop --bin-size"
+                    f"{requested} µm does not apply; drop --bin-size"
                 )
             return _visium_layout(root)
     raise SpaceRangerLayoutError(
         f"{path} holds no spatial/ folder (nor outs/spatial/ or binned_outputs/); expected a Space "
         "Ranger outs/ folder, its parent, or a folder with spatial/ and the count matrix"
     )
+
+
+def _whole_um(size: float | None) -> int | None:
+    """A requested bin size as whole µm (a stored or typed ``16.0`` names ``square_016um``)."""
+    if size is None:
+        return None
+    if not (math.isfinite(size) and float(size).is_integer()):
+        raise SpaceRangerLayoutError(
+            f"no {size:g} µm bins: Visium HD bins are whole multiples of {HD_FINEST_BIN_UM} µm "
+            f"(2, 8, 16 as Space Ranger writes them, others summed from {HD_FINEST_BIN_UM} µm "
+            "bins); pass one to --bin-size"
+        )
+    return int(size)
 
 
 def _visium_layout(root: Path) -> SpaceRangerLayout:

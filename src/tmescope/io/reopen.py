@@ -15,14 +15,18 @@ from tmescope.io.sample import Sample
 from tmescope.io.slide_sample import HE_ONLY, SlideSample, read_slide
 from tmescope.io.visium import read_visium
 
+HD_BIN_SIZE = "bin_size_um"  # meta.extra: the Visium HD bin size (µm) a sample was read at
+
 
 def reopen_sample(
     source_path: str | Path, *, extra: Mapping[str, Any], mpp: float
 ) -> Sample | SlideSample:
     """Open the sample a store recorded (``source_path`` and its ``meta.extra``) lazily.
 
-    Notes about the image's fitness for embedding were given when it was embedded; here they
-    would only confuse, so they are silenced. Errors are the readers' :class:`TmescopeError`.
+    A Visium HD run is read at the bin size it was embedded at (stores written before it was
+    recorded: the default). Notes about the image's fitness for embedding were given when it was
+    embedded; here they would only confuse, so they are silenced. Errors are the readers'
+    :class:`TmescopeError`.
     """
     image = extra.get("image") if extra.get("image_kind") == "fullres" else None
     with warnings.catch_warnings():
@@ -43,4 +47,10 @@ def reopen_sample(
             return read_spatialdata(
                 source_path, table=extra.get("table"), image=Path(image).name if image else None
             )
-        return read_visium(source_path, image=image)
+        return read_visium(source_path, image=image, bin_size_um=recorded_bin_size(extra))
+
+
+def recorded_bin_size(extra: Mapping[str, Any]) -> float | None:
+    """The Visium HD bin size a stored sample was read at (``None``: not recorded, the default)."""
+    size = extra.get(HD_BIN_SIZE)
+    return float(size) if isinstance(size, int | float) else None

@@ -16,6 +16,7 @@ Columns (the header's names are matched whatever their case and surrounding spac
 * ``image``: the full-resolution H&E of a ``path`` row (as ``--image``; empty: the hires PNG,
   or for an AnnData the image its ``uns`` or HEST's ``wsis/`` names);
 * ``mpp``: µm per pixel of a ``slide`` or AnnData row whose metadata lacks it (as ``--mpp``);
+* ``bin_size_um``: the bin size of a Visium HD ``path`` row (as ``--bin-size``; empty: 8 µm);
 * every other column is metadata (``patient``, ``group``, …), kept per sample as text.
 
 Relative paths are read from the sheet's folder. The whole sheet is checked before anything
@@ -63,6 +64,7 @@ class SheetRow:
     image: Path | None = None
     mpp: float | None = None
     metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+    bin_size_um: float | None = None  # a Visium HD path row's (None: the default)
 
 
 @dataclass(frozen=True)
@@ -288,13 +290,15 @@ def _parse_row(
             folder, image = _space_ranger(cells, path, sample), _image(cells, sample)
             _refuse_mpp(cells, sample)
             return SheetRow(
-                sample=sample, row=cells.number, path=folder, image=image, metadata=metadata
-            )
+                sample=sample, row=cells.number, path=folder, image=image, metadata=metadata,
+                bin_size_um=_bin_size(cells, folder, sample),
+            )  # fmt: skip
         if not measured.exists():
             raise cells.error(
                 C.PATH, f"{measured} does not exist{cells.relative_hint(path)}", sample=sample
             )
         # An AnnData, HEST-1k or SpatialData input: its reader checks the rest when embedding.
+        _bin_size(cells, None, sample)
         return SheetRow(
             sample=sample, row=cells.number, path=measured, image=_image(cells, sample),
             mpp=_mpp(cells, sample), metadata=metadata,
@@ -307,6 +311,7 @@ def _parse_row(
             "(or give the Space Ranger folder as path instead of slide)",
             sample=sample,
         )
+    _bin_size(cells, None, sample)
     return SheetRow(
         sample=sample, row=cells.number, slide=_slide(cells, slide, sample),
         mpp=_mpp(cells, sample), metadata=metadata,
@@ -382,3 +387,32 @@ def _refuse_mpp(cells: _Cells, sample: str) -> None:
             "metadata or its spot pitch: empty the cell (mpp is for slide rows)",
             sample=sample,
         )
+
+
+def _bin_size(cells: _Cells, folder: Path | None, sample: str) -> float | None:
+    """The row's Visium HD bin size, refused (as ``read_visium`` refuses it) where the run
+    ``folder`` cannot give it; ``folder`` None: the row is no Space Ranger run."""
+    value = cells.get(C.BIN_SIZE)
+    if not value:
+        return None  # 8 µm, as `embed PATH` without --bin-size
+    if folder is None:
+        raise cells.error(
+            C.BIN_SIZE,
+            f"{value!r} given for a row that is not a Space Ranger run; a bin size picks a "
+            "Visium HD run's bins: empty the cell",
+            sample=sample,
+        )
+    try:
+        size = float(value)
+    except ValueError:
+        raise cells.error(
+            C.BIN_SIZE,
+            f"{value!r} is not a bin size; expected µm (2, 8 or 16 as Space Ranger writes them, "
+            "another multiple of 2 summed from the 2 µm bins), or an empty cell for 8 µm",
+            sample=sample,
+        ) from None
+    try:
+        locate_spaceranger_files(folder, bin_size_um=size)
+    except SpaceRangerLayoutError as error:
+        raise cells.error(C.BIN_SIZE, first_line(error), sample=sample) from error
+    return size

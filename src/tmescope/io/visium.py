@@ -40,7 +40,7 @@ def read_visium(
     *,
     image: Path | str | None = None,
     sample_id: str | None = None,
-    bin_size_um: int | None = None,
+    bin_size_um: float | None = None,
     mpp: float | None = None,
 ) -> Sample:
     """Read one Space Ranger run.

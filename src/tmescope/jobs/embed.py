@@ -12,7 +12,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from tmescope.jobs.embed_inputs import SampleInput as SampleInput
 from tmescope.jobs.embed_inputs import SlideInput as SlideInput
 from tmescope.jobs.embed_inputs import TableInput as TableInput
 from tmescope.jobs.embed_inputs import embed_input as embed_input
-from tmescope.jobs.embed_inputs import open_input
+from tmescope.jobs.embed_inputs import open_input, stored_extra
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def embed_sample_into_store(
                 mpp=sample.mpp,
                 patch_um=size_um,
                 patch_px=spec.input_px,
-                extra=_extra_meta(sample, item.metadata),
+                extra=stored_extra(sample, item.metadata),
             ),
             dim=spec.embed_dim,
             chunk_rows=settings.chunk_rows,
@@ -317,22 +317,6 @@ class _Bins:
 
     def store_arguments(self) -> dict[str, Any]:
         return {"bins": self.stored, "bin_dim": self.dim, "bin_spec": self.spec}
-
-
-def _extra_meta(sample: Sample | SlideSample, metadata: Mapping[str, str] | None) -> dict[str, Any]:
-    from tmescope.store.schema import METADATA, MPP_SOURCE
-
-    extra: dict[str, Any] = {
-        MPP_SOURCE: sample.mpp_source,
-        "platform": sample.platform,
-        "spot_diameter_um": sample.spot_diameter_um,
-        "image_kind": sample.image_kind,
-        "image": str(sample.slide.path),
-    }
-    table = (sample.metadata or {}).get("table") if isinstance(sample, Sample) else None
-    if table:  # a SpatialData's table: what reopening the sample needs when it holds several
-        extra["table"] = str(table)
-    return extra if metadata is None else extra | {METADATA: dict(metadata)}
 
 
 def source_hash(sample: Sample | SlideSample) -> str:

@@ -40,5 +40,6 @@ def _input(row: SheetRow) -> EmbedInput:
         return SlideInput(row.slide, sample_id=row.sample, mpp=row.mpp, metadata=metadata)
     assert row.path is not None  # the reader gives every row a path or a slide
     return embed_input(
-        row.path, image=row.image, sample_id=row.sample, mpp=row.mpp, metadata=metadata
-    )
+        row.path, image=row.image, sample_id=row.sample, mpp=row.mpp, metadata=metadata,
+        bin_size_um=row.bin_size_um,
+    )  # fmt: skip

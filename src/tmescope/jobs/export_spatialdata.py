@@ -277,9 +277,11 @@ def slide_of(store: CohortStore, sample_id: str) -> tuple[Path, float]:
     if extra.get("image_kind", "fullres") == "fullres":
         return path, 1.0
     from tmescope.io import read_visium
+    from tmescope.io.reopen import recorded_bin_size
 
     try:
-        with read_visium(meta.source_path, image=None) as source:
+        bin_size_um = recorded_bin_size(meta.extra)  # the units it was embedded at
+        with read_visium(meta.source_path, image=None, bin_size_um=bin_size_um) as source:
             return path, float(source.image_scale)
     except TmescopeError as error:
         raise StoreError(

@@ -276,6 +276,7 @@ def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
     for an H&E-only slide, a thumbnail of the slide standing in for the lowres image."""
     from tmescope.io import read_visium
     from tmescope.io.input_kind import input_kind
+    from tmescope.io.reopen import recorded_bin_size
     from tmescope.io.slide_sample import HE_ONLY
 
     meta = store.sample_record(sample).meta
@@ -293,7 +294,9 @@ def _spatial_uns(store: Any, sample: str) -> dict[str, Any]:
         # for embedding (given when the sample was embedded) would only confuse.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TmescopeWarning)
-            with read_visium(meta.source_path) as source:
+            # At the bin size it was embedded at: its scalefactors' spot diameter is that size's.
+            bin_size_um = recorded_bin_size(meta.extra)
+            with read_visium(meta.source_path, bin_size_um=bin_size_um) as source:
                 spatial = source.to_anndata(library_id=sample).uns["spatial"][sample]
     except TmescopeError as error:
         warnings.warn(
