@@ -14,6 +14,7 @@ from tmescope.store.maps import (
     MapsModelInfo,
     SavedMaps,
     fresh_maps,
+    maps_directory,
     read_maps,
     write_maps,
     write_maps_info,
@@ -30,7 +31,7 @@ def _maps(n_bins: int, seed: int = 0) -> SavedMaps:
     return SavedMaps(
         reconciled=shares, image=shares[:, ::-1].copy(), std=shares / 10,
         disc=rng.integers(-1, 40, n_bins).astype(np.int32), temperature=1.5,
-        measured_spots=40, bin_um=16.0,
+        measured_spots=40, bin_um=16.0, spread=0.25,
     )  # fmt: skip
 
 
@@ -54,8 +55,14 @@ def test_maps_read_back_bit_for_bit_and_pass_verify(with_bins: CohortStore) -> N
     back = read_maps(with_bins, MODEL, "S1")
     for name in ("reconciled", "image", "std", "disc"):
         np.testing.assert_array_equal(getattr(back, name), getattr(maps, name))
-    assert back.temperature == 1.5 and back.version == created
+    assert back.temperature == 1.5 and back.spread == 0.25 and back.version == created
     assert set(fresh_maps(with_bins, MODEL)) == {"S1"} and with_bins.verify() == []
+    # A set written before the spread was chosen (no such attribute) spread its corrections in full.
+    import zarr
+
+    group = zarr.open_group(maps_directory(with_bins, MODEL) / "S1", mode="r+")
+    del group.attrs["spread"]
+    assert read_maps(with_bins, MODEL, "S1").spread == 1.0
 
 
 def test_a_set_that_does_not_fit_its_sample_is_one_problem(with_bins: CohortStore) -> None:
