@@ -15,6 +15,7 @@ import pytest
 
 if TYPE_CHECKING:  # factories imports the writers: only the fixtures that use them load it
     from factories import SyntheticVisium
+    from tmescope.jobs.embed import EmbedSummary
 
 # The public data lies beside the repository (../shared/data); TMESCOPE_TEST_DATA overrides it.
 REAL_DATA = Path(
@@ -106,3 +107,71 @@ def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return write_synthetic_cohort(
         tmp_path_factory.mktemp("synth"), n_samples=2, n_spots=60, seed=11
     )
+
+
+@pytest.fixture(scope="session")
+def synth_embedded(
+    tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]
+) -> tuple[Path, list[EmbedSummary]]:
+    """``synth_cohort`` embedded with ``test-vit-tiny`` (spots, cover patches and sub-spot bins
+    at the default 16 µm, no grid) into one store, and the summaries of that run.
+
+    Built once per worker for every module that reads such a store: read-only, a test that
+    writes into it (an index, fused sets, maps, another sample) copies it to ``tmp_path`` first.
+    """
+    from tmescope.jobs.embed import SampleInput
+    from tmescope.workflows import embed_samples, fullres_image_of
+
+    store = tmp_path_factory.mktemp("synth_embedded") / "cohort.zarr"
+    items = [SampleInput(d, image=fullres_image_of(d)) for d in synth_cohort]
+    return store, embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def synth_store(synth_embedded: tuple[Path, list[EmbedSummary]]) -> Path:
+    """The store of ``synth_embedded``; read-only (copy it to change it)."""
+    return synth_embedded[0]
+
+
+@pytest.fixture(scope="session")
+def grid_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small synthetic samples (90 spots each, seed 4; ``cohort/`` beside the store, with
+    its ``reference.h5ad``) embedded with spots and a 55 µm grid of tiles.
+
+    Shared by the training tests and the viewer's: read-only, copy it to change it
+    (``factories.copy_beside_its_cohort``).
+    """
+    from tmescope.datasets import write_synthetic_cohort
+    from tmescope.jobs.embed import EmbedSettings, SampleInput
+    from tmescope.workflows import embed_samples, fullres_image_of
+
+    root = tmp_path_factory.mktemp("grid")
+    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=4)
+    embed_samples(
+        [SampleInput(d, image=fullres_image_of(d)) for d in dirs], store=root / "cohort.zarr",
+        encoder="test-vit-tiny", device="cpu", settings=EmbedSettings(grid_um=55.0),
+    )  # fmt: skip
+    return root / "cohort.zarr"
+
+
+@pytest.fixture(scope="session")
+def bins_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small synthetic samples (90 spots each, seed 5; ``cohort/`` beside the store, with
+    its ``reference.h5ad`` and each sample's cells) embedded as ``tmescope embed`` does by
+    default: spots, cover patches and 16 µm sub-spot bins.
+
+    Shared by the sub-spot and evaluation tests: read-only. A module copies it with its
+    ``cohort/`` (``factories.copy_beside_its_cohort``) and adds its own samples.
+    """
+    from tmescope.datasets import write_synthetic_cohort
+    from tmescope.jobs.embed import SampleInput
+    from tmescope.workflows import embed_samples, fullres_image_of
+
+    root = tmp_path_factory.mktemp("bins")
+    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=5)
+    embed_samples(
+        [SampleInput(d, image=fullres_image_of(d)) for d in dirs], store=root / "cohort.zarr",
+        encoder="test-vit-tiny", device="cpu",
+    )  # fmt: skip
+    return root / "cohort.zarr"
+
