@@ -2,14 +2,16 @@
 
 Also how the suite shares the machine under pytest-xdist (``make test`` runs ``-n 2 --dist
 loadscope``): each worker gives torch and BLAS its share of the cores, and a test module runs
-whole in one worker, so its module-scoped fixtures are built once.
+whole in one worker, so its module-scoped fixtures are built once. The cohorts several modules
+embed (``synth_embedded``, ``grid_store``, ``bins_store``) are session fixtures: built once per
+worker, read-only, copied by a test that writes.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +30,20 @@ REAL_DATA = Path(
 TESTS = Path(__file__).resolve().parent
 # Folders whose modules share a session fixture (tests/viz: one trained store): one group each.
 SHARED_FIXTURE_FOLDERS = {"viz"}
+# The groups that take longest (minutes of fixtures and subprocesses: see `--durations=0`),
+# handed out first, longest first, so that the workers end together rather than one waiting on
+# the other's last big module. The others follow in xdist's order (most tests first). A name
+# that is gone or out of date only changes the order.
+LONGEST_FIRST = (
+    "tests/viz",
+    "tests/jobs/test_subspot_maps.py",
+    "tests/cli/test_embed_cli.py",
+    "tests/jobs/test_analysis.py",
+    "tests/cli/test_fusion_cli.py",
+    "tests/jobs/test_embed.py",
+    "tests/test_workflows.py",
+    "tests/jobs/test_train_predict.py",
+)
 
 
 def _share_the_cores() -> None:
@@ -51,18 +67,30 @@ _share_the_cores()  # before any test module imports torch or numpy's BLAS
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: ignored when xdist is absent
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """Under ``--dist loadscope``, a test module runs whole in one worker, and so does each
-    folder whose modules share a session fixture, so their fixtures are built once."""
+    folder whose modules share a session fixture, so their fixtures are built once; the
+    longest groups (``LONGEST_FIRST``) go out first."""
     if config.getoption("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class ByFixtureScope(LoadScopeScheduling):
+        _longest_first = False
+
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             parts = module.split("/")
             if len(parts) > 2 and parts[1] in SHARED_FIXTURE_FOLDERS:
                 return "/".join(parts[:2])
             return module
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if not self._longest_first:  # the first call: the queue is whole
+                self._longest_first = True
+                rank = {scope: i for i, scope in enumerate(LONGEST_FIRST)}
+                queue = sorted(self.workqueue.items(), key=lambda kv: rank.get(kv[0], len(rank)))
+                self.workqueue.clear()
+                self.workqueue.update(queue)
+            super()._assign_work_unit(node)
 
     return ByFixtureScope(config, log)
 
