@@ -10,6 +10,8 @@ worker, read-only, copied by a test that writes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,9 +142,10 @@ def synth_cohort(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture(scope="session")
 def synth_embedded(
     tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]
-) -> tuple[Path, list[EmbedSummary]]:
-    """``synth_cohort`` embedded with ``test-vit-tiny`` (spots, cover patches and sub-spot bins
-    at the default 16 µm, no grid) into one store, and the summaries of that run.
+) -> Iterator[tuple[Path, list[EmbedSummary]]]:
+    """``synth_cohort`` embedded with ``test-vit-tiny`` as ``tmescope embed`` does by default
+    (spots and 16 µm sub-spot bins; no grid, no cover patches) into one store, and the
+    summaries of that run.
 
     Built once per worker for every module that reads such a store: read-only, a test that
     writes into it (an index, fused sets, maps, another sample) copies it to ``tmp_path`` first.
@@ -152,7 +155,9 @@ def synth_embedded(
 
     store = tmp_path_factory.mktemp("synth_embedded") / "cohort.zarr"
     items = [SampleInput(d, image=fullres_image_of(d)) for d in synth_cohort]
-    return store, embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
+    summaries = embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
+    with _kept_read_only(store):
+        yield store, summaries
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +167,7 @@ def synth_store(synth_embedded: tuple[Path, list[EmbedSummary]]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def grid_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def grid_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Three small synthetic samples (90 spots each, seed 4; ``cohort/`` beside the store, with
     its ``reference.h5ad``) embedded with spots and a 55 µm grid of tiles.
 
@@ -179,14 +184,15 @@ def grid_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [SampleInput(d, image=fullres_image_of(d)) for d in dirs], store=root / "cohort.zarr",
         encoder="test-vit-tiny", device="cpu", settings=EmbedSettings(grid_um=55.0),
     )  # fmt: skip
-    return root / "cohort.zarr"
+    with _kept_read_only(root / "cohort.zarr"):
+        yield root / "cohort.zarr"
 
 
 @pytest.fixture(scope="session")
-def bins_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bins_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Three small synthetic samples (90 spots each, seed 5; ``cohort/`` beside the store, with
     its ``reference.h5ad`` and each sample's cells) embedded as ``tmescope embed`` does by
-    default: spots, cover patches and 16 µm sub-spot bins.
+    default: spots and 16 µm sub-spot bins.
 
     Shared by the sub-spot and evaluation tests: read-only. A module copies it with its
     ``cohort/`` (``factories.copy_beside_its_cohort``) and adds its own samples.
@@ -201,5 +207,24 @@ def bins_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [SampleInput(d, image=fullres_image_of(d)) for d in dirs], store=root / "cohort.zarr",
         encoder="test-vit-tiny", device="cpu",
     )  # fmt: skip
-    return root / "cohort.zarr"
+    with _kept_read_only(root / "cohort.zarr"):
+        yield root / "cohort.zarr"
 
+
+@contextmanager
+def _kept_read_only(store: Path) -> Iterator[None]:
+    """On leaving (the end of the session), fails if a test changed, added or removed a file of
+    ``store`` (a test that writes into a shared store must copy it first)."""
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {
+            p.relative_to(store).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in store.rglob("*")
+            if p.is_file()
+        }
+
+    before = files()
+    yield
+    after = files()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"a test wrote into the shared store {store}: {changed[:5]}; copy it first"
