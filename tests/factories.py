@@ -13,6 +13,7 @@ drawn as dark 55 µm discs on a light background with a gentle gradient.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,3 +434,16 @@ def write_visium_hd(
     write_png(outs / F.SPATIAL / F.HIRES_IMAGE, downscale(fullres, 0.5))
     write_png(outs / F.SPATIAL / F.LOWRES_IMAGE, downscale(fullres, 0.25))
     return SyntheticVisiumHD(path=run, outs=outs, mpp=mpp, bins=bins, scalefactors=factors)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared stores (tests/conftest.py)
+
+
+def copy_beside_its_cohort(store: Path, root: Path) -> Path:
+    """A writable copy of a shared ``store`` at ``root/cohort.zarr``, its samples' folder linked
+    at ``root/cohort`` (the store names the samples by their original folders)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(store, root / "cohort.zarr")
+    (root / "cohort").symlink_to(store.parent / "cohort", target_is_directory=True)
+    return root / "cohort.zarr"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +60,8 @@ def test_synth_then_info_json(tmp_path: Path) -> None:
     assert summary["image"]["levels"] > 1
 
 
-def test_info_table_without_image_uses_hires(tmp_path: Path) -> None:
-    run_cli("synth", tmp_path, "--samples", "1", "--spots", "40", "--seed", "1")
-    sample_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
-    result = run_cli("info", sample_dir)
+def test_info_table_without_image_uses_hires(synth_cohort: list[Path]) -> None:
+    result = run_cli("info", synth_cohort[0])  # synth's output (tests/conftest.py), read only
     assert result.returncode == 0, result.stderr
     assert "hires" in result.stdout
     assert "spot-pitch" in result.stdout
@@ -72,9 +71,9 @@ def test_missing_folder_is_one_line_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("info", tmp_path / "nowhere"), "does not exist")
 
 
-def test_truncated_matrix_is_one_line_exit_2(tmp_path: Path) -> None:
-    run_cli("synth", tmp_path / "c", "--samples", "1", "--spots", "30", "--seed", "2")
-    outs = tmp_path / "c" / "synth_00" / "outs"
+def test_truncated_matrix_is_one_line_exit_2(tmp_path: Path, synth_cohort: list[Path]) -> None:
+    outs = tmp_path / "outs"
+    shutil.copytree(synth_cohort[0] / "outs", outs)
     h5 = outs / "filtered_feature_bc_matrix.h5"
     h5.write_bytes(h5.read_bytes()[:3000])
     assert_one_line_error(run_cli("info", outs), "truncated")

@@ -2,49 +2,30 @@
 
 Runs that need a real process of their own (concurrent writers, a Dask cluster, the proof that
 nothing prints a traceback) start ``python -m tmescope``; the many bad-input cases call the same
-entry point, ``tmescope.cli.main:main``, in this process, which saves a torch start-up each.
+entry point, ``tmescope.cli.main:main``, in this process, which saves a torch start-up each
+(both in cli_calls.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import logging
 import shutil
 import subprocess
 import sys
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
+from cli_calls import Result, call_cli, run_cli
 from tmescope.jobs.embed import SampleInput
 from tmescope.store import CohortStore, RowKind, SampleStatus
 from tmescope.workflows import embed_samples, fullres_image_of
 
 ENCODER = "test-vit-tiny"
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run_cli(*args: str | Path) -> Result:
-    """``tmescope ARGS`` in a fresh process."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tmescope", *map(str, args)], capture_output=True, text=True
-    )
-    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def start_cli(*args: str | Path) -> subprocess.Popen[str]:
@@ -54,30 +35,6 @@ def start_cli(*args: str | Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def call_cli(*args: str | Path) -> Result:
-    """``tmescope ARGS`` through the console-script entry point, in this process."""
-    from tmescope.cli.main import main
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # the CLI reconfigures logging
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        with (
-            warnings.catch_warnings(),
-            mock.patch.object(sys, "argv", ["tmescope", *map(str, args)]),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return Result(code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: Result, *fragments: str) -> str:

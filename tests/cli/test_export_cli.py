@@ -9,16 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tmescope.jobs.embed import SampleInput
-from tmescope.workflows import embed_samples
-
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> Path:
-    path = tmp_path_factory.mktemp("export_cli") / "cohort.zarr"
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
-    embed_samples(items, store=path, encoder="test-vit-tiny", device="cpu")
-    return path
+def store(synth_store: Path) -> Path:
+    """Both synthetic samples embedded (the session's store, see conftest.py); read-only."""
+    return synth_store
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,7 @@
-"""``tmescope train`` and ``tmescope predict`` from the command line: tables, JSON, bad input."""
+"""``tmescope train`` and ``tmescope predict`` from the command line: tables, JSON, bad input.
+
+Training that succeeds, or is killed and resumed, runs in a process of its own as a user runs
+it; the bad-input cases call the same entry point in this process (cli_calls.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tmescope.jobs.embed import SampleInput
-from tmescope.workflows import embed_samples
+from cli_calls import call_cli, run_cli
 
 
 @pytest.fixture(scope="module")
-def two_samples(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> Path:
-    path = tmp_path_factory.mktemp("train_cli") / "cohort.zarr"
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
-    embed_samples(items, store=path, encoder="test-vit-tiny", device="cpu")
-    return path
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tmescope", *map(str, args)], capture_output=True, text=True
-    )
+def two_samples(synth_store: Path) -> Path:
+    """Both synthetic samples embedded (the session's store, see conftest.py); read-only."""
+    return synth_store
 
 
 def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_path: Path) -> None:
@@ -53,7 +47,7 @@ def test_train_prints_json_with_every_model_asked_for(two_samples: Path, tmp_pat
 def test_bad_training_requests_are_one_line_exit_2(
     two_samples: Path, tmp_path: Path, args: list[str], fragment: str
 ) -> None:
-    result = run_cli("train", two_samples, "--out", tmp_path / "m", "--device", "cpu", *args)
+    result = call_cli("train", two_samples, "--out", tmp_path / "m", "--device", "cpu", *args)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
@@ -62,7 +56,7 @@ def test_bad_training_requests_are_one_line_exit_2(
 
 
 def test_predict_without_a_model_says_how_to_train_one(two_samples: Path, tmp_path: Path) -> None:
-    result = run_cli(
+    result = call_cli(
         "predict", two_samples, tmp_path / "none", "--sample", "synth_00", "--out", tmp_path / "p"
     )
     assert result.returncode == 2

@@ -1,34 +1,29 @@
-"""``tmescope index`` and ``tmescope query`` on a small embedded store."""
+"""``tmescope index`` and ``tmescope query`` on a small embedded store.
+
+The index and query runs that succeed start ``python -m tmescope`` as a user does; the
+bad-input cases call the same entry point in this process (cli_calls.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tmescope.jobs.embed import SampleInput
+from cli_calls import call_cli, run_cli
 from tmescope.store import CohortStore
-from tmescope.workflows import build_cohort_index, embed_samples, query_store
+from tmescope.workflows import build_cohort_index, query_store
 
 
 @pytest.fixture(scope="module")
-def indexed_store(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> Path:
+def indexed_store(tmp_path_factory: pytest.TempPathFactory, synth_store: Path) -> Path:
+    """A copy of the session's store of both synthetic samples, with its similarity index."""
     path = tmp_path_factory.mktemp("search") / "cohort.zarr"
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
-    embed_samples(items, store=path, encoder="test-vit-tiny", device="cpu")
+    shutil.copytree(synth_store, path)
     build_cohort_index(path)
     return path
-
-
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tmescope", *map(str, args)], capture_output=True, text=True
-    )
 
 
 def test_a_spot_finds_itself_first(indexed_store: Path) -> None:
@@ -97,7 +92,7 @@ def test_cli_index_and_query_json(indexed_store: Path, tmp_path: Path) -> None:
 def test_bad_queries_are_one_line_exit_2(
     indexed_store: Path, args: list[str], fragment: str
 ) -> None:
-    result = run_cli("query", indexed_store, *args)
+    result = call_cli("query", indexed_store, *args)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -107,7 +102,7 @@ def test_bad_queries_are_one_line_exit_2(
 def test_a_store_without_an_index_says_how_to_build_it(tmp_path: Path, indexed_store: Path) -> None:
     copy = tmp_path / "noindex.zarr"
     shutil.copytree(indexed_store, copy, ignore=shutil.ignore_patterns("index"))
-    result = run_cli("query", copy, "--sample", "synth_00")
+    result = call_cli("query", copy, "--sample", "synth_00")
     assert result.returncode == 2
     assert "tmescope index" in result.stderr
 
@@ -129,7 +124,7 @@ def test_html_gallery_is_self_contained_with_k_plus_one_images(
 
 
 def test_html_needs_a_spot_or_a_region(indexed_store: Path, tmp_path: Path) -> None:
-    result = run_cli("query", indexed_store, "--sample", "synth_00", "--html", tmp_path / "g.html")
+    result = call_cli("query", indexed_store, "--sample", "synth_00", "--html", tmp_path / "g.html")
     assert result.returncode == 2
     assert "--html draws a gallery" in result.stderr
 
@@ -185,7 +180,7 @@ def test_cli_image_query_writes_a_gallery(indexed_store: Path, tmp_path: Path) -
 def test_a_file_that_is_not_an_image_is_refused(indexed_store: Path, tmp_path: Path) -> None:
     fake = tmp_path / "patch.png"
     fake.write_text("not an image")
-    result = run_cli("query", indexed_store, "--image", fake, "--device", "cpu")
+    result = call_cli("query", indexed_store, "--image", fake, "--device", "cpu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "could not read" in result.stderr and str(fake) in result.stderr
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_calls import call_cli
 from tmescope.errors import (
     InvalidParameterError,
     ModelMismatchError,
@@ -47,7 +48,11 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         items, store=store, encoder="test-vit-tiny", device="cpu",
         settings=EmbedSettings(grid_um=110.0),
     )  # fmt: skip
-    settings = TrainSettings(n_genes=50, n_members=2, models=("gat",), device="cpu")
+    # One head per cross-validation fold: no test here reads the folds' scores, and the saved
+    # head (2 members, fitted on every sample) is the same whatever the folds fitted.
+    settings = TrainSettings(
+        n_genes=50, n_members=2, cv_members=1, models=("gat",), device="cpu"
+    )
     train_model(store, root / "model", settings=settings)
     truth = [pd.read_csv(d / "ground_truth.csv").assign(sample_id=d.name) for d in dirs]
     annotations = root / "regions.csv"
@@ -133,14 +138,9 @@ def test_bad_input_is_refused(cohort: tuple[Path, Path, Path], tmp_path: Path) -
 
 
 def test_grid_without_tiles_is_refused(
-    cohort: tuple[Path, Path, Path], tmp_path: Path, synth_cohort: list[Path]
+    cohort: tuple[Path, Path, Path], synth_store: Path
 ) -> None:
-    spots_only = tmp_path / "spots.zarr"
-    source = synth_cohort[0]
-    embed_samples(
-        [SampleInput(source, image=next(source.glob("*_he.tif")))], store=spots_only,
-        encoder="test-vit-tiny", device="cpu",
-    )  # fmt: skip
+    spots_only = synth_store  # embedded without a grid: no tiles
     with pytest.raises(TrainingDataError, match="--grid"):
         run_interactions(
             spots_only, cohort[1], settings=InteractionSettings(grid=True), device="cpu"
@@ -169,7 +169,7 @@ def test_the_cli_prints_json_and_refuses_an_unknown_sample(cohort: tuple[Path, P
     result = run("niches", store, model, "--k", "4", "--json", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["k"] == 4
-    result = run("interactions", store, model, "--sample", "NOPE")
+    result = call_cli("interactions", store, model, "--sample", "NOPE")  # in this process
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: no complete sample 'NOPE'")
     table = run("interactions", store, model, "--cohort", "--perms", "50", "--device", "cpu")

@@ -70,12 +70,12 @@ def _h5_counts(sample_dir: Path) -> tuple[list[str], list[str], sp.csr_matrix]:
 
 @pytest.fixture(scope="module")
 def embedded(
-    tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]
+    synth_embedded: tuple[Path, list[EmbedSummary]],
 ) -> tuple[Path, list[EmbedSummary]]:
     """Both synthetic samples embedded (spots, cover patches and sub-spot bins at the default
-    16 µm, no grid) into one store; read-only."""
-    store = tmp_path_factory.mktemp("embedded") / "cohort.zarr"
-    return store, _embed(synth_cohort, store)
+    16 µm, no grid) into one store, as ``_embed`` does (the session's, see conftest.py);
+    read-only."""
+    return synth_embedded
 
 
 def test_summaries_say_what_was_embedded(
@@ -253,8 +253,8 @@ def test_a_rerun_skips_and_overwrite_redoes(
 def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
     """SIGKILL part-way, run again: status "resumed", embeddings and sub-spot features
     bit-identical to a clean run."""
-    chunk_rows = 64
-    (sample_dir,) = write_synthetic_cohort(tmp_path / "big", n_samples=1, n_spots=400, seed=7)
+    chunk_rows = 32  # 200 spots: 7 chunks, killed in the 4th
+    (sample_dir,) = write_synthetic_cohort(tmp_path / "big", n_samples=1, n_spots=200, seed=7)
     sid = sample_dir.name
     path = tmp_path / "resumed.zarr"
     # The child stops once 3 chunks are written, mid-way through the 4th: killed there.
@@ -280,7 +280,7 @@ def test_a_killed_embedding_resumes_to_the_same_bits(tmp_path: Path) -> None:
     assert interrupted.sample_status(sid) is SampleStatus.WRITING
     (state,) = interrupted.summary()
     assert state.chunks_written == 3 and state.n_chunks == -(-state.n // chunk_rows) > 4
-    assert state.n_spots == 400 and state.n_bins > 0
+    assert state.n_spots == 200 and state.n_bins > 0
 
     settings = EmbedSettings(chunk_rows=chunk_rows)
     (resumed,) = _embed([sample_dir], path, settings)
@@ -338,7 +338,7 @@ def test_bad_settings_leave_no_store_behind(
 
 
 def test_cover_patches_reach_the_tissue_beyond_the_spots(
-    tmp_path: Path, synth_cohort: list[Path]
+    tmp_path: Path, synth_cohort: list[Path], embedded: tuple[Path, list[EmbedSummary]]
 ) -> None:
     from tmescope.embed.subspot import cover_centres
     from tmescope.embed.tissue_mask import TissueMask
@@ -346,7 +346,7 @@ def test_cover_patches_reach_the_tissue_beyond_the_spots(
 
     sample_dir = synth_cohort[0]
     path = tmp_path / "cover.zarr"
-    (plain,) = _embed([sample_dir], tmp_path / "plain.zarr")
+    plain = embedded[1][0]  # the same sample embedded without covers
     (summary,) = _embed([sample_dir], path, EmbedSettings(cover=True))
     assert plain.n_cover == 0 and plain.rows_written == plain.n_spots  # rows are the spots
     assert summary.n_cover > 0 and summary.rows_written == summary.n_spots + summary.n_cover

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
+from factories import copy_beside_its_cohort
 from tmescope.analysis.map_scores import bin_truth, map_scores, pair_ratios
 from tmescope.errors import InvalidParameterError
-from tmescope.jobs.embed import SampleInput, TableInput
+from tmescope.jobs.embed import TableInput
 from tmescope.jobs.evaluate import evaluate_sample
 from tmescope.jobs.predict_bins import subspot_anndata
 from tmescope.jobs.pseudospots import pseudospots_from_file
@@ -27,26 +28,25 @@ MPP = 0.5
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Three synthetic samples; the third also as pseudo-spots of its cells (``ps02``), embedded
-    from the AnnData + image; a model trained on the first two."""
-    from tmescope.datasets import write_synthetic_cohort
+def pipeline(tmp_path_factory: pytest.TempPathFactory, bins_store: Path) -> dict[str, Path]:
+    """Three synthetic samples (a copy of the session's ``bins_store``); the third also as
+    pseudo-spots of its cells (``ps02``), embedded from the AnnData + image; a model trained on
+    the first two."""
 
     root = tmp_path_factory.mktemp("evaluate")
-    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=5)
-    image = next(dirs[2].glob("*_he.tif"))
-    pseudospots_from_file(dirs[2] / "cells.h5ad", out=root / "ps02.h5ad", mpp=MPP, image=image)
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs]
-    items.append(TableInput(root / "ps02.h5ad", image=image, mpp=MPP, sample_id="ps02"))
-    store = root / "cohort.zarr"
-    embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
+    store = copy_beside_its_cohort(bins_store, root)
+    third = root / "cohort" / "synth_02"
+    image = next(third.glob("*_he.tif"))
+    pseudospots_from_file(third / "cells.h5ad", out=root / "ps02.h5ad", mpp=MPP, image=image)
+    item = TableInput(root / "ps02.h5ad", image=image, mpp=MPP, sample_id="ps02")
+    embed_samples([item], store=store, encoder="test-vit-tiny", device="cpu")
     settings = TrainSettings(
         models=("ridge",), n_genes=10, n_members=2, device="cpu",
         reference=root / "cohort" / "reference.h5ad", resolution_um=16.0,
         holdout=("synth_02", "ps02"),
     )  # fmt: skip
     train_model(store, root / "model", settings=settings)
-    return {"store": store, "model": root / "model", "sample": dirs[2], "root": root}
+    return {"store": store, "model": root / "model", "sample": third, "root": root}
 
 
 def test_evaluate_gives_the_benchmarks_figures_on_a_synthetic_section(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tmescope.errors import InvalidParameterError, TmescopeWarning
-from tmescope.jobs.embed import SampleInput, SlideInput
+from tmescope.jobs.embed import SlideInput
 from tmescope.jobs.export import (
     ExportModel,
     export_store,
@@ -33,13 +33,15 @@ EMBEDDINGS = "test-vit-tiny_embeddings"
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path]) -> dict[str, Path]:
-    """Two Visium samples and a model with a 16 µm sub-spot model; then an H&E-only slide
-    (``archive_01``) joins the store, and a copy of it holds the model's niches."""
+def cohort(
+    tmp_path_factory: pytest.TempPathFactory, synth_cohort: list[Path], synth_store: Path
+) -> dict[str, Path]:
+    """Two Visium samples (a copy of the session's store) and a model with a 16 µm sub-spot
+    model; then an H&E-only slide (``archive_01``) joins the store, and a copy of it holds the
+    model's niches."""
     root = tmp_path_factory.mktemp("export")
     store, model = root / "cohort.zarr", root / "model"
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in synth_cohort]
-    embed_samples(items, store=store, encoder="test-vit-tiny", device="cpu")
+    shutil.copytree(synth_store, store)
     settings = TrainSettings(
         models=("ridge",), n_genes=10, n_members=1, device="cpu", resolution_um=16.0,
         reference=synth_cohort[0].parent / "reference.h5ad",

@@ -14,41 +14,37 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from factories import write_fullres_tiff
+from factories import copy_beside_its_cohort, write_fullres_tiff
 from tmescope.errors import (
     InvalidParameterError,
     ReferenceDataError,
     TmescopeWarning,
     TrainingDataError,
 )
-from tmescope.jobs.embed import SampleInput, SlideInput
+from tmescope.jobs.embed import SlideInput
 from tmescope.jobs.predict_bins import predict_subspot
 from tmescope.jobs.train import TrainSettings, train_model
 from tmescope.store import CohortStore
-from tmescope.workflows import embed_samples
+from tmescope.workflows import embed_samples, fullres_image_of
 
 T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Three small synthetic samples embedded with 16 µm bins, an H&E-only slide (a crop of the
-    third sample's H&E: ``archive``), and the cohort's reference."""
-    from tmescope.datasets import write_synthetic_cohort
+def cohort(tmp_path_factory: pytest.TempPathFactory, bins_store: Path) -> tuple[Path, Path]:
+    """Three small synthetic samples embedded with 16 µm bins (a copy of the session's
+    ``bins_store``), an H&E-only slide (a crop of the third sample's H&E: ``archive``), and the
+    cohort's reference."""
     from tmescope.io import open_slide
 
     root = tmp_path_factory.mktemp("subspot")
-    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=5)
-    with open_slide(next(dirs[2].glob("*_he.tif"))) as he:
+    store = copy_beside_its_cohort(bins_store, root)
+    with open_slide(fullres_image_of(root / "cohort" / "synth_02")) as he:
         x, y = he.width // 2 - 300, he.height // 2 - 300
         crop = he.read_level(0, x, y, 600, 600)
     archive = write_fullres_tiff(root / "archive.tif", crop, mpp=0.5)
-    items: list[SampleInput | SlideInput] = [
-        SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs
-    ]
-    items.append(SlideInput(archive))
-    embed_samples(items, store=root / "cohort.zarr", encoder="test-vit-tiny", device="cpu")
-    return root / "cohort.zarr", root / "cohort" / "reference.h5ad"
+    embed_samples([SlideInput(archive)], store=store, encoder="test-vit-tiny", device="cpu")
+    return store, root / "cohort" / "reference.h5ad"
 
 
 def settings(sc_reference: Path | None, **changes: object) -> TrainSettings:
@@ -224,14 +220,12 @@ def test_interactions_on_sub_spot_bins_pool_and_map_the_pairs(
 def test_the_cli_refuses_a_pair_naming_an_unknown_population(
     cohort: tuple[Path, Path], model: Path, tmp_path: Path
 ) -> None:
-    import subprocess
-    import sys
+    from cli_calls import call_cli
 
     store, _ = cohort
-    result = subprocess.run(
-        [sys.executable, "-m", "tmescope", "interactions", str(store), str(model),
-         "--resolution", "16", "--pair", "tumour,dragon", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True,
+    result = call_cli(
+        "interactions", store, model, "--resolution", "16", "--pair", "tumour,dragon",
+        "--out", tmp_path / "o",
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -14,27 +14,14 @@ from tmescope.errors import (
     SampleNotFoundError,
     TrainingDataError,
 )
-from tmescope.jobs.embed import EmbedSettings, SampleInput
 from tmescope.jobs.predict import predict_sample
 from tmescope.jobs.train import TrainSettings, train_model
-from tmescope.workflows import embed_samples
 
 FAST = TrainSettings(n_genes=12, n_members=2, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def grid_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three small synthetic samples embedded with spots and a 55 µm grid of tiles."""
-    from tmescope.datasets import write_synthetic_cohort
-
-    root = tmp_path_factory.mktemp("fusion")
-    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=4)
-    items = [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs]
-    embed_samples(
-        items, store=root / "cohort.zarr", encoder="test-vit-tiny", device="cpu",
-        settings=EmbedSettings(grid_um=55.0),
-    )  # fmt: skip
-    return root / "cohort.zarr"
+# grid_store (tests/conftest.py): three small synthetic samples embedded with spots and a
+# 55 µm grid of tiles, shared with the viewer's tests; read-only.
 
 
 @pytest.fixture(scope="module")
@@ -145,19 +132,13 @@ def test_an_unknown_sample_is_named(
         predict_sample(grid_store, trained[0], sample="synth_09", out=tmp_path / "p.h5ad")
 
 
-def test_grid_without_tiles_says_how_to_get_them(
-    trained: tuple[Path, dict], tmp_path: Path, synth_cohort: list[Path]
-) -> None:
+def test_grid_without_tiles_says_how_to_get_them(synth_store: Path) -> None:
     from tmescope.fusion.cohort import read_tile_table
     from tmescope.store import CohortStore
 
-    store = tmp_path / "spots.zarr"
-    embed_samples(
-        [SampleInput(synth_cohort[0], image=next(synth_cohort[0].glob("*_he.tif")))],
-        store=store, encoder="test-vit-tiny", device="cpu",
-    )  # fmt: skip
+    # synth_store (tests/conftest.py): spots embedded without a grid.
     with pytest.raises(TrainingDataError, match="--grid"):
-        read_tile_table(CohortStore.open(store), "synth_00")
+        read_tile_table(CohortStore.open(synth_store), "synth_00")
 
 
 def test_samples_missing_target_genes_are_named() -> None:

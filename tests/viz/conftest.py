@@ -8,21 +8,17 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Three small synthetic samples with a 55 µm grid, a quick model, and both indexes (raw
-    and the model's fused space)."""
-    from tmescope.datasets import write_synthetic_cohort
-    from tmescope.jobs.embed import EmbedSettings, SampleInput
+def viewer_store(
+    tmp_path_factory: pytest.TempPathFactory, grid_store: Path
+) -> tuple[Path, Path]:
+    """Three small synthetic samples with a 55 µm grid (a copy of the session's ``grid_store``
+    with its ``cohort/``), a quick model, and both indexes (raw and the model's fused space)."""
+    from factories import copy_beside_its_cohort
     from tmescope.jobs.train import TrainSettings, train_model
-    from tmescope.workflows import build_cohort_index, embed_samples
+    from tmescope.workflows import build_cohort_index
 
     root = tmp_path_factory.mktemp("viewer")
-    dirs = write_synthetic_cohort(root / "cohort", n_samples=3, n_spots=90, seed=4)
-    store = root / "cohort.zarr"
-    embed_samples(
-        [SampleInput(d, image=next(d.glob("*_he.tif"))) for d in dirs], store=store,
-        encoder="test-vit-tiny", device="cpu", settings=EmbedSettings(grid_um=55.0),
-    )  # fmt: skip
+    store = copy_beside_its_cohort(grid_store, root)
     build_cohort_index(store)
     folds = root / "folds.csv"  # one fold: a model in seconds, still cross-validated
     folds.write_text("sample_id,fold\nsynth_00,0\n")
