@@ -83,8 +83,8 @@ def disc_areas(
     steps = ((np.arange(AREA_SAMPLES) + 0.5) / AREA_SAMPLES - 0.5) * bin_px
     grid = np.stack(np.meshgrid(steps, steps), axis=-1).reshape(-1, 2)  # (k², 2) offsets
     area = np.empty(len(cols))
-    for begin in range(0, len(cols), 65_536):  # (block, k², 2) points at a time
-        part = slice(begin, begin + 65_536)
+    for begin in range(0, len(cols), 16_384):  # (block, k², 2) points: ~26 MB at a time
+        part = slice(begin, begin + 16_384)
         points = bin_xy[cols[part], None, :] + grid[None]
         inside = np.linalg.norm(points - spot_xy[rows[part], None, :], axis=2) <= radius_px
         area[part] = inside.mean(axis=1)
