@@ -4,17 +4,13 @@ pseudospots SD.zarr`` sums them, and a table naming a label the mask lacks is on
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 
+from cli_calls import call_cli as in_process
 from labelled_section import cell_mask, cells_table, oracle_pixels, write_section
 from tmescope.store import CohortStore, RowKind
 
@@ -23,25 +19,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*autosharding:UserWarning")
 
 
 def call_cli(*args: str | Path) -> tuple[int, str, str]:
-    """``tmescope ARGS`` through the console-script entry point, in this process."""
-    from tmescope.cli.main import main
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level  # the CLI reconfigures logging
-    out, err, code = io.StringIO(), io.StringIO(), 0
-    try:
-        with (
-            mock.patch.object(sys, "argv", ["tmescope", *map(str, args)]),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    return code, out.getvalue(), err.getvalue()
+    """``tmescope ARGS`` in this process (:func:`cli_calls.call_cli`): exit code, out, err."""
+    result = in_process(*args)
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
